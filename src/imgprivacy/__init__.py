@@ -1,0 +1,3 @@
+"""imgprivacy: protect the people in shared images."""
+
+__version__ = "0.1.0"

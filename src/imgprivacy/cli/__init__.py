@@ -1,0 +1,44 @@
+"""The ``imgprivacy`` command line: ``imgprivacy --help`` lists the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from imgprivacy import __version__
+from imgprivacy.cli.common import setup_logging
+from imgprivacy.cli.reproduce import reproduce_app
+
+app = typer.Typer(
+    name="imgprivacy",
+    help=(
+        "Protect the people in shared images: the DOCL privacy filter (one-class autoencoders "
+        "trained on users' devices, a Guard that blocks other people's private images) and the "
+        "mutual-information anonymizer."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imgprivacy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+__all__ = ["app"]

@@ -1,0 +1,192 @@
+"""The one-class autoencoder a DOCL user trains on their own device (paper eq. 2-6).
+
+Architecture D -> M (ReLU) -> D (sigmoid), trained with binary cross-entropy summed over features.
+After ``fit`` it holds ``error_mean_`` and ``error_std_``: the mean and standard deviation of the
+squared reconstruction distances of its training data (eq. 6), which the Guard turns into the
+user's privacy interval.
+
+Score convention (everywhere in imgprivacy): the *distance* of an input to a model is its squared
+Euclidean reconstruction error, lower = closer to the owner's data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.validation import as_feature_matrix
+from imgprivacy.errors import InvalidInputError, NotFittedError
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adadelta": torch.optim.Adadelta,
+    "adam": torch.optim.Adam,
+}
+
+
+class AutoencoderNet(nn.Module):
+    """D -> M (ReLU) -> D; ``forward`` returns the decoder's logits (sigmoid applied by callers)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.encoder = nn.Linear(input_dim, hidden_dim)
+        self.decoder = nn.Linear(hidden_dim, input_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.relu(self.encoder(x)))
+
+
+@dataclass
+class TrainHistory:
+    """Mean BCE per sample (eq. 4) after each epoch."""
+
+    epoch_loss: list[float] = field(default_factory=list)
+
+
+def squared_distances(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Eq. (6): sum over features of the squared difference, one value per row."""
+    return (x - reconstruction).square().sum(dim=1)
+
+
+class OneClassAutoencoder:
+    """One user's one-class model (scikit-learn style: ``fit`` returns ``self``).
+
+    Parameters
+    ----------
+    config
+        Hyper-parameters; ``AutoencoderConfig()`` gives imgprivacy's default,
+        ``AutoencoderConfig.paper()`` the paper's exact training.
+    device
+        Torch device for training and scoring.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.rand(64, 16)
+    >>> model = OneClassAutoencoder(AutoencoderConfig(hidden_dim=4, epochs=2)).fit(x)
+    >>> model.distances(x).shape
+    torch.Size([64])
+    >>> model.error_std_ > 0
+    True
+    """
+
+    def __init__(self, config: AutoencoderConfig | None = None, *, device: str = "cpu"):
+        self.config = config or AutoencoderConfig()
+        self.device = device
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self,
+        x: np.ndarray | torch.Tensor,
+        *,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> OneClassAutoencoder:
+        """Train on features ``x`` of shape (K, D) in [0, 1], then record the error statistics.
+
+        ``progress(epoch, loss)`` is called after each epoch when given.
+
+        Raises
+        ------
+        InvalidInputError
+            For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows.
+        """
+        cfg = self.config
+        x = as_feature_matrix(x, input_dim=cfg.input_dim, what="training features")
+        if len(x) < 2:
+            raise InvalidInputError(
+                f"Expected at least 2 training images to estimate the error statistics, got {len(x)}."
+            )
+        generator = torch.Generator().manual_seed(cfg.seed)
+        net = _seeded_net(cfg).to(self.device)
+        optimizer = OPTIMIZERS[cfg.optimizer](
+            net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        data = x.to(self.device)
+        history = TrainHistory()
+        net.train()
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(len(data), generator=generator).to(self.device)
+            total = 0.0
+            for start in range(0, len(data), cfg.batch_size):
+                batch = data[order[start : start + cfg.batch_size]]
+                inputs = batch
+                if cfg.input_noise > 0:
+                    noise = torch.randn(batch.shape, generator=generator).to(self.device)
+                    inputs = (batch + cfg.input_noise * noise).clamp(0.0, 1.0)
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    net(inputs), batch, reduction="sum"
+                )
+                optimizer.zero_grad(set_to_none=True)
+                (loss / len(batch)).backward()
+                optimizer.step()
+                total += loss.item()
+            history.epoch_loss.append(total / len(data))
+            logger.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history.epoch_loss[-1])
+            if progress is not None:
+                progress(epoch + 1, history.epoch_loss[-1])
+        net.eval()
+        self.net_ = net
+        self.history_ = history
+        train_distances = self.distances(x)
+        self.error_mean_ = float(train_distances.mean())
+        self.error_std_ = float(train_distances.std())
+        return self
+
+    # -- scoring --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError(
+                "This OneClassAutoencoder is not fitted yet. Call fit(features) or "
+                "load a saved model with imgprivacy.docl.load_autoencoder(path)."
+            )
+
+    def reconstruct(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Reconstructions (eq. 3) of features of shape (B, D), on the CPU."""
+        self._check_fitted()
+        x = as_feature_matrix(x, input_dim=self.config.input_dim, what="features")
+        with torch.inference_mode():
+            return torch.sigmoid(self.net_(x.to(self.device))).cpu()
+
+    def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Squared reconstruction distance (eq. 6) of each row of ``x``; lower = closer."""
+        x = as_feature_matrix(x, input_dim=self.config.input_dim, what="features")
+        return squared_distances(x, self.reconstruct(x))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The four parameter tensors by name (``encoder.weight`` is (M, D), etc.)."""
+        self._check_fitted()
+        return {name: p.detach().cpu().contiguous() for name, p in self.net_.state_dict().items()}
+
+    @classmethod
+    def from_weights(
+        cls,
+        config: AutoencoderConfig,
+        weights: dict[str, torch.Tensor],
+        *,
+        error_mean: float,
+        error_std: float,
+        device: str = "cpu",
+    ) -> OneClassAutoencoder:
+        """Rebuild a fitted model from validated weights and statistics."""
+        model = cls(config, device=device)
+        net = AutoencoderNet(config.input_dim, config.hidden_dim)
+        net.load_state_dict(weights)
+        model.net_ = net.to(device).eval()
+        model.history_ = TrainHistory()
+        model.error_mean_ = float(error_mean)
+        model.error_std_ = float(error_std)
+        return model
+
+
+def _seeded_net(cfg: AutoencoderConfig) -> AutoencoderNet:
+    """Initialise with a private generator so fitting never touches the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return AutoencoderNet(cfg.input_dim, cfg.hidden_dim)

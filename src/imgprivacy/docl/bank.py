@@ -1,0 +1,375 @@
+"""The DOCL global filter: every user's autoencoder, scored for a whole batch in one pass.
+
+Eq. (7)-(8): each uploaded feature vector is reconstructed by all N autoencoders and its squared
+distance to each reconstruction is measured. The bank stacks the N models' weights into
+(N, M, D) tensors and evaluates all of them with two batched matrix products per chunk of models;
+chunking bounds the (chunk, B, D) intermediate so memory stays flat as N grows.
+
+Models with different representation sizes M live together: smaller ones are zero-padded to the
+largest M, which changes nothing (a zero encoder row gives ReLU(0) = 0, and a zero decoder column
+adds nothing).
+
+Changes (add, remove, replace) build a new immutable snapshot; a scoring call keeps the snapshot
+it started with, so changes never disturb a batch in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from imgprivacy.docl.autoencoder import OneClassAutoencoder
+from imgprivacy.docl.validation import as_feature_matrix
+from imgprivacy.errors import InvalidInputError, NotFittedError, UnknownNameError
+
+# Budget for the (chunk, B, D) decoder intermediate. Small enough to stay in the CPU's cache
+# hierarchy, large enough that each batched matmul is worth its call overhead (see benchmarks/).
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BankEntry:
+    """What the bank knows about one autoencoder besides its weights."""
+
+    model_id: str
+    owner: str
+    hidden_dim: int
+    error_mean: float  # mu of eq. (6) statistics
+    error_std: float  # sigma of eq. (6) statistics
+
+
+@dataclass(frozen=True)
+class BankScores:
+    """Distances of B inputs to N models, with what the Guard needs to interpret them.
+
+    ``distances[b, n]`` is the squared reconstruction distance of input b under model n
+    (lower = closer). ``error_mean`` and ``error_std`` are the models' (N,) statistics.
+    """
+
+    distances: torch.Tensor  # (B, N)
+    error_mean: torch.Tensor  # (N,)
+    error_std: torch.Tensor  # (N,)
+    model_ids: tuple[str, ...]
+    owners: tuple[str, ...]
+
+    @property
+    def nearest(self) -> torch.Tensor:
+        """Eq. (8): index of the closest model for each input, shape (B,)."""
+        return self.distances.argmin(dim=1)
+
+    @property
+    def nearest_owner(self) -> list[str]:
+        return [self.owners[i] for i in self.nearest.tolist()]
+
+    def select(self, *, models: Sequence[int] | None = None, rows=None) -> BankScores:
+        """The scores restricted to some models (columns) and/or inputs (rows)."""
+        cols = list(range(len(self.model_ids))) if models is None else list(models)
+        distances = self.distances[:, cols]
+        if rows is not None:
+            distances = distances[rows]
+        return BankScores(
+            distances=distances,
+            error_mean=self.error_mean[cols],
+            error_std=self.error_std[cols],
+            model_ids=tuple(self.model_ids[i] for i in cols),
+            owners=tuple(self.owners[i] for i in cols),
+        )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    entries: tuple[BankEntry, ...]
+    encoder_weight: torch.Tensor  # (N, M, D)
+    encoder_bias: torch.Tensor  # (N, M)
+    decoder_weight_t: torch.Tensor  # (N, M, D): decoder weight transposed for bmm
+    decoder_bias: torch.Tensor  # (N, D)
+    error_mean: torch.Tensor  # (N,)
+    error_std: torch.Tensor  # (N,)
+
+
+class FilterBank:
+    """All users' one-class autoencoders (a user may own several).
+
+    Parameters
+    ----------
+    input_dim
+        D, the feature dimension every model must accept.
+    feature_extractor
+        Name of the extractor the models were trained on; models declaring another are refused.
+    device
+        Torch device holding the stacked weights.
+    chunk_bytes
+        Memory budget of the decoder intermediate per chunk of models.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
+    >>> cfg = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=1)
+    >>> bank = FilterBank(input_dim=16)
+    >>> bank.add(OneClassAutoencoder(cfg).fit(torch.rand(32, 16)), owner="alice")
+    'alice/0'
+    >>> bank.score(torch.rand(5, 16)).distances.shape
+    torch.Size([5, 1])
+    """
+
+    def __init__(
+        self,
+        *,
+        input_dim: int = 784,
+        feature_extractor: str = "pixels",
+        device: str = "cpu",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ):
+        self.input_dim = input_dim
+        self.feature_extractor = feature_extractor
+        self.device = device
+        self.chunk_bytes = chunk_bytes
+        self._models: dict[str, tuple[BankEntry, dict[str, torch.Tensor]]] = {}
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+
+    # -- membership -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._models)
+
+    @property
+    def entries(self) -> tuple[BankEntry, ...]:
+        return tuple(entry for entry, _ in self._models.values())
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        return tuple(entry.owner for entry in self.entries)
+
+    def models_of(self, owner: str) -> list[str]:
+        """Model ids owned by ``owner`` (empty if the user has none)."""
+        return [e.model_id for e in self.entries if e.owner == owner]
+
+    def add(
+        self,
+        model: OneClassAutoencoder,
+        *,
+        owner: str,
+        model_id: str | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Add ``model`` for ``owner`` and return its id; nothing changes if validation fails.
+
+        With ``replace=True`` an existing ``model_id`` is overwritten (same owner required).
+        """
+        return self.add_many([(owner, model)], model_ids=[model_id], replace=replace)[0]
+
+    def add_many(
+        self,
+        items: Iterable[tuple[str, OneClassAutoencoder]],
+        *,
+        model_ids: Iterable[str | None] | None = None,
+        replace: bool = False,
+    ) -> list[str]:
+        """Add several (owner, model) pairs at once (one rebuild); all or nothing."""
+        items = list(items)
+        ids = list(model_ids) if model_ids is not None else [None] * len(items)
+        if len(ids) != len(items):
+            raise InvalidInputError(
+                f"Expected one model id per item, got {len(ids)} ids for {len(items)} items."
+            )
+        with self._lock:
+            staged = dict(self._models)
+            added = []
+            for (owner, model), model_id in zip(items, ids):
+                entry, weights = self._validated(
+                    model, owner=owner, model_id=model_id, staged=staged, replace=replace
+                )
+                staged[entry.model_id] = (entry, weights)
+                added.append(entry.model_id)
+            self._models = staged
+            self._snapshot = None
+        return added
+
+    def remove(self, model_id: str) -> BankEntry:
+        """Remove one model; :class:`UnknownNameError` if there is no such id."""
+        with self._lock:
+            if model_id not in self._models:
+                raise UnknownNameError(self._unknown_model_message(model_id))
+            staged = dict(self._models)
+            entry, _ = staged.pop(model_id)
+            self._models = staged
+            self._snapshot = None
+        return entry
+
+    def remove_user(self, owner: str) -> list[str]:
+        """Remove every model of ``owner``; :class:`UnknownNameError` if they own none."""
+        with self._lock:
+            ids = [mid for mid, (e, _) in self._models.items() if e.owner == owner]
+            if not ids:
+                raise UnknownNameError(
+                    f"Unknown user {owner!r}: the bank holds no model of theirs. "
+                    f"Known users: {', '.join(sorted(set(self.owners))) or '(none)'}."
+                )
+            self._models = {k: v for k, v in self._models.items() if k not in ids}
+            self._snapshot = None
+        return ids
+
+    def _unknown_model_message(self, model_id: str) -> str:
+        known = ", ".join(list(self._models)[:20]) or "(none)"
+        return f"Unknown model id {model_id!r}. Known ids: {known}."
+
+    def _validated(
+        self,
+        model: OneClassAutoencoder,
+        *,
+        owner: str,
+        model_id: str | None,
+        staged: dict,
+        replace: bool,
+    ) -> tuple[BankEntry, dict[str, torch.Tensor]]:
+        problems = []
+        if not isinstance(owner, str) or not owner.strip():
+            problems.append(f"owner must be a non-empty string, got {owner!r}")
+        if not isinstance(model, OneClassAutoencoder):
+            raise InvalidInputError(f"Expected a OneClassAutoencoder, got {type(model).__name__}.")
+        try:
+            weights = model.weights()
+        except NotFittedError as exc:
+            raise InvalidInputError(f"Cannot add an unfitted model: {exc}") from exc
+        cfg = model.config
+        if cfg.input_dim != self.input_dim:
+            problems.append(
+                f"the model takes input dimension {cfg.input_dim} but this bank scores "
+                f"{self.input_dim}-dimensional features; train it on the bank's features"
+            )
+        if cfg.feature_extractor != self.feature_extractor:
+            problems.append(
+                f"the model was trained on {cfg.feature_extractor!r} features but this bank uses "
+                f"{self.feature_extractor!r}; retrain it with that extractor"
+            )
+        for name in ("error_mean_", "error_std_"):
+            value = getattr(model, name)
+            if not math.isfinite(value) or value <= 0:
+                problems.append(f"{name} must be finite and > 0, got {value!r}")
+        if not all(torch.isfinite(t).all() for t in weights.values()):
+            problems.append("the model's weights contain NaN or infinite values")
+        if model_id is None:
+            model_id = _next_id(owner, staged)
+        elif model_id in staged:
+            if not replace:
+                problems.append(
+                    f"model id {model_id!r} already exists; pass replace=True to overwrite it"
+                )
+            elif staged[model_id][0].owner != owner:
+                problems.append(f"model id {model_id!r} belongs to another user")
+        if problems:
+            raise InvalidInputError(problems)
+        entry = BankEntry(
+            model_id=model_id,
+            owner=owner,
+            hidden_dim=cfg.hidden_dim,
+            error_mean=float(model.error_mean_),
+            error_std=float(model.error_std_),
+        )
+        return entry, weights
+
+    # -- scoring --------------------------------------------------------------------------
+    def snapshot(self) -> _Snapshot:
+        """The stacked weights for the current membership (built once per change)."""
+        snap = self._snapshot
+        if snap is not None:
+            return snap
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = _stack(list(self._models.values()), self.input_dim, self.device)
+            return self._snapshot
+
+    def score(self, x: np.ndarray | torch.Tensor) -> BankScores:
+        """Distances of features ``x`` (B, D) to every model, as :class:`BankScores`.
+
+        Raises
+        ------
+        InvalidInputError
+            For a bad feature matrix or an empty bank.
+        """
+        snap = self.snapshot()
+        if not snap.entries:
+            raise InvalidInputError(
+                "The bank holds no model yet; add users' autoencoders with bank.add(...)."
+            )
+        x = as_feature_matrix(x, input_dim=self.input_dim, what="features")
+        distances = stacked_distances(snap, x.to(self.device), chunk_bytes=self.chunk_bytes)
+        return BankScores(
+            distances=distances.cpu(),
+            error_mean=snap.error_mean.cpu(),
+            error_std=snap.error_std.cpu(),
+            model_ids=tuple(e.model_id for e in snap.entries),
+            owners=tuple(e.owner for e in snap.entries),
+        )
+
+    def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The (B, N) distance matrix only."""
+        return self.score(x).distances
+
+
+def stacked_distances(snap: _Snapshot, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
+    """(B, N) squared reconstruction distances, models processed in bounded chunks."""
+    n_models, hidden, dim = snap.encoder_weight.shape
+    batch = x.shape[0]
+    per_model = batch * dim * x.element_size()
+    chunk = max(1, min(n_models, chunk_bytes // max(per_model, 1)))
+    out = torch.empty(n_models, batch, dtype=x.dtype, device=x.device)
+    with torch.inference_mode():
+        for start in range(0, n_models, chunk):
+            stop = min(start + chunk, n_models)
+            count = stop - start
+            enc_w = snap.encoder_weight[start:stop].reshape(count * hidden, dim)
+            # Encoder of all models in the chunk at once: (B, D) @ (D, C*M) -> (B, C*M).
+            hidden_act = torch.addmm(snap.encoder_bias[start:stop].reshape(-1), x, enc_w.t())
+            hidden_act = hidden_act.relu_().view(batch, count, hidden).transpose(0, 1)
+            # Decoders: (C, B, M) @ (C, M, D) + bias -> (C, B, D) logits, then eq. (6) in place.
+            recon = torch.baddbmm(
+                snap.decoder_bias[start:stop].unsqueeze(1),
+                hidden_act,
+                snap.decoder_weight_t[start:stop],
+            )
+            recon.sigmoid_().sub_(x)
+            out[start:stop] = recon.square_().sum(dim=2)
+    return out.t()
+
+
+def _stack(items: list, dim: int, device: str) -> _Snapshot:
+    n_models = len(items)
+    hidden = max((entry.hidden_dim for entry, _ in items), default=1)
+    enc_w = torch.zeros(n_models, hidden, dim)
+    enc_b = torch.zeros(n_models, hidden)
+    dec_wt = torch.zeros(n_models, hidden, dim)
+    dec_b = torch.zeros(n_models, dim)
+    for i, (entry, weights) in enumerate(items):
+        m = entry.hidden_dim
+        enc_w[i, :m] = weights["encoder.weight"]
+        enc_b[i, :m] = weights["encoder.bias"]
+        dec_wt[i, :m] = weights["decoder.weight"].t()
+        dec_b[i] = weights["decoder.bias"]
+    entries = tuple(entry for entry, _ in items)
+    return _Snapshot(
+        entries=entries,
+        encoder_weight=enc_w.to(device),
+        encoder_bias=enc_b.to(device),
+        decoder_weight_t=dec_wt.to(device),
+        decoder_bias=dec_b.to(device),
+        error_mean=torch.tensor([e.error_mean for e in entries], dtype=torch.float64),
+        error_std=torch.tensor([e.error_std for e in entries], dtype=torch.float64),
+    )
+
+
+def _next_id(owner: str, staged: dict) -> str:
+    k = 0
+    while f"{owner}/{k}" in staged:
+        k += 1
+    return f"{owner}/{k}"

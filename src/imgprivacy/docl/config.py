@@ -1,0 +1,77 @@
+"""Configuration of the one-class autoencoder (one frozen dataclass, a comment per field)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from imgprivacy.errors import InvalidInputError
+
+OPTIMIZER_NAMES = ("adadelta", "adam")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Hyper-parameters of a user's one-class autoencoder.
+
+    The defaults are imgprivacy's tuned model; :meth:`paper` gives the paper's exact training.
+    """
+
+    input_dim: int = 784  # D, the feature dimension (784 = 28x28 pixels)
+    hidden_dim: int = 32  # M, the representation size (paper: 32 for MNIST and CIFAR-10)
+    epochs: int = 50  # passes over the user's images
+    batch_size: int = 128  # images per gradient step
+    optimizer: str = "adadelta"  # "adadelta" (paper) or "adam"
+    learning_rate: float = 1.0  # Adadelta's lr is a multiplier; 1.0 is its textbook setting
+    weight_decay: float = 0.0  # L2 penalty on all parameters
+    input_noise: float = 0.0  # std of Gaussian noise added to inputs (denoising AE); 0 = paper
+    seed: int = 0  # seeds initialisation, shuffling and noise
+    feature_extractor: str = "pixels"  # name in imgprivacy.features.FEATURES
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("input_dim", "hidden_dim", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            problems.append(f"optimizer must be one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.weight_decay >= 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.input_noise >= 0:
+            problems.append(f"input_noise must be >= 0, got {self.input_noise!r}")
+        if problems:
+            raise InvalidInputError([f"Invalid AutoencoderConfig: {p}" for p in problems])
+
+    @classmethod
+    def paper(cls, **overrides) -> AutoencoderConfig:
+        """The paper's exact model: 784-32-784, BCE, Adadelta, no noise or penalty."""
+        values = dict(
+            hidden_dim=32,
+            optimizer="adadelta",
+            learning_rate=1.0,
+            weight_decay=0.0,
+            input_noise=0.0,
+            epochs=50,
+            batch_size=128,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes) -> AutoencoderConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AutoencoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown AutoencoderConfig fields {unknown}; known fields: {sorted(known)}."
+            )
+        return cls(**values)

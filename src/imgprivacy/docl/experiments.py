@@ -1,0 +1,160 @@
+"""Building blocks of the DOCL experiments: train users, attack with adversaries, subsample users.
+
+These are shared by every ``imgprivacy reproduce docl-*`` command: the data set and the feature
+extractor differ, the protocol does not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from imgprivacy.docl.autoencoder import OneClassAutoencoder
+from imgprivacy.docl.bank import BankScores, FilterBank
+from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.evaluate import nearest_model_accuracy
+from imgprivacy.docl.guard import Guard
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def user_name(cls: int) -> str:
+    return f"u{cls}"
+
+
+def train_class_models(
+    features: torch.Tensor,
+    labels: np.ndarray,
+    classes: Sequence[int],
+    *,
+    config: AutoencoderConfig,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> list[OneClassAutoencoder]:
+    """One autoencoder per class, trained on that class's rows only (user i owns class i)."""
+    models = []
+    for cls in classes:
+        rows = features[torch.as_tensor(np.asarray(labels) == cls)]
+        models.append(OneClassAutoencoder(config, device=device).fit(rows))
+        logger.info(
+            "trained %s on %d images: mu=%.3f sigma=%.3f",
+            user_name(cls),
+            len(rows),
+            models[-1].error_mean_,
+            models[-1].error_std_,
+        )
+        if progress:
+            progress(user_name(cls))
+    return models
+
+
+def bank_of(
+    models: Sequence[OneClassAutoencoder], classes: Sequence[int], *, device: str = "cpu"
+) -> FilterBank:
+    cfg = models[0].config
+    bank = FilterBank(
+        input_dim=cfg.input_dim, feature_extractor=cfg.feature_extractor, device=device
+    )
+    bank.add_many(
+        [(user_name(c), m) for c, m in zip(classes, models)],
+        model_ids=[f"{user_name(c)}/0" for c in classes],
+    )
+    return bank
+
+
+def with_replaced_model(
+    scores: BankScores, column: int, model: OneClassAutoencoder, features: torch.Tensor
+) -> BankScores:
+    """``scores`` as if model ``column`` were ``model`` (only that column is recomputed)."""
+    distances = scores.distances.clone()
+    distances[:, column] = model.distances(features)
+    mean = scores.error_mean.clone()
+    std = scores.error_std.clone()
+    mean[column] = model.error_mean_
+    std[column] = model.error_std_
+    return BankScores(distances, mean, std, scores.model_ids, scores.owners)
+
+
+def adversary_matrix(
+    *,
+    train_features: torch.Tensor,
+    train_labels: np.ndarray,
+    test_scores: BankScores,
+    test_features: torch.Tensor,
+    test_labels: np.ndarray,
+    classes: Sequence[int],
+    config: AutoencoderConfig,
+    guards: dict[str, Guard],
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Paper Fig. 4: blocked fraction of victim v's test images uploaded by adversary a.
+
+    The adversary a replaces their autoencoder by one trained on their own class plus v's, then
+    uploads v's test images. Entry [a, v] is the fraction the Guard blocks; the diagonal (a user
+    uploading their own images with an honest model) is the owner's blocked fraction.
+    """
+    n = len(classes)
+    result = {name: np.zeros((n, n)) for name in guards}
+    train_labels = np.asarray(train_labels)
+    test_labels = np.asarray(test_labels)
+    for a, adversary in enumerate(classes):
+        for v, victim in enumerate(classes):
+            rows = torch.as_tensor(test_labels == victim)
+            victim_scores = test_scores.select(rows=rows)
+            if a != v:
+                mask = torch.as_tensor(np.isin(train_labels, [adversary, victim]))
+                attack = OneClassAutoencoder(config, device=device).fit(train_features[mask])
+                victim_scores = with_replaced_model(victim_scores, a, attack, test_features[rows])
+            uploader = [user_name(adversary)] * int(rows.sum())
+            for name, guard in guards.items():
+                blocked, _ = guard.block_mask(victim_scores, uploader)
+                result[name][a, v] = float(blocked.double().mean())
+            if progress:
+                progress(f"{user_name(adversary)} vs {user_name(victim)}")
+    return result
+
+
+def scalability(
+    scores: BankScores,
+    labels: np.ndarray,
+    classes: Sequence[int],
+    *,
+    sizes: Sequence[int] = (1, 3, 5, 7, 9, 10),
+    max_subsets: int = 20,
+    seed: int = 0,
+) -> dict[str, list[float | None]]:
+    """Paper Fig. 5: per-class accuracy when only k of the users are registered.
+
+    For each k, up to ``max_subsets`` random k-subsets of users (all of them when fewer exist)
+    are scored on their own classes' test images; a class's accuracy is averaged over the subsets
+    that contain it (``None`` when no subset does).
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    n = len(classes)
+    result = {}
+    for k in sizes:
+        k = min(k, n)
+        every = list(itertools.combinations(range(n), k))
+        if len(every) > max_subsets:
+            picks = rng.choice(len(every), size=max_subsets, replace=False)
+            every = [every[i] for i in sorted(picks)]
+        sums, counts = np.zeros(n), np.zeros(n)
+        for subset in every:
+            subset_classes = [classes[i] for i in subset]
+            rows = torch.as_tensor(np.isin(labels, subset_classes))
+            acc = nearest_model_accuracy(
+                scores.select(models=list(subset), rows=rows), labels[rows.numpy()], subset_classes
+            )
+            for i, value in zip(subset, acc.per_class):
+                sums[i] += value
+                counts[i] += 1
+        result[str(k)] = [float(s / c) if c else None for s, c in zip(sums, counts)]
+    return result

@@ -1,0 +1,152 @@
+"""Save and load one-class autoencoders as safetensors with JSON metadata (never pickle).
+
+A file alone rebuilds the model: the safetensors header's metadata holds ``imgprivacy`` = JSON with
+the format version, the config, the error statistics, the feature extractor and the input dimension.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from imgprivacy import __version__
+from imgprivacy.docl.autoencoder import OneClassAutoencoder
+from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
+from imgprivacy.fileio import write_atomic
+
+FORMAT = "imgprivacy.docl.autoencoder"
+FORMAT_VERSION = 1
+METADATA_KEY = "imgprivacy"
+
+
+def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the D -> M -> D architecture."""
+    d, m = config.input_dim, config.hidden_dim
+    return {
+        "encoder.weight": (m, d),
+        "encoder.bias": (m,),
+        "decoder.weight": (d, m),
+        "decoder.bias": (d,),
+    }
+
+
+def autoencoder_to_bytes(model: OneClassAutoencoder) -> bytes:
+    """Serialise a fitted model to safetensors bytes."""
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgprivacy_version": __version__,
+        "config": model.config.to_dict(),
+        "error_mean": model.error_mean_,
+        "error_std": model.error_std_,
+        "feature_extractor": model.config.feature_extractor,
+        "input_dim": model.config.input_dim,
+    }
+    return save_bytes(model.weights(), metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def autoencoder_from_bytes(
+    data: bytes, *, source: str = "upload", device: str = "cpu"
+) -> OneClassAutoencoder:
+    """Parse and validate safetensors bytes into a fitted model.
+
+    Every problem found (names, shapes, dtypes, finiteness, statistics) is reported at once.
+
+    Raises
+    ------
+    CorruptFileError
+        When the bytes are not a safetensors file written by imgprivacy.
+    InvalidInputError
+        When the tensors or statistics do not match the declared architecture.
+    """
+    metadata = read_metadata(data, source=source)
+    try:
+        config = AutoencoderConfig.from_dict(metadata["config"])
+    except (InvalidInputError, TypeError) as exc:
+        raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
+    try:
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError) as exc:
+        raise CorruptFileError(f"{source}: unreadable safetensors data: {exc}") from exc
+    problems = check_tensors(tensors, config)
+    stats = {k: metadata.get(k) for k in ("error_mean", "error_std")}
+    for name, value in stats.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            problems.append(f"{name} must be a finite number > 0, got {value!r}")
+    if problems:
+        raise InvalidInputError([f"{source}: {p}" for p in problems])
+    return OneClassAutoencoder.from_weights(
+        config,
+        tensors,
+        error_mean=stats["error_mean"],
+        error_std=stats["error_std"],
+        device=device,
+    )
+
+
+def read_metadata(data: bytes, *, source: str = "upload") -> dict:
+    """The imgprivacy metadata of a safetensors blob, or :class:`CorruptFileError`."""
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_len <= 0 or 8 + header_len > len(data):
+            raise ValueError("truncated header")
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = json.loads(header["__metadata__"][METADATA_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(
+            f"{source} is not an imgprivacy autoencoder file (safetensors with "
+            f"'{METADATA_KEY}' metadata): {exc}. Save models with save_autoencoder()."
+        ) from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CorruptFileError(f"{source}: expected format {FORMAT!r} in metadata.")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{source}: format version {metadata.get('format_version')!r} is not supported "
+            f"(this imgprivacy reads version {FORMAT_VERSION}); retrain or upgrade imgprivacy."
+        )
+    return metadata
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], config: AutoencoderConfig) -> list[str]:
+    """Every mismatch between ``tensors`` and the architecture ``config`` declares."""
+    problems = []
+    expected = expected_shapes(config)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if extra:
+        problems.append(f"unexpected tensors {extra}")
+    for name, shape in expected.items():
+        tensor = tensors.get(name)
+        if tensor is None:
+            continue
+        if tuple(tensor.shape) != shape:
+            problems.append(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
+        if tensor.dtype != torch.float32:
+            problems.append(f"{name} has dtype {tensor.dtype}, expected torch.float32")
+        elif not torch.isfinite(tensor).all():
+            problems.append(f"{name} contains NaN or infinite values")
+    return problems
+
+
+def save_autoencoder(model: OneClassAutoencoder, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
+    data = autoencoder_to_bytes(model)
+    return write_atomic(Path(path), data)
+
+
+def load_autoencoder(path: str | os.PathLike, *, device: str = "cpu") -> OneClassAutoencoder:
+    """Read a model written by :func:`save_autoencoder`, validating everything in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"Expected an autoencoder file at {path}, but there is none.")
+    return autoencoder_from_bytes(path.read_bytes(), source=str(path), device=device)

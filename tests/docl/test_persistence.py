@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save as save_bytes
+
+from imgprivacy.docl import (
+    AutoencoderConfig,
+    OneClassAutoencoder,
+    autoencoder_from_bytes,
+    autoencoder_to_bytes,
+    load_autoencoder,
+    save_autoencoder,
+)
+from imgprivacy.docl.persistence import METADATA_KEY
+from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
+
+CFG = AutoencoderConfig(input_dim=12, hidden_dim=3, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OneClassAutoencoder(CFG).fit(torch.rand(20, 12, generator=torch.Generator().manual_seed(0)))
+
+
+def test_round_trip_keeps_weights_config_and_statistics(tmp_path, model):
+    path = save_autoencoder(model, tmp_path / "m.safetensors")
+    loaded = load_autoencoder(path)
+    assert loaded.config == model.config
+    assert (loaded.error_mean_, loaded.error_std_) == (model.error_mean_, model.error_std_)
+    x = torch.rand(5, 12)
+    torch.testing.assert_close(loaded.distances(x), model.distances(x))
+
+
+def test_file_is_plain_safetensors_with_json_metadata(tmp_path, model):
+    path = save_autoencoder(model, tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    assert meta["feature_extractor"] == "pixels" and meta["input_dim"] == 12
+    assert {"config", "error_mean", "error_std", "imgprivacy_version"} <= set(meta)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temporary file
+
+
+def _with(model, *, tensors=None, meta=None):
+    weights = dict(model.weights()) if tensors is None else tensors
+    raw = autoencoder_to_bytes(model)
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    metadata = json.loads(header["__metadata__"][METADATA_KEY])
+    metadata.update(meta or {})
+    return save_bytes(weights, metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def test_rejects_nan_weights_and_bad_statistics_all_at_once(model):
+    weights = dict(model.weights())
+    weights["decoder.bias"] = torch.full_like(weights["decoder.bias"], float("nan"))
+    with pytest.raises(InvalidInputError) as info:
+        autoencoder_from_bytes(_with(model, tensors=weights, meta={"error_std": -1.0}))
+    message = str(info.value)
+    assert "decoder.bias contains NaN" in message and "error_std must be" in message
+
+
+def test_rejects_wrong_shapes_names_and_dtypes(model):
+    weights = dict(model.weights())
+    weights["encoder.weight"] = torch.zeros(4, 12)
+    weights["decoder.weight"] = weights["decoder.weight"].double()
+    weights["extra"] = torch.zeros(1)
+    del weights["encoder.bias"]
+    with pytest.raises(InvalidInputError) as info:
+        autoencoder_from_bytes(_with(model, tensors=weights))
+    message = str(info.value)
+    for fragment in ("missing tensors ['encoder.bias']", "unexpected tensors ['extra']",
+                     "shape (4, 12), expected (3, 12)", "dtype torch.float64"):
+        assert fragment in message
+
+
+@pytest.mark.parametrize("blob", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"])
+def test_rejects_non_safetensors_bytes(blob):
+    with pytest.raises(CorruptFileError, match="not an imgprivacy autoencoder"):
+        autoencoder_from_bytes(blob)
+
+
+def test_rejects_foreign_safetensors_file():
+    with pytest.raises(CorruptFileError):
+        autoencoder_from_bytes(save_bytes({"w": torch.zeros(2)}))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataNotFoundError, match="no.safetensors"):
+        load_autoencoder(tmp_path / "no.safetensors")
