@@ -18,7 +18,7 @@ def data_dir():
 
 def blobs(n_per_class: int = 48, dim: int = 16, classes: int = 3, seed: int = 0):
     """Features in [0, 1] around ``classes`` fixed prototypes, labels 0..classes-1."""
-    prototypes = (torch.rand(classes, dim, generator=torch.Generator().manual_seed(0)) > 0.5)
+    prototypes = torch.rand(classes, dim, generator=torch.Generator().manual_seed(0)) > 0.5
     prototypes = prototypes.float() * 0.8 + 0.1
     gen = torch.Generator().manual_seed(seed)  # the noise differs per seed, the classes do not
     x = prototypes.repeat_interleave(n_per_class, 0)

@@ -52,11 +52,16 @@ def test_same_seed_same_model_and_no_global_rng_change(data):
         assert torch.equal(tensor, b.weights()[name])
 
 
+def test_layer_dims_mirror_the_widths():
+    assert CFG.replace(layer_widths=(8, 6)).layer_dims == [16, 8, 6, 4, 6, 8, 16]
+    assert AutoencoderConfig.paper().layer_dims == [784, 32, 784]
+
+
 def test_other_seed_other_model(data):
     x, y = data
     a = OneClassAutoencoder(CFG).fit(x[y == 1])
     b = OneClassAutoencoder(CFG.replace(seed=4)).fit(x[y == 1])
-    assert not torch.equal(a.weights()["encoder.weight"], b.weights()["encoder.weight"])
+    assert not torch.equal(a.weights()["layers.0.weight"], b.weights()["layers.0.weight"])
 
 
 def test_adam_and_denoising_options_train(data):
@@ -97,5 +102,10 @@ def test_config_collects_every_problem():
 
 def test_paper_config_is_the_papers_model():
     cfg = AutoencoderConfig.paper()
-    assert (cfg.input_dim, cfg.hidden_dim, cfg.optimizer, cfg.input_noise) == (
-        784, 32, "adadelta", 0.0)
+    assert (cfg.input_dim, cfg.hidden_dim, cfg.layer_widths, cfg.optimizer, cfg.input_noise) == (
+        784,
+        32,
+        (),
+        "adadelta",
+        0.0,
+    )

@@ -62,7 +62,9 @@ def test_vectorised_mask_matches_decisions():
     for policy in POLICIES:
         guard = Guard(policy=policy)
         blocked, _ = guard.block_mask(scores(rows), ["a", "a", "b", "a"])
-        assert blocked.tolist() == [not d.share for d in guard.decide(scores(rows), ["a", "a", "b", "a"])]
+        assert blocked.tolist() == [
+            not d.share for d in guard.decide(scores(rows), ["a", "a", "b", "a"])
+        ]
 
 
 def test_bad_guard_arguments():

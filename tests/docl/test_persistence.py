@@ -15,12 +15,14 @@ from imgprivacy.docl import (
 from imgprivacy.docl.persistence import METADATA_KEY
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 
-CFG = AutoencoderConfig(input_dim=12, hidden_dim=3, epochs=2)
+CFG = AutoencoderConfig(input_dim=12, hidden_dim=3, layer_widths=(), epochs=2)
 
 
 @pytest.fixture(scope="module")
 def model():
-    return OneClassAutoencoder(CFG).fit(torch.rand(20, 12, generator=torch.Generator().manual_seed(0)))
+    return OneClassAutoencoder(CFG).fit(
+        torch.rand(20, 12, generator=torch.Generator().manual_seed(0))
+    )
 
 
 def test_round_trip_keeps_weights_config_and_statistics(tmp_path, model):
@@ -53,24 +55,28 @@ def _with(model, *, tensors=None, meta=None):
 
 def test_rejects_nan_weights_and_bad_statistics_all_at_once(model):
     weights = dict(model.weights())
-    weights["decoder.bias"] = torch.full_like(weights["decoder.bias"], float("nan"))
+    weights["layers.1.bias"] = torch.full_like(weights["layers.1.bias"], float("nan"))
     with pytest.raises(InvalidInputError) as info:
         autoencoder_from_bytes(_with(model, tensors=weights, meta={"error_std": -1.0}))
     message = str(info.value)
-    assert "decoder.bias contains NaN" in message and "error_std must be" in message
+    assert "layers.1.bias contains NaN" in message and "error_std must be" in message
 
 
 def test_rejects_wrong_shapes_names_and_dtypes(model):
     weights = dict(model.weights())
-    weights["encoder.weight"] = torch.zeros(4, 12)
-    weights["decoder.weight"] = weights["decoder.weight"].double()
+    weights["layers.0.weight"] = torch.zeros(4, 12)
+    weights["layers.1.weight"] = weights["layers.1.weight"].double()
     weights["extra"] = torch.zeros(1)
-    del weights["encoder.bias"]
+    del weights["layers.0.bias"]
     with pytest.raises(InvalidInputError) as info:
         autoencoder_from_bytes(_with(model, tensors=weights))
     message = str(info.value)
-    for fragment in ("missing tensors ['encoder.bias']", "unexpected tensors ['extra']",
-                     "shape (4, 12), expected (3, 12)", "dtype torch.float64"):
+    for fragment in (
+        "missing tensors ['layers.0.bias']",
+        "unexpected tensors ['extra']",
+        "shape (4, 12), expected (3, 12)",
+        "dtype torch.float64",
+    ):
         assert fragment in message
 
 

@@ -1,6 +1,7 @@
 """The one-class autoencoder a DOCL user trains on their own device (paper eq. 2-6).
 
-Architecture D -> M (ReLU) -> D (sigmoid), trained with binary cross-entropy summed over features.
+Architecture D -> M (ReLU) -> D (sigmoid), trained with binary cross-entropy summed over features;
+optionally with extra ReLU layers on both sides of the representation (``layer_widths``).
 After ``fit`` it holds ``error_mean_`` and ``error_std_``: the mean and standard deviation of the
 squared reconstruction distances of its training data (eq. 6), which the Guard turns into the
 user's privacy interval.
@@ -32,15 +33,22 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 
 class AutoencoderNet(nn.Module):
-    """D -> M (ReLU) -> D; ``forward`` returns the decoder's logits (sigmoid applied by callers)."""
+    """Linear layers of sizes ``layer_dims`` with ReLU between them and none after the last.
 
-    def __init__(self, input_dim: int, hidden_dim: int):
+    ``forward`` returns the decoder's logits (callers apply the sigmoid). Parameters are named
+    ``layers.{i}.weight`` / ``layers.{i}.bias``; the paper's D -> M -> D has layers 0 and 1.
+    """
+
+    def __init__(self, layer_dims: list[int]):
         super().__init__()
-        self.encoder = nn.Linear(input_dim, hidden_dim)
-        self.decoder = nn.Linear(hidden_dim, input_dim)
+        self.layers = nn.ModuleList(
+            nn.Linear(n_in, n_out) for n_in, n_out in zip(layer_dims[:-1], layer_dims[1:])
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.relu(self.encoder(x)))
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
 
 
 @dataclass
@@ -70,7 +78,8 @@ class OneClassAutoencoder:
     --------
     >>> import torch
     >>> x = torch.rand(64, 16)
-    >>> model = OneClassAutoencoder(AutoencoderConfig(hidden_dim=4, epochs=2)).fit(x)
+    >>> config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(8,), epochs=2)
+    >>> model = OneClassAutoencoder(config).fit(x)
     >>> model.distances(x).shape
     torch.Size([64])
     >>> model.error_std_ > 0
@@ -160,7 +169,7 @@ class OneClassAutoencoder:
         return squared_distances(x, self.reconstruct(x))
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The four parameter tensors by name (``encoder.weight`` is (M, D), etc.)."""
+        """The parameter tensors by name: ``layers.{i}.weight`` is (out_i, in_i)."""
         self._check_fitted()
         return {name: p.detach().cpu().contiguous() for name, p in self.net_.state_dict().items()}
 
@@ -176,7 +185,7 @@ class OneClassAutoencoder:
     ) -> OneClassAutoencoder:
         """Rebuild a fitted model from validated weights and statistics."""
         model = cls(config, device=device)
-        net = AutoencoderNet(config.input_dim, config.hidden_dim)
+        net = AutoencoderNet(config.layer_dims)
         net.load_state_dict(weights)
         model.net_ = net.to(device).eval()
         model.history_ = TrainHistory()
@@ -189,4 +198,4 @@ def _seeded_net(cfg: AutoencoderConfig) -> AutoencoderNet:
     """Initialise with a private generator so fitting never touches the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return AutoencoderNet(cfg.input_dim, cfg.hidden_dim)
+        return AutoencoderNet(cfg.layer_dims)

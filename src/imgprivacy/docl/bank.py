@@ -1,13 +1,14 @@
 """The DOCL global filter: every user's autoencoder, scored for a whole batch in one pass.
 
 Eq. (7)-(8): each uploaded feature vector is reconstructed by all N autoencoders and its squared
-distance to each reconstruction is measured. The bank stacks the N models' weights into
-(N, M, D) tensors and evaluates all of them with two batched matrix products per chunk of models;
-chunking bounds the (chunk, B, D) intermediate so memory stays flat as N grows.
+distance to each reconstruction is measured. The bank stacks the models' weights layer by layer
+into (N, out, in) tensors and evaluates all of them with one matrix product per layer per chunk of
+models (the first layer of a whole chunk is a single (B, D) @ (D, chunk*M) product); chunking
+bounds the (chunk, B, D) intermediate so memory stays flat as N grows.
 
-Models with different representation sizes M live together: smaller ones are zero-padded to the
-largest M, which changes nothing (a zero encoder row gives ReLU(0) = 0, and a zero decoder column
-adds nothing).
+Models with different widths live together: narrower layers are zero-padded to the widest, which
+changes nothing (a zero row gives ReLU(0) = 0, and a zero column adds nothing). Models with
+different numbers of layers are stacked in separate groups.
 
 Changes (add, remove, replace) build a new immutable snapshot; a scoring call keeps the snapshot
 it started with, so changes never disturb a batch in flight.
@@ -38,7 +39,7 @@ class BankEntry:
 
     model_id: str
     owner: str
-    hidden_dim: int
+    layer_dims: tuple[int, ...]  # sizes from input to output, e.g. (784, 32, 784)
     error_mean: float  # mu of eq. (6) statistics
     error_std: float  # sigma of eq. (6) statistics
 
@@ -82,12 +83,20 @@ class BankScores:
 
 
 @dataclass(frozen=True)
+class _LayerStack:
+    """Models with the same number of layers, zero-padded to common widths."""
+
+    columns: torch.Tensor  # (n,) positions of these models in the bank's model order
+    first_weight: torch.Tensor  # (n, h1, D)
+    first_bias: torch.Tensor  # (n, h1)
+    weights_t: tuple[torch.Tensor, ...]  # later layers, (n, in, out) for bmm
+    biases: tuple[torch.Tensor, ...]  # later layers, (n, out)
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     entries: tuple[BankEntry, ...]
-    encoder_weight: torch.Tensor  # (N, M, D)
-    encoder_bias: torch.Tensor  # (N, M)
-    decoder_weight_t: torch.Tensor  # (N, M, D): decoder weight transposed for bmm
-    decoder_bias: torch.Tensor  # (N, D)
+    groups: tuple[_LayerStack, ...]
     error_mean: torch.Tensor  # (N,)
     error_std: torch.Tensor  # (N,)
 
@@ -272,7 +281,7 @@ class FilterBank:
         entry = BankEntry(
             model_id=model_id,
             owner=owner,
-            hidden_dim=cfg.hidden_dim,
+            layer_dims=tuple(cfg.layer_dims),
             error_mean=float(model.error_mean_),
             error_std=float(model.error_std_),
         )
@@ -318,53 +327,73 @@ class FilterBank:
 
 
 def stacked_distances(snap: _Snapshot, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
-    """(B, N) squared reconstruction distances, models processed in bounded chunks."""
-    n_models, hidden, dim = snap.encoder_weight.shape
-    batch = x.shape[0]
-    per_model = batch * dim * x.element_size()
-    chunk = max(1, min(n_models, chunk_bytes // max(per_model, 1)))
-    out = torch.empty(n_models, batch, dtype=x.dtype, device=x.device)
+    """(B, N) squared reconstruction distances of ``x`` to every model of ``snap``."""
+    out = torch.empty(x.shape[0], len(snap.entries), dtype=x.dtype, device=x.device)
     with torch.inference_mode():
-        for start in range(0, n_models, chunk):
-            stop = min(start + chunk, n_models)
-            count = stop - start
-            enc_w = snap.encoder_weight[start:stop].reshape(count * hidden, dim)
-            # Encoder of all models in the chunk at once: (B, D) @ (D, C*M) -> (B, C*M).
-            hidden_act = torch.addmm(snap.encoder_bias[start:stop].reshape(-1), x, enc_w.t())
-            hidden_act = hidden_act.relu_().view(batch, count, hidden).transpose(0, 1)
-            # Decoders: (C, B, M) @ (C, M, D) + bias -> (C, B, D) logits, then eq. (6) in place.
-            recon = torch.baddbmm(
-                snap.decoder_bias[start:stop].unsqueeze(1),
-                hidden_act,
-                snap.decoder_weight_t[start:stop],
-            )
-            recon.sigmoid_().sub_(x)
-            out[start:stop] = recon.square_().sum(dim=2)
+        for group in snap.groups:
+            out[:, group.columns] = _group_distances(group, x, chunk_bytes=chunk_bytes)
+    return out
+
+
+def _group_distances(group: _LayerStack, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
+    """(B, n) distances for one layer stack, models processed in bounded chunks."""
+    n_models, first_width, dim = group.first_weight.shape
+    batch = x.shape[0]
+    widest = max([dim, first_width, *(w.shape[2] for w in group.weights_t)])
+    chunk = max(1, min(n_models, chunk_bytes // max(batch * widest * x.element_size(), 1)))
+    out = torch.empty(n_models, batch, dtype=x.dtype, device=x.device)
+    for start in range(0, n_models, chunk):
+        stop = min(start + chunk, n_models)
+        count = stop - start
+        # First layer of every model in the chunk at once: (B, D) @ (D, C*h1) -> (B, C*h1).
+        weight = group.first_weight[start:stop].reshape(count * first_width, dim)
+        act = torch.addmm(group.first_bias[start:stop].reshape(-1), x, weight.t())
+        act = act.relu_().view(batch, count, first_width).transpose(0, 1)
+        # Later layers: (C, B, in) @ (C, in, out) + bias; ReLU between, logits at the end.
+        last = len(group.weights_t) - 1
+        for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases)):
+            act = torch.baddbmm(bias[start:stop].unsqueeze(1), act, weight_t[start:stop])
+            if k < last:
+                act.relu_()
+        act.sigmoid_().sub_(x)  # eq. (6), in place: reconstruction - input
+        out[start:stop] = act.square_().sum(dim=2)
     return out.t()
 
 
 def _stack(items: list, dim: int, device: str) -> _Snapshot:
-    n_models = len(items)
-    hidden = max((entry.hidden_dim for entry, _ in items), default=1)
-    enc_w = torch.zeros(n_models, hidden, dim)
-    enc_b = torch.zeros(n_models, hidden)
-    dec_wt = torch.zeros(n_models, hidden, dim)
-    dec_b = torch.zeros(n_models, dim)
-    for i, (entry, weights) in enumerate(items):
-        m = entry.hidden_dim
-        enc_w[i, :m] = weights["encoder.weight"]
-        enc_b[i, :m] = weights["encoder.bias"]
-        dec_wt[i, :m] = weights["decoder.weight"].t()
-        dec_b[i] = weights["decoder.bias"]
     entries = tuple(entry for entry, _ in items)
+    by_depth: dict[int, list[int]] = {}
+    for position, entry in enumerate(entries):
+        by_depth.setdefault(len(entry.layer_dims), []).append(position)
+    groups = tuple(
+        _stack_group([items[p] for p in positions], positions, device)
+        for _, positions in sorted(by_depth.items())
+    )
     return _Snapshot(
         entries=entries,
-        encoder_weight=enc_w.to(device),
-        encoder_bias=enc_b.to(device),
-        decoder_weight_t=dec_wt.to(device),
-        decoder_bias=dec_b.to(device),
+        groups=groups,
         error_mean=torch.tensor([e.error_mean for e in entries], dtype=torch.float64),
         error_std=torch.tensor([e.error_std for e in entries], dtype=torch.float64),
+    )
+
+
+def _stack_group(items: list, positions: list[int], device: str) -> _LayerStack:
+    n_models = len(items)
+    n_layers = len(items[0][0].layer_dims) - 1
+    widths = [max(entry.layer_dims[k] for entry, _ in items) for k in range(n_layers + 1)]
+    stacked_w = [torch.zeros(n_models, widths[k + 1], widths[k]) for k in range(n_layers)]
+    stacked_b = [torch.zeros(n_models, widths[k + 1]) for k in range(n_layers)]
+    for i, (_, weights) in enumerate(items):
+        for k in range(n_layers):
+            w = weights[f"layers.{k}.weight"]
+            stacked_w[k][i, : w.shape[0], : w.shape[1]] = w
+            stacked_b[k][i, : w.shape[0]] = weights[f"layers.{k}.bias"]
+    return _LayerStack(
+        columns=torch.tensor(positions, dtype=torch.long, device=device),
+        first_weight=stacked_w[0].to(device),
+        first_bias=stacked_b[0].to(device),
+        weights_t=tuple(w.transpose(1, 2).contiguous().to(device) for w in stacked_w[1:]),
+        biases=tuple(b.to(device) for b in stacked_b[1:]),
     )
 
 

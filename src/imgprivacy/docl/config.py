@@ -19,6 +19,9 @@ class AutoencoderConfig:
 
     input_dim: int = 784  # D, the feature dimension (784 = 28x28 pixels)
     hidden_dim: int = 32  # M, the representation size (paper: 32 for MNIST and CIFAR-10)
+    # Widths of extra ReLU layers on each side of the representation: () is the paper's
+    # D -> M -> D; (256,) is D -> 256 -> M -> 256 -> D (mirrored in the decoder).
+    layer_widths: tuple[int, ...] = (256,)
     epochs: int = 50  # passes over the user's images
     batch_size: int = 128  # images per gradient step
     optimizer: str = "adadelta"  # "adadelta" (paper) or "adam"
@@ -34,6 +37,9 @@ class AutoencoderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "layer_widths", tuple(self.layer_widths))
+        if not all(isinstance(w, int) and w >= 1 for w in self.layer_widths):
+            problems.append(f"layer_widths must be positive integers, got {self.layer_widths!r}")
         if self.optimizer not in OPTIMIZER_NAMES:
             problems.append(f"optimizer must be one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
         if not self.learning_rate > 0:
@@ -50,6 +56,7 @@ class AutoencoderConfig:
         """The paper's exact model: 784-32-784, BCE, Adadelta, no noise or penalty."""
         values = dict(
             hidden_dim=32,
+            layer_widths=(),
             optimizer="adadelta",
             learning_rate=1.0,
             weight_decay=0.0,
@@ -63,8 +70,16 @@ class AutoencoderConfig:
     def replace(self, **changes) -> AutoencoderConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def layer_dims(self) -> list[int]:
+        """Sizes of every layer from input to output, e.g. [784, 256, 32, 256, 784]."""
+        widths = list(self.layer_widths)
+        return [self.input_dim, *widths, self.hidden_dim, *reversed(widths), self.input_dim]
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["layer_widths"] = list(self.layer_widths)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> AutoencoderConfig:

@@ -28,14 +28,13 @@ METADATA_KEY = "imgprivacy"
 
 
 def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of the D -> M -> D architecture."""
-    d, m = config.input_dim, config.hidden_dim
-    return {
-        "encoder.weight": (m, d),
-        "encoder.bias": (m,),
-        "decoder.weight": (d, m),
-        "decoder.bias": (d,),
-    }
+    """Tensor names and shapes of the architecture ``config`` declares."""
+    dims = config.layer_dims
+    shapes = {}
+    for i, (n_in, n_out) in enumerate(zip(dims[:-1], dims[1:])):
+        shapes[f"layers.{i}.weight"] = (n_out, n_in)
+        shapes[f"layers.{i}.bias"] = (n_out,)
+    return shapes
 
 
 def autoencoder_to_bytes(model: OneClassAutoencoder) -> bytes:
