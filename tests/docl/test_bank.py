@@ -8,7 +8,7 @@ from imgprivacy.docl.bank import DEFAULT_CHUNK_BYTES, stacked_distances
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 from tests.conftest import blobs
 
-CFG = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=20, batch_size=16)
+CFG = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=20, batch_size=16, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")

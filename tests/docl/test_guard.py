@@ -44,6 +44,15 @@ def test_any_other_versus_exclude_uploader():
     assert decide("exclude-uploader", row, "a") == [True]
 
 
+def test_margin_lets_a_much_better_own_model_vouch():
+    # b's interval claims the image; the uploader a's own model is 4x closer: a vouches.
+    assert decide("margin", [[2.25, 9, 40]], "a") == [True]
+    # Only 1.2x closer (what an adversary's two-class model achieves): still blocked.
+    assert decide("margin", [[7.5, 9, 40]], "a") == [False]
+    guard = Guard(policy="margin", alpha=1.0, margin=5.0)
+    assert [d.share for d in guard.decide(scores([[2.25, 9, 40]]), "a")] == [False]
+
+
 def test_unregistered_uploader_is_judged_by_everyone():
     assert decide("exclude-uploader", [[9, 30, 40]], "newcomer") == [False]
     assert decide("paper", [[9, 30, 40]], "newcomer") == [False]
@@ -59,6 +68,7 @@ def test_decision_explains_and_names_model_for_operator():
 
 def test_vectorised_mask_matches_decisions():
     rows = [[30, 9, 40], [9, 11, 40], [30, 5, 40], [8.5, 9.5, 40]]
+    assert set(POLICIES) == {"paper", "any-other", "exclude-uploader", "margin"}
     for policy in POLICIES:
         guard = Guard(policy=policy)
         blocked, _ = guard.block_mask(scores(rows), ["a", "a", "b", "a"])
@@ -72,5 +82,7 @@ def test_bad_guard_arguments():
         Guard(policy="lenient")
     with pytest.raises(InvalidInputError, match=r"alpha in \[0.5, 4.0\]"):
         Guard(alpha=7)
+    with pytest.raises(InvalidInputError, match="margin >= 1"):
+        Guard(policy="margin", margin=0.5)
     with pytest.raises(InvalidInputError, match="one uploader per scored input"):
         Guard().decide(scores([[1, 2, 3]]), ["a", "b"])

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from imgprivacy.data.paths import DATA_ENV_VAR
+from imgprivacy.errors import ImgPrivacyError
 
 console = Console(stderr=True)
 
@@ -41,6 +42,18 @@ DataDirOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1...")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+
+
+class ImgPrivacyApp(typer.Typer):
+    """The root app: our own errors end the command with their message and exit code 2,
+    not a traceback (they already say what was expected and how to fix it)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except ImgPrivacyError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise SystemExit(2) from None
 
 
 def setup_logging(verbose: int) -> None:

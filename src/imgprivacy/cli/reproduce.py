@@ -44,8 +44,8 @@ def docl_mnist(
     """DOCL on MNIST (paper sec. 3): 10 users each protecting one digit with a 784-32-784
     autoencoder; accuracy, one-class AUC, Guard sweep with Fashion-MNIST uploads, adversaries
     and scalability, for imgprivacy's default model and the paper-exact one."""
-    from imgprivacy.docl.reproduce_mnist import reproduce_docl_mnist, summary_rows
-    from imgprivacy.reports.results import comparison_table, print_tables
+    from imgprivacy.docl.reproduce_mnist import reproduce_docl_mnist, summary_tables
+    from imgprivacy.reports.results import print_tables
 
     with progress_bar() as progress:
         results = reproduce_docl_mnist(
@@ -56,15 +56,7 @@ def docl_mnist(
             device=device,
             progress=rich_progress(progress),
         )
-    print_tables(
-        [
-            comparison_table(
-                "DOCL on MNIST: ours beside the paper" + (" (--quick)" if quick else ""),
-                summary_rows(results),
-                columns=("quantity", "ours (default)", "ours (paper-exact model)", "paper"),
-            )
-        ]
-    )
+    print_tables(summary_tables(results))
     console.print(
         f"results: {Path(out) / 'results.json'}; figures: {len(results['figures'])} PNG in {out}"
     )

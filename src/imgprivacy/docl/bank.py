@@ -247,7 +247,9 @@ class FilterBank:
         if not isinstance(model, OneClassAutoencoder):
             raise InvalidInputError(f"Expected a OneClassAutoencoder, got {type(model).__name__}.")
         try:
-            weights = model.weights()
+            weights = {
+                name: t.detach().to(self.device, copy=True) for name, t in model.weights().items()
+            }
         except NotFittedError as exc:
             raise InvalidInputError(f"Cannot add an unfitted model: {exc}") from exc
         cfg = model.config
@@ -295,7 +297,15 @@ class FilterBank:
             return snap
         with self._lock:
             if self._snapshot is None:
-                self._snapshot = _stack(list(self._models.values()), self.input_dim, self.device)
+                snap = _stack(list(self._models.values()), self.input_dim, self.device)
+                # Keep each model's weights as views into the stacked tensors so the bank holds
+                # one copy of every weight, not two (matters at N = 10,000).
+                views = _model_views(snap)
+                self._models = {
+                    mid: (entry, views[i])
+                    for i, (mid, (entry, _)) in enumerate(self._models.items())
+                }
+                self._snapshot = snap
             return self._snapshot
 
     def score(self, x: np.ndarray | torch.Tensor) -> BankScores:
@@ -381,8 +391,10 @@ def _stack_group(items: list, positions: list[int], device: str) -> _LayerStack:
     n_models = len(items)
     n_layers = len(items[0][0].layer_dims) - 1
     widths = [max(entry.layer_dims[k] for entry, _ in items) for k in range(n_layers + 1)]
-    stacked_w = [torch.zeros(n_models, widths[k + 1], widths[k]) for k in range(n_layers)]
-    stacked_b = [torch.zeros(n_models, widths[k + 1]) for k in range(n_layers)]
+    stacked_w = [
+        torch.zeros(n_models, widths[k + 1], widths[k], device=device) for k in range(n_layers)
+    ]
+    stacked_b = [torch.zeros(n_models, widths[k + 1], device=device) for k in range(n_layers)]
     for i, (_, weights) in enumerate(items):
         for k in range(n_layers):
             w = weights[f"layers.{k}.weight"]
@@ -390,11 +402,26 @@ def _stack_group(items: list, positions: list[int], device: str) -> _LayerStack:
             stacked_b[k][i, : w.shape[0]] = weights[f"layers.{k}.bias"]
     return _LayerStack(
         columns=torch.tensor(positions, dtype=torch.long, device=device),
-        first_weight=stacked_w[0].to(device),
-        first_bias=stacked_b[0].to(device),
-        weights_t=tuple(w.transpose(1, 2).contiguous().to(device) for w in stacked_w[1:]),
-        biases=tuple(b.to(device) for b in stacked_b[1:]),
+        first_weight=stacked_w[0],
+        first_bias=stacked_b[0],
+        weights_t=tuple(w.transpose(1, 2).contiguous() for w in stacked_w[1:]),
+        biases=tuple(stacked_b[1:]),
     )
+
+
+def _model_views(snap: _Snapshot) -> list[dict[str, torch.Tensor]]:
+    """Each model's weights as un-padded views into ``snap``'s stacked tensors."""
+    views: list[dict[str, torch.Tensor]] = [{} for _ in snap.entries]
+    for group in snap.groups:
+        for row, position in enumerate(group.columns.tolist()):
+            dims = snap.entries[position].layer_dims
+            named = views[position]
+            named["layers.0.weight"] = group.first_weight[row, : dims[1], : dims[0]]
+            named["layers.0.bias"] = group.first_bias[row, : dims[1]]
+            for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases), start=1):
+                named[f"layers.{k}.weight"] = weight_t[row, : dims[k], : dims[k + 1]].t()
+                named[f"layers.{k}.bias"] = bias[row, : dims[k + 1]]
+    return views
 
 
 def _next_id(owner: str, staged: dict) -> str:

@@ -22,10 +22,10 @@ class AutoencoderConfig:
     # Widths of extra ReLU layers on each side of the representation: () is the paper's
     # D -> M -> D; (256,) is D -> 256 -> M -> 256 -> D (mirrored in the decoder).
     layer_widths: tuple[int, ...] = (256,)
-    epochs: int = 50  # passes over the user's images
+    epochs: int = 30  # passes over the user's images
     batch_size: int = 128  # images per gradient step
-    optimizer: str = "adadelta"  # "adadelta" (paper) or "adam"
-    learning_rate: float = 1.0  # Adadelta's lr is a multiplier; 1.0 is its textbook setting
+    optimizer: str = "adam"  # "adam" or "adadelta" (the paper's)
+    learning_rate: float = 1e-3  # Adam's step size (Adadelta's textbook setting is 1.0)
     weight_decay: float = 0.0  # L2 penalty on all parameters
     input_noise: float = 0.0  # std of Gaussian noise added to inputs (denoising AE); 0 = paper
     seed: int = 0  # seeds initialisation, shuffling and noise

@@ -45,12 +45,13 @@ def mnist_experiment(
     train_per_class: int | None = None,
     test_per_class: int | None = None,
     public_count: int | None = None,
+    feature_extractor: str = "pixels",
     seed: int = 0,
 ) -> DoclData:
-    """The paper's MNIST setting: 10 users, one digit each, raw pixels; Fashion-MNIST test
-    images as the non-sensitive uploads. ``None`` keeps every image."""
+    """The paper's MNIST setting: 10 users, one digit each, raw pixels (or another extractor);
+    Fashion-MNIST test images as the non-sensitive uploads. ``None`` keeps every image."""
     rng = np.random.default_rng(seed)
-    extractor = get_extractor("pixels")
+    extractor = get_extractor(feature_extractor)
     train = load_mnist("train", data_dir=data_dir)
     test = load_mnist("test", data_dir=data_dir)
     public = load_fashion_mnist("test", data_dir=data_dir)

@@ -18,9 +18,16 @@ owner's private data. Policies differ in which models may claim an input:
     among *other* users decides. The uploader's models can no longer shadow a victim's model, and
     only the one best-matching other model can claim the image, which keeps owners' own uploads
     flowing.
-``normalized``
-    Like ``exclude-uploader`` but "nearest" is measured in units of each model's own spread,
-    ``z_n = (d_n - mu_n) / sigma_n``; block when ``|z| <= alpha`` for the best other model.
+``margin``
+    ``exclude-uploader``, except that the uploader's own model may still vouch for the image when
+    it reconstructs it ``margin`` times better (distance ``margin`` times smaller) than the
+    claiming model. Honest owners' images are usually explained far better by their own model; an
+    adversary who adds a victim's images to their training set rarely beats the victim's own,
+    specialised model by that factor. ``margin=1`` behaves like the paper's rule, a huge margin
+    like ``exclude-uploader``.
+
+(A "normalised" rule, blocking when ``|d - mu| / sigma <= alpha`` for the best other model, is the
+same set as ``any-other``: an input is inside some interval exactly when its smallest ``|z|`` is.)
 """
 
 from __future__ import annotations
@@ -34,8 +41,6 @@ from imgprivacy.docl.bank import BankScores
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
 ALPHA_RANGE = (0.5, 4.0)  # the paper uses [1, 2]; a wider range is allowed for exploration
-
-PolicyFn = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _nearest_inside(
     return blocked, culprit
 
 
-def _paper(scores: BankScores, own: torch.Tensor, alpha: float):
+def _paper(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
     inside, d = _intervals(scores, alpha)
     nearest = d.argmin(dim=1)
     rows = torch.arange(len(d))
@@ -85,7 +90,7 @@ def _paper(scores: BankScores, own: torch.Tensor, alpha: float):
     return blocked, nearest
 
 
-def _any_other(scores: BankScores, own: torch.Tensor, alpha: float):
+def _any_other(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
     inside, d = _intervals(scores, alpha)
     claims = inside & ~own
     # Report the closest claiming model as the culprit.
@@ -93,23 +98,27 @@ def _any_other(scores: BankScores, own: torch.Tensor, alpha: float):
     return claims.any(dim=1), culprit
 
 
-def _exclude_uploader(scores: BankScores, own: torch.Tensor, alpha: float):
+def _exclude_uploader(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
     inside, d = _intervals(scores, alpha)
     return _nearest_inside(inside, d, ~own)
 
 
-def _normalized(scores: BankScores, own: torch.Tensor, alpha: float):
-    d = scores.distances.to(torch.float64)
-    z = (d - scores.error_mean) / scores.error_std
-    return _nearest_inside(z.abs() <= alpha, z.abs(), ~own)
+def _margin(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
+    inside, d = _intervals(scores, alpha)
+    claimed, culprit = _nearest_inside(inside, d, ~own)
+    own_best = d.masked_fill(~own, float("inf")).min(dim=1).values
+    claimant = d.gather(1, culprit[:, None]).squeeze(1)
+    vouched = own_best * margin < claimant
+    return claimed & ~vouched, culprit
 
 
 POLICIES: dict[str, Callable] = {
     "paper": _paper,
     "any-other": _any_other,
     "exclude-uploader": _exclude_uploader,
-    "normalized": _normalized,
+    "margin": _margin,
 }
+DEFAULT_MARGIN = 2.0
 
 
 class Guard:
@@ -121,9 +130,14 @@ class Guard:
         A name in :data:`POLICIES` (see the module docstring).
     alpha
         Width of the privacy interval in standard deviations; the paper uses [1, 2].
+    margin
+        For the ``margin`` policy: how many times closer the uploader's own model must be than
+        the claiming model to vouch for an image (>= 1).
     """
 
-    def __init__(self, *, policy: str = "paper", alpha: float = 1.0):
+    def __init__(
+        self, *, policy: str = "paper", alpha: float = 1.0, margin: float = DEFAULT_MARGIN
+    ):
         if policy not in POLICIES:
             raise UnknownNameError(
                 f"Unknown guard policy {policy!r}. Valid policies: {', '.join(POLICIES)}."
@@ -133,8 +147,11 @@ class Guard:
             raise InvalidInputError(
                 f"Expected alpha in [{low}, {high}] (the paper uses [1, 2]), got {alpha!r}."
             )
+        if not isinstance(margin, (int, float)) or not margin >= 1:
+            raise InvalidInputError(f"Expected margin >= 1, got {margin!r}.")
         self.policy = policy
         self.alpha = float(alpha)
+        self.margin = float(margin)
 
     def block_mask(
         self, scores: BankScores, uploaders: str | Sequence[str]
@@ -148,7 +165,7 @@ class Guard:
                 f"Expected one uploader per scored input ({batch}), got {len(uploaders)}."
             )
         own = _ownership(scores.owners, uploaders)
-        return POLICIES[self.policy](scores, own, self.alpha)
+        return POLICIES[self.policy](scores, own, self.alpha, self.margin)
 
     def decide(self, scores: BankScores, uploaders: str | Sequence[str]) -> list[Decision]:
         """One :class:`Decision` per scored input, with the reason."""
@@ -176,7 +193,12 @@ class Guard:
                     )
                 )
             else:
-                reason = "no other user's model claims this image inside its privacy interval"
+                reason = (
+                    "no other user's model claims this image inside its privacy interval"
+                    if self.policy != "margin"
+                    else "no other user's model claims this image, or the uploader's own model "
+                    f"explains it more than {self.margin:g} times better"
+                )
                 decisions.append(Decision(True, self.policy, self.alpha, reason))
         return decisions
 

@@ -6,12 +6,14 @@ import os
 import time
 from pathlib import Path
 
+from rich.table import Table
+
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.experiment_data import mnist_experiment
 from imgprivacy.docl.reproduction import ProtocolSettings, evaluate_configuration
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import docl_figures
-from imgprivacy.reports.results import write_results
+from imgprivacy.reports.results import percent, write_results
 
 # What the paper reports for MNIST (sec. 3, Fig. 2 and Fig. 4); None where it gives no number.
 PAPER_MNIST = {
@@ -33,7 +35,7 @@ QUICK = dict(train_per_class=800, test_per_class=200, public_count=2000)
 
 def configurations(quick: bool) -> dict[str, AutoencoderConfig]:
     """imgprivacy's default model and the paper-exact one (fewer epochs with --quick)."""
-    default = AutoencoderConfig()
+    default = AutoencoderConfig(feature_extractor="pixels-smooth")
     paper = AutoencoderConfig.paper()
     if quick:
         default = default.replace(epochs=max(1, default.epochs // 5))
@@ -53,14 +55,23 @@ def reproduce_docl_mnist(
     """Run the experiment, write ``out/results.json`` and the PNG figures, return the results."""
     out = Path(out)
     started = time.perf_counter()
-    data = mnist_experiment(data_dir=data_dir, seed=seed, **(QUICK if quick else {}))
     settings = ProtocolSettings(
         alphas=(1.0, 1.5, 2.0) if quick else ProtocolSettings().alphas, seed=seed, device=device
     )
-    runs = {
-        label: evaluate_configuration(data, cfg, settings=settings, label=label, progress=progress)
-        for label, cfg in configurations(quick).items()
-    }
+    datasets = {}
+    runs = {}
+    for label, cfg in configurations(quick).items():
+        if cfg.feature_extractor not in datasets:
+            datasets[cfg.feature_extractor] = mnist_experiment(
+                data_dir=data_dir,
+                seed=seed,
+                feature_extractor=cfg.feature_extractor,
+                **(QUICK if quick else {}),
+            )
+        data = datasets[cfg.feature_extractor]
+        runs[label] = evaluate_configuration(
+            data, cfg, settings=settings, label=label, progress=progress
+        )
     results = {
         "experiment": "docl-mnist",
         "quick": quick,
@@ -70,7 +81,6 @@ def reproduce_docl_mnist(
             "test_images": len(data.test_y),
             "non_sensitive_images": len(data.public_x),
             "non_sensitive_source": data.public_name,
-            "features": data.feature_extractor,
         },
         **runs["default"],
         "paper_faithful": runs["paper_faithful"],
@@ -132,60 +142,71 @@ def write_figures(results: dict, out: Path) -> list[Path]:
     return paths
 
 
-def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
-    """(quantity, ours default, ours paper-exact, paper) rows for the printed table."""
-    from imgprivacy.reports.results import percent
-
+def summary_tables(results: dict) -> list[Table]:
+    """The printed comparison: accuracy, Guard operating points and adversaries."""
     faithful = results["paper_faithful"]
-    rows = [
-        (
-            "overall accuracy",
-            percent(results["overall_accuracy"]),
-            percent(faithful["overall_accuracy"]),
-            "97%",
-        ),
-        (
-            "digit 0 accuracy",
-            percent(results["per_class_accuracy"][0]),
-            percent(faithful["per_class_accuracy"][0]),
-            "> 99%",
-        ),
-        (
-            "digit 9 accuracy",
-            percent(results["per_class_accuracy"][9]),
-            percent(faithful["per_class_accuracy"][9]),
-            "~ 95%",
-        ),
-        (
-            "mean one-class AUC",
-            percent(results["mean_auc"]),
-            percent(faithful["mean_auc"]),
-            "- (Deep SVDD 94.8%)",
-        ),
-    ]
+    models = {"default": results, "paper-exact": faithful}
+    accuracy = Table(
+        title="DOCL on MNIST: ours beside the paper" + (" (--quick)" if results["quick"] else "")
+    )
+    for column in ("quantity", "ours (default)", "ours (paper-exact model)", "paper"):
+        accuracy.add_column(column)
+    accuracy.add_row(
+        "overall accuracy", *(percent(r["overall_accuracy"]) for r in models.values()), "97%"
+    )
+    accuracy.add_row(
+        "digit 0 accuracy", *(percent(r["per_class_accuracy"][0]) for r in models.values()), "> 99%"
+    )
+    accuracy.add_row(
+        "digit 9 accuracy", *(percent(r["per_class_accuracy"][9]) for r in models.values()), "~ 95%"
+    )
+    accuracy.add_row(
+        "mean one-class ROC-AUC",
+        *(percent(r["mean_auc"]) for r in models.values()),
+        "- (Deep SVDD 94.8%)",
+    )
+    accuracy.add_row(
+        "training seconds per user",
+        *(f"{r['train_seconds_per_user']:.1f}" for r in models.values()),
+        "-",
+    )
+
+    guard = Table(
+        title="Guard operating points (others' private images blocked / Fashion-MNIST shared / owners' own shared)"
+    )
+    for column in ("policy", "alpha", "default model", "paper-exact model"):
+        guard.add_column(column)
     for policy, points in results["guard"].items():
         for point, fpoint in zip(points, faithful["guard"][policy]):
-            if point["alpha"] in (1.0, 2.0):
-                rows.append(
-                    (
-                        f"{policy} a={point['alpha']:g}: blocked / accepted / owner shared",
-                        f"{percent(point['accuracy'])} / {percent(point['acceptance_rate'])} / "
-                        f"{percent(point['owner_share_rate'])}",
-                        f"{percent(fpoint['accuracy'])} / {percent(fpoint['acceptance_rate'])} / "
-                        f"{percent(fpoint['owner_share_rate'])}",
-                        "Fig. 3 (curve)",
-                    )
-                )
+            if point["alpha"] in (1.0, 1.5, 2.0):
+                guard.add_row(policy, f"{point['alpha']:g}", _point(point), _point(fpoint))
+
+    tables = [accuracy, guard]
     if "adversary" in results:
-        for policy, matrix in results["adversary"].items():
-            rows.append(
-                (
-                    f"{policy}: u7 attacking u2 blocked / worst pair",
-                    f"{percent(matrix[7][2])} / "
-                    f"{percent(results['adversary_min_blocked_off_diagonal'][policy])}",
-                    f"{percent(faithful['adversary'][policy][7][2])} / "
-                    f"{percent(faithful['adversary_min_blocked_off_diagonal'][policy])}",
-                    "~70% / -" if policy == "paper" else "-",
-                )
+        attack = Table(
+            title=f"Adversaries (alpha={results['adversary_alpha']:g}): victim images blocked"
+        )
+        for column in (
+            "policy",
+            "u7 attacking u2 (default / paper-exact)",
+            "worst pair (default / paper-exact)",
+            "paper",
+        ):
+            attack.add_column(column)
+        for policy in results["adversary"]:
+            attack.add_row(
+                policy,
+                f"{percent(results['adversary'][policy][7][2])} / {percent(faithful['adversary'][policy][7][2])}",
+                f"{percent(results['adversary_min_blocked_off_diagonal'][policy])} / "
+                f"{percent(faithful['adversary_min_blocked_off_diagonal'][policy])}",
+                "u7 vs u2 ~70%" if policy == "paper" else "-",
             )
-    return rows
+        tables.append(attack)
+    return tables
+
+
+def _point(point: dict) -> str:
+    return (
+        f"{percent(point['accuracy'])} / {percent(point['acceptance_rate'])} / "
+        f"{percent(point['owner_share_rate'])}"
+    )

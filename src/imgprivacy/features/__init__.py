@@ -7,9 +7,11 @@ from collections.abc import Callable
 from imgprivacy.errors import UnknownNameError
 from imgprivacy.features.base import FeatureExtractor
 from imgprivacy.features.pixels import PixelFeatures
+from imgprivacy.features.smooth import SmoothPixelFeatures
 
 FEATURES: dict[str, Callable[[], FeatureExtractor]] = {
     "pixels": PixelFeatures,
+    "pixels-smooth": SmoothPixelFeatures,
 }
 
 
@@ -30,4 +32,4 @@ def get_extractor(name: str) -> FeatureExtractor:
     return factory()
 
 
-__all__ = ["FEATURES", "FeatureExtractor", "PixelFeatures", "get_extractor"]
+__all__ = ["FEATURES", "FeatureExtractor", "PixelFeatures", "SmoothPixelFeatures", "get_extractor"]
