@@ -7,10 +7,13 @@ from typing import Annotated
 import typer
 
 from imgprivacy import __version__
-from imgprivacy.cli.common import setup_logging
+from imgprivacy.cli.common import ImgPrivacyApp, setup_logging
+from imgprivacy.cli.demo import demo_app
+from imgprivacy.cli.guard import check, guard_app
 from imgprivacy.cli.reproduce import reproduce_app
+from imgprivacy.cli.serve import serve
 
-app = typer.Typer(
+app = ImgPrivacyApp(
     name="imgprivacy",
     help=(
         "Protect the people in shared images: the DOCL privacy filter (one-class autoencoders "
@@ -21,6 +24,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(reproduce_app, name="reproduce")
+app.add_typer(guard_app, name="guard")
+app.add_typer(demo_app, name="demo")
+app.command("serve")(serve)
+app.command("check")(check)
 
 
 def _version(value: bool) -> None:

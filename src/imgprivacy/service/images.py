@@ -1,0 +1,86 @@
+"""Turn the body of ``POST /v1/check`` into one feature vector.
+
+Accepted: a PNG or JPEG as the raw body (``Content-Type: image/png`` or ``image/jpeg``) or as
+the ``image`` field of a multipart form, or ``application/json`` ``{"features": [D floats]}``.
+Images are decoded with the exact conversion the edge client trains with
+(:func:`imgprivacy.data.load_image`), so the same file gives the same features on both sides.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from imgprivacy.data import load_image
+from imgprivacy.docl.validation import as_feature_matrix
+from imgprivacy.errors import CorruptFileError, InvalidInputError
+from imgprivacy.features import FeatureExtractor
+from imgprivacy.service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+
+IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
+MAGIC = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
+
+
+def image_features(
+    data: bytes, *, extractor: FeatureExtractor, max_bytes: int, max_pixels: int
+) -> torch.Tensor:
+    """(1, D) features of a PNG/JPEG, or a 4xx naming the problem."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"Expected an image of at most {max_bytes} bytes, got {len(data)}.")
+    kind = next((k for k, magic in MAGIC.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise Unprocessable(
+            "The body is neither a PNG nor a JPEG file (checked by its first bytes).",
+            detail="invalid image",
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise Unprocessable(
+            f"Could not read the {kind} header: {exc}.", detail="invalid image"
+        ) from exc
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"Expected at most {max_pixels} pixels, got {width}x{height}; downscale the image."
+        )
+    try:
+        pixels = load_image(io.BytesIO(data), size=extractor.input_size, mode=extractor.mode)
+    except CorruptFileError as exc:
+        raise Unprocessable(f"Could not decode the {kind} image.", detail="invalid image") from exc
+    return extractor.transform(pixels[None])
+
+
+def json_features(data: bytes, *, dim: int) -> torch.Tensor:
+    """(1, D) features from ``{"features": [...]}``."""
+    try:
+        body = json.loads(data)
+        values = body["features"]
+        array = np.asarray(values, dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Unprocessable(
+            f'Expected a JSON object {{"features": [{dim} numbers in [0, 1]]}}: {exc}.',
+            detail="invalid features",
+        ) from exc
+    if array.ndim == 1:
+        array = array[None]
+    try:
+        features = as_feature_matrix(array, input_dim=dim, what="features")
+    except InvalidInputError as exc:
+        raise Unprocessable(exc.problems, detail="invalid features") from exc
+    if len(features) != 1:
+        raise Unprocessable(
+            f"Expected one feature vector, got {len(features)}.", detail="invalid features"
+        )
+    return features
+
+
+def unsupported(content_type: str) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        f"Got Content-Type {content_type or '(none)'!r}; send image/png, image/jpeg, "
+        "multipart/form-data with an 'image' field, or application/json {\"features\": [...]}."
+    )

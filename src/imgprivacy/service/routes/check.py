@@ -1,0 +1,123 @@
+"""``POST /v1/check``: share or block an image the caller wants to upload.
+
+The answer never names the user or model that claimed the image, nor any distance or interval:
+those would let the uploader learn about other users' models. The operator's log has them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from imgprivacy.service.auth import current_user
+from imgprivacy.service.images import IMAGE_TYPES, image_features, json_features, unsupported
+from imgprivacy.service.routes.common import ERROR_RESPONSES, read_capped, service
+from imgprivacy.service.storage import UserInfo
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["check"])
+
+BLOCK_REASON = "the image lies inside the privacy interval of a model registered by another user"
+INLINE_DECODE_BYTES = 64 * 1024  # bigger images are decoded off the event loop
+
+
+class CheckOut(BaseModel):
+    decision: Literal["share", "block"]
+    share: bool
+    reason: str
+    policy: str  # the Guard policy the service applies
+    alpha: float  # width of the privacy intervals in standard deviations
+
+
+CHECK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"features": {"type": "array", "items": {"type": "number"}}},
+                    "required": ["features"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _features(request: Request):
+    state = service(request)
+    settings = state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=1)
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise unsupported("multipart/form-data without an 'image' file field")
+        data = await upload.read(settings.max_image_bytes + 1)
+        content_type = "image/png"  # decoded by its magic bytes below, not by the name
+    elif content_type in IMAGE_TYPES or content_type == "application/json":
+        data = await read_capped(request, limit=settings.max_image_bytes, what="an image")
+    else:
+        raise unsupported(content_type)
+    if content_type == "application/json":
+        return json_features(data, dim=state.extractor.dim)
+    decode = dict(
+        extractor=state.extractor,
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
+    if len(data) <= INLINE_DECODE_BYTES:
+        return image_features(data, **decode)
+    return await run_in_threadpool(image_features, data, **decode)
+
+
+@router.post(
+    "/check",
+    response_model=CheckOut,
+    openapi_extra=CHECK_BODY,
+    responses={
+        **ERROR_RESPONSES,
+        413: {"description": "upload too large"},
+        415: {"description": "unsupported media type"},
+        422: {"description": "invalid image / invalid features"},
+    },
+)
+async def check(request: Request, user: UserInfo = Depends(current_user)) -> CheckOut:
+    """Would the Guard let the caller share this image? (PNG/JPEG or a feature vector)"""
+    state = service(request)
+    started = time.perf_counter()
+    features = await _features(request)
+    decision = await state.batcher.submit(features, user.name)
+    state.metrics.checks.labels(decision.action).inc()
+    state.metrics.check_latency.observe(time.perf_counter() - started)
+    if not decision.share:
+        logger.info(
+            "blocked an upload",
+            extra={
+                "uploader": user.name,
+                "matched_model": decision.matched_model,
+                "distance": decision.distance,
+            },
+        )
+    return CheckOut(
+        decision=decision.action,
+        share=decision.share,
+        reason=decision.reason if decision.share else BLOCK_REASON,
+        policy=decision.policy,
+        alpha=decision.alpha,
+    )

@@ -1,0 +1,102 @@
+"""``/v1/models``: a user uploads, replaces, lists and deletes their OWN guard models.
+
+Weights and statistics are never returned to anyone else: every query is scoped to the token's
+user, and another user's model name is answered exactly like a missing one (404).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from imgprivacy.service.auth import check_name, current_user
+from imgprivacy.service.errors import ServiceError
+from imgprivacy.service.routes.common import (
+    ERROR_RESPONSES,
+    ModelOut,
+    binary_body,
+    read_capped,
+    service,
+)
+from imgprivacy.service.storage import UserInfo
+from imgprivacy.service.validation import validate_upload
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+UPLOAD_RESPONSES = {
+    **ERROR_RESPONSES,
+    413: {"description": "upload too large"},
+    422: {
+        "description": "invalid model file / model does not match this service / model claims "
+        "public probe images / too many models / invalid model name"
+    },
+}
+
+
+@router.put(
+    "/{name}",
+    response_model=ModelOut,
+    responses={201: {"model": ModelOut, "description": "created"}, **UPLOAD_RESPONSES},
+    openapi_extra=binary_body(
+        ["application/octet-stream"], "The .safetensors file written by `imgprivacy guard train`."
+    ),
+)
+async def put_model(
+    name: str, request: Request, response: Response, user: UserInfo = Depends(current_user)
+) -> ModelOut:
+    """Upload (201) or replace (200) your model ``name``, validated before anything is stored."""
+    state = service(request)
+    settings = state.settings
+    check_name(name, what="model name")
+    try:
+        data = await read_capped(request, limit=settings.max_upload_bytes, what="a model file")
+        _, new = await run_in_threadpool(
+            validate_upload,
+            data,
+            max_bytes=settings.max_upload_bytes,
+            feature_extractor=settings.feature_extractor,
+            input_dim=state.extractor.dim,
+            max_hidden_dim=settings.max_hidden_dim,
+            probes=state.probes,
+            probe_alpha=state.probe_alpha,
+            probe_max_claim=settings.probe_max_claim,
+        )
+        info, created = await run_in_threadpool(
+            state.storage.put_model, user, name, new, max_models=settings.max_models_per_user
+        )
+    except ServiceError as exc:
+        state.metrics.uploads.labels("refused").inc()
+        raise exc
+    state.metrics.uploads.labels("accepted").inc()
+    await run_in_threadpool(state.sync.sync)
+    response.status_code = 201 if created else 200
+    return ModelOut.of(info)
+
+
+@router.get("", response_model=list[ModelOut], responses=ERROR_RESPONSES)
+def list_models(request: Request, user: UserInfo = Depends(current_user)) -> list[ModelOut]:
+    """Your models' metadata (never anyone else's)."""
+    return [ModelOut.of(m) for m in service(request).storage.list_models(user)]
+
+
+@router.get(
+    "/{name}",
+    response_model=ModelOut,
+    responses={404: {"description": "model not found"}, **ERROR_RESPONSES},
+)
+def get_model(name: str, request: Request, user: UserInfo = Depends(current_user)) -> ModelOut:
+    """One of your models' metadata."""
+    return ModelOut.of(service(request).storage.get_model(user, name))
+
+
+@router.delete(
+    "/{name}",
+    status_code=204,
+    responses={404: {"description": "model not found"}, **ERROR_RESPONSES},
+)
+def delete_model(name: str, request: Request, user: UserInfo = Depends(current_user)) -> Response:
+    """Delete one of your models; the next check no longer uses it."""
+    state = service(request)
+    state.storage.delete_model(user.name, name)
+    state.sync.sync()
+    return Response(status_code=204)

@@ -1,0 +1,132 @@
+"""Micro-batching: concurrent ``/v1/check`` requests share one bank pass.
+
+Requests queue their feature vector; one worker takes everything queued (up to ``max_batch``,
+optionally waiting ``max_wait`` seconds for more) and scores it in a single
+:meth:`FilterBank.score` call on a dedicated thread, so the event loop keeps accepting requests
+while a batch is scored. Under load the queue fills while the previous batch runs, so batches grow
+with load and the per-request cost of the bank pass shrinks; an idle service scores a lone request
+at once. ``max_batch=1`` turns batching off (one bank pass per request), for comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+from imgprivacy.docl import Decision, FilterBank, Guard
+
+logger = logging.getLogger(__name__)
+
+ScoreFn = Callable[[torch.Tensor, Sequence[str]], list[Decision]]
+
+
+def bank_scorer(bank: FilterBank, guard: Guard) -> ScoreFn:
+    """Score a batch against the bank's current snapshot and apply the Guard."""
+
+    def score(features: torch.Tensor, uploaders: Sequence[str]) -> list[Decision]:
+        if len(bank) == 0:
+            reason = "no user has registered a model yet, so no one claims this image"
+            return [Decision(True, guard.policy, guard.alpha, reason) for _ in uploaders]
+        return guard.decide(bank.score(features), list(uploaders))
+
+    return score
+
+
+@dataclass
+class _Pending:
+    features: torch.Tensor  # (1, D)
+    uploader: str
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    """Queue single requests, score them in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        score: ScoreFn,
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.0,
+        observe: Callable[[int, float], None] | None = None,
+    ):
+        self.score = score
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.observe = observe  # observe(batch_size, seconds) after each bank pass
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bank-scorer")
+        self._task = asyncio.create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def submit(self, features: torch.Tensor, uploader: str) -> Decision:
+        """The Guard's decision for one (1, D) feature vector uploaded by ``uploader``."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(features, uploader, future))
+        return await future
+
+    async def _collect(self) -> list[_Pending]:
+        queue = self._queue
+        batch = [await queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return [p for p in batch if not p.future.done()]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            features = torch.cat([p.features for p in batch])
+            uploaders = [p.uploader for p in batch]
+            started = time.perf_counter()
+            try:
+                decisions = await loop.run_in_executor(
+                    self._executor, self.score, features, uploaders
+                )
+            except Exception as exc:  # every waiter gets the error, the worker goes on
+                logger.exception("bank pass failed for a batch of %d", len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            if self.observe is not None:
+                self.observe(len(batch), time.perf_counter() - started)
+            for pending, decision in zip(batch, decisions):
+                if not pending.future.done():
+                    pending.future.set_result(decision)

@@ -1,0 +1,47 @@
+"""Service configuration: environment variables ``IMGPRIVACY_*`` (or a ``.env`` file).
+
+Read by :func:`imgprivacy.service.create_app` when an app is built, never at import time, so tests
+and several workers can each build their own app. ``imgprivacy serve`` maps its flags onto these.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Everything an operator can set (environment variable = ``IMGPRIVACY_`` + field name)."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPRIVACY_", env_file=None, extra="ignore")
+
+    # Storage: SQLite file by default (zero set-up); PostgreSQL with postgresql+psycopg://...
+    database_url: str = "sqlite:///imgprivacy-service.db"
+    # Admin token (lists users and models' metadata, removes abusive models); unset = no admin.
+    admin_token: SecretStr | None = None
+    # Anyone may register when true; when false only the admin token can create users.
+    open_registration: bool = True
+    # Features every model must be trained on (a name in imgprivacy.features.FEATURES).
+    feature_extractor: str = "pixels"
+    # Guard policy (a name in imgprivacy.docl.POLICIES, checked when the app is built) and alpha.
+    policy: str = "exclude-uploader"
+    alpha: float = 1.0
+    # Upload limits: a model file, and an image sent to /v1/check.
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_image_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=4096 * 4096, gt=0)  # decompression-bomb guard
+    max_hidden_dim: int = Field(default=256, gt=0)  # M; must also stay below D (paper: M < D)
+    max_models_per_user: int = Field(default=16, gt=0)
+    # Probe check against hostile models (see imgprivacy.service.probe).
+    probe_count: int = Field(default=500, ge=0)  # public images; 0 disables the probe check
+    probe_alpha: float = 2.0  # interval width used to probe (at least the Guard's alpha)
+    probe_max_claim: float = Field(default=0.35, ge=0.0, le=1.0)  # refuse above this fraction
+    probe_seed: int = 0
+    data_dir: str | None = None  # where the public probe images live (default: shared data)
+    # Micro-batching of /v1/check: up to this many requests share one bank pass.
+    batch_max_size: int = Field(default=64, ge=1)  # 1 disables batching
+    batch_max_wait_ms: float = Field(default=0.0, ge=0.0)  # extra wait to fill a batch
+    # How often a replica polls storage for models changed by other workers/replicas.
+    sync_interval_seconds: float = Field(default=1.0, gt=0)
+    # Log one JSON line per request (structured access log).
+    access_log: bool = True

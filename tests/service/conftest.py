@@ -1,0 +1,137 @@
+"""Fixtures of the service tests: real uvicorn servers, SQLite always, PostgreSQL too.
+
+PostgreSQL tests use the cluster named by ``IMGPRIVACY_TEST_POSTGRES_URL`` (``make test`` starts a
+throwaway one, see scripts/with-postgres.sh); without it they are skipped, unless
+``IMGPRIVACY_REQUIRE_POSTGRES=1`` (CI) turns the skip into a failure. Every server gets a fresh
+database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+import torch
+
+from imgprivacy.data import load_fashion_mnist, load_mnist
+from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
+from imgprivacy.edge import GuardClient
+from imgprivacy.features import get_extractor
+from imgprivacy.service.launcher import start_server
+
+ADMIN = "test-admin-token"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get("IMGPRIVACY_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("IMGPRIVACY_REQUIRE_POSTGRES") == "1":
+            pytest.fail("IMGPRIVACY_REQUIRE_POSTGRES=1 but IMGPRIVACY_TEST_POSTGRES_URL is unset")
+        pytest.skip("no PostgreSQL: run through `make test` (scripts/with-postgres.sh)")
+    return url
+
+
+def fresh_database(backend: str, tmp_path) -> str:
+    """The URL of a new, empty database of ``backend``."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'service-{uuid.uuid4().hex[:8]}.db'}"
+    from sqlalchemy import create_engine, text
+
+    admin_url = _postgres_admin_url()
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def server_env(database_url: str, **extra) -> dict[str, str]:
+    env = {
+        "IMGPRIVACY_DATABASE_URL": database_url,
+        "IMGPRIVACY_ADMIN_TOKEN": ADMIN,
+        "IMGPRIVACY_PROBE_COUNT": "200",
+        "IMGPRIVACY_SYNC_INTERVAL_SECONDS": "0.3",
+    }
+    env.update({f"IMGPRIVACY_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(backend, tmp_path_factory, data_dir):
+    """One real server per backend and test module (tests register their own users)."""
+    tmp = tmp_path_factory.mktemp(f"server-{backend}")
+    url = fresh_database(backend, tmp)
+    with start_server(log_path=tmp / "service.log", env=server_env(url)) as process:
+        process.database_url = url
+        yield process
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def new_user(server):
+    """register() -> a GuardClient logged in as a fresh user."""
+    clients = []
+
+    def make(prefix: str = "user") -> GuardClient:
+        client = GuardClient(server.url, retries=1, backoff=0.05)
+        client.register(unique(prefix))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# -- tiny honest models on real digits ----------------------------------------------------------
+TEST_CONFIG = dict(hidden_dim=16, epochs=4, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def digits(data_dir):
+    """(train features by digit, test features, test labels, fashion features) — small subsets."""
+    extractor = get_extractor("pixels")
+    train = load_mnist("train", data_dir=data_dir)
+    test = load_mnist("test", data_dir=data_dir)
+    fashion = load_fashion_mnist("train", data_dir=data_dir)  # the service probes the test split
+    by_digit = {d: extractor.transform(train.images[train.labels == d][:300]) for d in range(10)}
+    return {
+        "train": by_digit,
+        "test_x": extractor.transform(test.images[:300]),
+        "test_y": test.labels[:300],
+        "fashion": extractor.transform(fashion.images[:300]),
+    }
+
+
+@pytest.fixture(scope="session")
+def honest_models(digits):
+    """digit -> a fitted model trained on 300 images of that digit."""
+    config = AutoencoderConfig(**TEST_CONFIG)
+    return {d: OneClassAutoencoder(config).fit(digits["train"][d]) for d in (0, 1, 3, 7)}
+
+
+@pytest.fixture(scope="session")
+def honest_bytes(honest_models):
+    return {d: autoencoder_to_bytes(m) for d, m in honest_models.items()}
+
+
+def feature_png(features: torch.Tensor) -> bytes:
+    from imgprivacy.service.demo import png_bytes
+
+    return png_bytes(features)
+
+
+def as_numpy(x) -> np.ndarray:
+    return x.numpy() if torch.is_tensor(x) else np.asarray(x)

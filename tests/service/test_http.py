@@ -1,0 +1,196 @@
+"""Registration, authorisation, checks and the operator endpoints over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import torch
+
+from imgprivacy.docl import FilterBank, Guard
+from imgprivacy.edge import GuardClient, ServiceRequestError
+from tests.service.conftest import ADMIN, feature_png, unique
+
+
+def test_owner_shares_and_others_are_blocked_like_in_process(
+    server, new_user, honest_bytes, honest_models, digits
+):
+    alice, bob = new_user("alice"), new_user("bob")
+    assert alice.upload("digit0", honest_bytes[0])["hidden_dim"] == 16
+    bob.upload("digit1", honest_bytes[1])
+    # What the in-process bank and Guard decide with every model registered so far.
+    state = alice.ready()
+    users = {"alice": alice.me()["name"], "bob": bob.me()["name"]}
+    x = digits["test_x"][torch.as_tensor(digits["test_y"] == 0)][:12]
+    http = [alice.check_image(feature_png(row)) for row in x] + [
+        bob.check_image(feature_png(row)) for row in x
+    ]
+    admin = httpx.get(
+        f"{server.url}/v1/admin/models", headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()
+    if len(admin) == 2:  # only when this module's other tests have not added models yet
+        bank = FilterBank(input_dim=784)
+        bank.add(honest_models[0], owner=users["alice"])
+        bank.add(honest_models[1], owner=users["bob"])
+        guard = Guard(policy=state["policy"], alpha=state["alpha"])
+        local = guard.decide(
+            bank.score(torch.cat([x, x])), [users["alice"]] * 12 + [users["bob"]] * 12
+        )
+        assert [r.share for r in http] == [d.share for d in local]
+    assert all(r.share for r in http[:12])  # the owner's own digit is never blocked by their model
+    assert not all(r.share for r in http[12:])  # someone else uploading alice's digit: blocked
+    for result in http:
+        assert users["alice"] not in result.reason and "digit0" not in result.reason
+        assert result.policy == state["policy"]
+
+
+def test_features_and_multipart_give_the_same_decision(server, new_user, honest_bytes, digits):
+    user = new_user()
+    user.upload("g", honest_bytes[3])
+    row = digits["test_x"][0]
+    by_json = user.check_features(row)
+    by_png = user.check_image(feature_png(row))
+    multipart = httpx.post(
+        f"{server.url}/v1/check",
+        files={"image": ("x.png", feature_png(row), "image/png")},
+        headers={"Authorization": f"Bearer {user.token}"},
+    )
+    assert multipart.status_code == 200
+    assert by_json.decision == by_png.decision == multipart.json()["decision"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "missing token"),
+        ({"Authorization": "Bearer ipk_nope"}, "invalid token"),
+        ({"Authorization": "Basic abc"}, "missing token"),
+    ],
+)
+def test_missing_or_invalid_token_is_401(server, headers, detail):
+    for method, path in [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/check"),
+        ("PUT", "/v1/models/x"),
+        ("DELETE", "/v1/models/x"),
+        ("GET", "/v1/me"),
+    ]:
+        response = httpx.request(method, f"{server.url}{path}", headers=headers, content=b"x")
+        assert response.status_code == 401, (method, path)
+        assert response.json()["detail"] == detail
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_users_cannot_touch_each_others_models(server, new_user, honest_bytes):
+    alice, mallory = new_user("alice"), new_user("mallory")
+    alice.upload("private", honest_bytes[0])
+    for call in (
+        lambda: mallory._request("GET", "/v1/models/private"),
+        lambda: mallory.delete("private"),
+    ):
+        with pytest.raises(ServiceRequestError) as info:
+            call()
+        assert info.value.status == 404 and info.value.detail == "model not found"
+    assert mallory.models() == []
+    assert [m["name"] for m in alice.models()] == ["private"]  # untouched
+    # Replacing "private" as mallory creates mallory's own model; alice's stays as it was.
+    before = alice.models()[0]["sha256"]
+    mallory.upload("private", honest_bytes[1])
+    assert alice.models()[0]["sha256"] == before
+
+
+def test_admin_endpoints(server, new_user, honest_bytes):
+    user = new_user("abuser")
+    user.upload("m", honest_bytes[7])
+    name = user.me()["name"]
+    for token in (user.token, "wrong"):
+        response = httpx.get(
+            f"{server.url}/v1/admin/users", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 403 and response.json()["detail"] == "admin token required"
+    admin = GuardClient(server.url, ADMIN)
+    assert name in [u["name"] for u in admin._request("GET", "/v1/admin/users").json()]
+    rows = [m for m in admin._request("GET", "/v1/admin/models").json() if m["owner"] == name]
+    assert len(rows) == 1 and "error_mean" not in rows[0] and "error_std" not in rows[0]
+    admin._request("DELETE", f"/v1/admin/models/{name}/m")
+    assert user.models() == []
+    admin._request("DELETE", f"/v1/admin/users/{name}")
+    with pytest.raises(ServiceRequestError, match="invalid token"):
+        user.models()
+
+
+def test_registration_errors(server):
+    client = GuardClient(server.url)
+    name = unique("dup")
+    client.register(name)
+    with pytest.raises(ServiceRequestError) as info:
+        client.register(name)
+    assert (info.value.status, info.value.detail) == (409, "user already exists")
+    with pytest.raises(ServiceRequestError) as info:
+        client.register("bad name!")
+    assert (info.value.status, info.value.detail) == (422, "invalid user name")
+
+
+def test_check_input_errors(server, new_user):
+    user = new_user()
+    auth = {"Authorization": f"Bearer {user.token}"}
+    cases = [
+        (
+            {"content": b"GIF89a", "headers": {**auth, "Content-Type": "image/png"}},
+            422,
+            "invalid image",
+        ),
+        (
+            {
+                "content": b"\x89PNG\r\n\x1a\nbroken",
+                "headers": {**auth, "Content-Type": "image/png"},
+            },
+            422,
+            "invalid image",
+        ),
+        (
+            {"content": b"x", "headers": {**auth, "Content-Type": "text/plain"}},
+            415,
+            "unsupported media type",
+        ),
+        ({"json": {"features": [0.5] * 10}, "headers": auth}, 422, "invalid features"),
+        ({"json": {"features": [2.0] * 784}, "headers": auth}, 422, "invalid features"),
+        ({"json": {"pixels": []}, "headers": auth}, 422, "invalid features"),
+        (
+            {
+                "content": b"\x89PNG\r\n\x1a\n" + b"0" * (3 * 1024 * 1024),
+                "headers": {**auth, "Content-Type": "image/png"},
+            },
+            413,
+            "upload too large",
+        ),
+    ]
+    for kwargs, status, detail in cases:
+        response = httpx.post(f"{server.url}/v1/check", **kwargs)
+        assert (response.status_code, response.json()["detail"]) == (status, detail), kwargs.get(
+            "json"
+        )
+
+
+def test_health_metrics_and_openapi(server, new_user):
+    user = new_user()
+    user.check_features([0.0] * 784)
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["status"] == "ready" and ready["feature_dim"] == 784
+    metrics = httpx.get(f"{server.url}/metrics").text
+    for name in (
+        "imgprivacy_checks_total",
+        "imgprivacy_check_latency_seconds_bucket",
+        "imgprivacy_batch_size_bucket",
+        "imgprivacy_http_requests_total",
+        "imgprivacy_models",
+    ):
+        assert name in metrics
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    body = spec["paths"]["/v1/check"]["post"]["requestBody"]["content"]
+    assert {"image/png", "image/jpeg", "multipart/form-data", "application/json"} <= set(body)
+    assert (
+        "application/octet-stream"
+        in spec["paths"]["/v1/models/{name}"]["put"]["requestBody"]["content"]
+    )
+    assert {"401", "422"} <= set(spec["paths"]["/v1/check"]["post"]["responses"])
