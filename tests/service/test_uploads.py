@@ -28,7 +28,12 @@ def generalist(digits):
     """The paper's adversary pushed further: trained on many digits AND public images."""
     x = torch.cat([*(digits["train"][d][:150] for d in range(10)), digits["fashion"]])
     config = AutoencoderConfig(
-        hidden_dim=64, epochs=6, optimizer="adam", learning_rate=3e-3, batch_size=64
+        hidden_dim=64,
+        layer_widths=(),
+        epochs=6,
+        optimizer="adam",
+        learning_rate=3e-3,
+        batch_size=64,
     )
     return autoencoder_to_bytes(OneClassAutoencoder(config).fit(x))
 
@@ -101,9 +106,9 @@ def test_size_cap_name_and_architecture_limits(server, new_user, honest_bytes, d
     bad_name = httpx.put(f"{server.url}/v1/models/..%2Fx", content=honest_bytes[0], headers=auth)
     assert bad_name.status_code in (404, 422)
     wrong_dim = autoencoder_to_bytes(
-        OneClassAutoencoder(AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=1)).fit(
-            torch.rand(8, 16)
-        )
+        OneClassAutoencoder(
+            AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=1)
+        ).fit(torch.rand(8, 16))
     )
     response = httpx.put(f"{server.url}/v1/models/small", content=wrong_dim, headers=auth)
     assert (response.status_code, response.json()["detail"]) == (

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from imgprivacy.cli.common import DataDirOption, SeedOption, console, progress_bar
@@ -77,7 +78,7 @@ def service_demo(
     for column in ("request", "status", "body"):
         examples.add_column(column, overflow="fold")
     for label, status, body in result.examples:
-        examples.add_row(label, str(status), body)
+        examples.add_row(escape(label), str(status), escape(body))
     console.print(examples)
     write_atomic(
         Path(out) / "demo.json", json.dumps(result.__dict__, indent=2, default=str).encode()

@@ -52,7 +52,10 @@ async def _poll(state: ServiceState) -> None:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the FastAPI app; ``settings`` default to the ``IMGPRIVACY_*`` environment."""
     settings = settings if settings is not None else ServiceSettings()
-    guard = Guard(policy=settings.policy, alpha=settings.alpha)  # unknown policy: lists POLICIES
+    margin = {} if settings.margin is None else {"margin": settings.margin}
+    guard = Guard(
+        policy=settings.policy, alpha=settings.alpha, **margin
+    )  # lists POLICIES if unknown
     extractor = get_extractor(settings.feature_extractor)
     storage = Storage(settings.database_url)
     bank = FilterBank(input_dim=extractor.dim, feature_extractor=extractor.name)

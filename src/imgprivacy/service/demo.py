@@ -25,7 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgprivacy.docl import FilterBank, Guard, load_autoencoder
+from imgprivacy.docl import (
+    FilterBank,
+    Guard,
+    autoencoder_from_bytes,
+    autoencoder_to_bytes,
+    load_autoencoder,
+)
 from imgprivacy.docl.experiment_data import mnist_experiment
 from imgprivacy.docl.experiments import user_name
 from imgprivacy.docl.reproduce_mnist import QUICK, configurations
@@ -71,12 +77,14 @@ def _write_user_folders(data, root: Path) -> dict[str, Path]:
 
 
 def _examples(
-    url: str, token: str, other_token: str, hostile: bytes
+    url: str, token: str, other_token: str, honest: bytes
 ) -> list[tuple[str, int | None, str]]:
     """What unauthorised, malformed and hostile requests get back."""
     import httpx
 
     auth = {"Authorization": f"Bearer {token}"}
+    other = {"Authorization": f"Bearer {other_token}"}
+    httpx.put(f"{url}/v1/models/diary", content=honest, headers=auth).raise_for_status()
     cases = [
         ("check without a token", "POST", "/v1/check", {"json": {"features": [0.0] * 784}}),
         (
@@ -107,14 +115,16 @@ def _examples(
             "upload a model whose interval covers everything",
             "PUT",
             "/v1/models/x",
-            {"content": hostile, "headers": auth},
+            {"content": _widened(honest, 30.0), "headers": auth},
         ),
         (
-            "read another user's model",
-            "GET",
-            "/v1/models/digit",
-            {"headers": {"Authorization": f"Bearer {other_token}"}},
+            "implausible statistics (sigma x 1000)",
+            "PUT",
+            "/v1/models/x",
+            {"content": _widened(honest, 1000.0), "headers": auth},
         ),
+        ("read another user's model 'diary'", "GET", "/v1/models/diary", {"headers": other}),
+        ("delete another user's model 'diary'", "DELETE", "/v1/models/diary", {"headers": other}),
         ("admin listing with a user token", "GET", "/v1/admin/users", {"headers": auth}),
     ]
     out = []
@@ -125,12 +135,10 @@ def _examples(
     return out
 
 
-def _hostile_bytes(path: Path) -> bytes:
-    """The user's honest guard with sigma multiplied by 1000 (an interval covering everything)."""
-    model = load_autoencoder(path)
-    model.error_std_ *= 1000
-    from imgprivacy.docl import autoencoder_to_bytes
-
+def _widened(honest: bytes, factor: float) -> bytes:
+    """An honest guard with sigma multiplied by ``factor``: a privacy interval covering more."""
+    model = autoencoder_from_bytes(honest)
+    model.error_std_ *= factor
     return autoencoder_to_bytes(model)
 
 
@@ -148,17 +156,22 @@ def run_service_demo(
     """Run the demo (quick sizes of ``imgprivacy reproduce docl-mnist --quick``)."""
     progress = resolve(progress)
     rng = np.random.default_rng(seed)
-    data = mnist_experiment(data_dir=data_dir, seed=seed, **QUICK)
-    config = configurations(quick=True)["default"].replace(
-        input_dim=data.input_dim, feature_extractor=data.feature_extractor
+    config = configurations(quick=True)["default"]
+    # The same seeded subsets twice: raw pixels to write the users' PNG files, and the features
+    # of the reproduction's default extractor for the in-process side.
+    raw = mnist_experiment(data_dir=data_dir, seed=seed, feature_extractor="pixels", **QUICK)
+    data = mnist_experiment(
+        data_dir=data_dir, seed=seed, feature_extractor=config.feature_extractor, **QUICK
     )
+    config = config.replace(input_dim=data.input_dim)
     with tempfile.TemporaryDirectory(prefix="imgprivacy-demo-", dir=work_dir) as tmp:
         root = Path(tmp)
-        folders = _write_user_folders(data, root)
+        folders = _write_user_folders(raw, root)
         env = {
             "IMGPRIVACY_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
             "IMGPRIVACY_ADMIN_TOKEN": secrets.token_urlsafe(16),
             "IMGPRIVACY_ALPHA": str(alpha),
+            "IMGPRIVACY_FEATURE_EXTRACTOR": config.feature_extractor,
             "IMGPRIVACY_ACCESS_LOG": "false",
         }
         if policy:
@@ -187,7 +200,7 @@ def run_service_demo(
 
             def one(upload):
                 source, row, uploader = upload
-                x = data.test_x[row] if source == "mnist" else data.public_x[row]
+                x = raw.test_x[row] if source == "mnist" else raw.public_x[row]
                 result = pool_clients[uploader].check_image(png_bytes(x))
                 step(source)
                 return result.share
@@ -198,9 +211,7 @@ def run_service_demo(
             elapsed = time.perf_counter() - started
             for c in pool_clients.values():
                 c.close()
-            examples = _examples(
-                server.url, tokens["u3"], tokens["u7"], _hostile_bytes(guards["u3"])
-            )
+            examples = _examples(server.url, tokens["u3"], tokens["u7"], guards["u3"].read_bytes())
 
         # In-process: the very files that were uploaded, the same (image, uploader) pairs.
         service_policy, service_alpha = ready["policy"], ready["alpha"]

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     # Guard policy (a name in imgprivacy.docl.POLICIES, checked when the app is built) and alpha.
     policy: str = "exclude-uploader"
     alpha: float = 1.0
+    # How many times closer the uploader's own model must be to vouch for an image (policies
+    # that use a margin); unset = the Guard's default.
+    margin: float | None = None
     # Upload limits: a model file, and an image sent to /v1/check.
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
