@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint venv clean
+.PHONY: demo demo-service test test-fast bench bench-service lint venv clean
 
 venv: $(STAMP)
 
@@ -20,13 +20,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/imgprivacy reproduce docl-mnist --out reports/docl-mnist
 
+# The live DOCL service demo: starts the service on 127.0.0.1 (SQLite), 10 MNIST users train on
+# their digit with the edge client and upload, MNIST/Fashion-MNIST uploads replayed over HTTP and
+# compared with the in-process run; stops by itself.
+demo-service: $(STAMP)
+	$(VENV)/bin/imgprivacy demo service --out reports/docl-service
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-# The whole suite, slow real-data tests included (this is what CI runs).
+# The whole suite, slow real-data tests included (this is what CI runs), beside a throwaway
+# PostgreSQL cluster on loopback for the service tests (scripts/with-postgres.sh).
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	scripts/with-postgres.sh $(PY) -m pytest -q
 
 # The quick loop: skips tests marked slow.
 test-fast: $(STAMP)
@@ -34,6 +41,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_bank.py --out reports/bench
+	$(PY) benchmarks/bench_service.py --out reports/bench
+
+# Load test of the running service over loopback (N = 100 and 1000 models, 1/8/32 clients).
+bench-service: $(STAMP)
+	$(PY) benchmarks/bench_service.py --out reports/bench
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .ruff_cache

@@ -1,0 +1,157 @@
+"""The edge side: resumable training equals fit(), the retrying client, the CLI, the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgprivacy.cli import app
+from imgprivacy.docl import AutoencoderConfig, Decision, OneClassAutoencoder, load_autoencoder
+from imgprivacy.edge import GuardClient, ServiceRequestError, train_autoencoder
+from imgprivacy.service.scorer import MicroBatcher
+from tests.service.conftest import TEST_CONFIG, unique
+
+SMALL = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(8,), epochs=5, batch_size=16)
+
+
+def _same(a: OneClassAutoencoder, b: OneClassAutoencoder) -> bool:
+    wa, wb = a.weights(), b.weights()
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize(
+    "config", [SMALL, SMALL.replace(optimizer="adam", learning_rate=1e-2, input_noise=0.1)]
+)
+def test_edge_training_equals_fit(config):
+    x = torch.rand(40, 16, generator=torch.Generator().manual_seed(1))
+    reference = OneClassAutoencoder(config).fit(x)
+    edge = train_autoencoder(x, config=config)
+    assert _same(reference, edge)
+    assert (edge.error_mean_, edge.error_std_) == (reference.error_mean_, reference.error_std_)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    x = torch.rand(40, 16, generator=torch.Generator().manual_seed(2))
+    checkpoint = tmp_path / "guard.ckpt"
+
+    def interrupt(epoch, epochs, loss):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_autoencoder(x, config=SMALL, checkpoint=checkpoint, on_epoch=interrupt)
+    assert checkpoint.is_file()
+    seen = []
+    resumed = train_autoencoder(
+        x, config=SMALL, checkpoint=checkpoint, on_epoch=lambda epoch, _n, _loss: seen.append(epoch)
+    )
+    assert seen == [3, 4, 5]  # epochs 1-2 were not repeated
+    assert _same(resumed, OneClassAutoencoder(SMALL).fit(x))
+    # A checkpoint of other images is ignored, not applied.
+    other = train_autoencoder(torch.rand(40, 16), config=SMALL, checkpoint=checkpoint)
+    assert len(other.history_.epoch_loss) == 5
+
+
+def _responses(*statuses):
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        status = statuses[min(len(calls) - 1, len(statuses) - 1)]
+        if status == "drop":
+            raise httpx.ConnectError("refused", request=request)
+        body = (
+            {"status": "ok"} if status == 200 else {"detail": "not ready", "problems": ["loading"]}
+        )
+        return httpx.Response(status, json=body)
+
+    return calls, httpx.MockTransport(handler)
+
+
+def test_client_retries_transient_errors_then_reports_clearly():
+    calls, transport = _responses("drop", 503, 200)
+    client = GuardClient("http://svc", retries=3, backoff=0.001, transport=transport)
+    assert client.health() == {"status": "ok"} and len(calls) == 3
+    calls, transport = _responses(503)
+    client = GuardClient("http://svc", retries=2, backoff=0.001, transport=transport)
+    with pytest.raises(ServiceRequestError, match="HTTP 503: not ready - loading") as info:
+        client.health()
+    assert info.value.detail == "not ready" and len(calls) == 3
+    calls, transport = _responses(422)
+    with pytest.raises(ServiceRequestError):
+        GuardClient("http://svc", retries=3, backoff=0.001, transport=transport).health()
+    assert len(calls) == 1  # a 4xx is final
+
+
+def test_client_cannot_reach_a_closed_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ServiceRequestError, match="cannot reach"):
+        GuardClient(f"http://127.0.0.1:{port}", retries=1, backoff=0.001).health()
+
+
+def test_cli_train_register_upload_check(server, digits, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for k, row in enumerate(digits["train"][7][:120]):
+        pixels = (row.reshape(28, 28).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{k:03d}.png")
+    runner = CliRunner()
+    out = tmp_path / "guard.safetensors"
+    options = ["--hidden-dim", str(TEST_CONFIG["hidden_dim"]), "--epochs", "6"]
+    result = runner.invoke(
+        app, ["guard", "train", "--images", str(folder), "--out", str(out), *options]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        load_autoencoder(out).config.input_dim == 784
+        and not out.with_name(out.name + ".ckpt").exists()
+    )
+    result = runner.invoke(app, ["guard", "register", unique("cli"), "--server", server.url])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    env = {"IMGPRIVACY_SERVER": server.url, "IMGPRIVACY_TOKEN": token}
+    result = runner.invoke(app, ["guard", "upload", str(out), "--name", "sevens"], env=env)
+    assert result.exit_code in (0, 1), result.output  # 1 only if the probe refuses this tiny model
+    result = runner.invoke(app, ["check", str(folder / "000.png")], env=env)
+    assert result.exit_code in (0, 2) and result.output.startswith(("share", "block")), (
+        result.output
+    )
+    result = runner.invoke(
+        app, ["check", str(folder / "000.png")], env={**env, "IMGPRIVACY_TOKEN": "bad"}
+    )
+    assert result.exit_code == 1 and "HTTP 401: invalid token" in result.output
+
+
+def test_micro_batcher_groups_concurrent_requests():
+    seen = []
+
+    def score(features, uploaders):
+        seen.append(len(uploaders))
+        return [Decision(bool(f[0] > 0.5), "p", 1.0, u) for f, u in zip(features, uploaders)]
+
+    async def main():
+        batcher = MicroBatcher(score, max_batch=16, max_wait=0.01)
+        await batcher.start()
+        try:
+            values = [float(v) for v in np.linspace(0, 1, 40)]
+            results = await asyncio.gather(
+                *(batcher.submit(torch.tensor([[v, 0.0]]), f"u{i}") for i, v in enumerate(values))
+            )
+        finally:
+            await batcher.stop()
+        return values, results
+
+    values, results = asyncio.run(main())
+    assert [r.share for r in results] == [v > 0.5 for v in values]
+    assert [r.reason for r in results] == [f"u{i}" for i in range(40)]  # each its own answer
+    assert max(seen) == 16 and len(seen) < 40
