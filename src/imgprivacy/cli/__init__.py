@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from imgprivacy import __version__
+from imgprivacy.cli.anonymize import anonymize_app
 from imgprivacy.cli.common import ImgPrivacyApp, setup_logging
 from imgprivacy.cli.demo import demo_app
 from imgprivacy.cli.guard import check, guard_app
@@ -24,6 +25,7 @@ app = ImgPrivacyApp(
     pretty_exceptions_enable=False,
 )
 app.add_typer(reproduce_app, name="reproduce")
+app.add_typer(anonymize_app, name="anonymize")
 app.add_typer(guard_app, name="guard")
 app.add_typer(demo_app, name="demo")
 app.command("serve")(serve)

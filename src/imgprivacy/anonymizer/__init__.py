@@ -1,0 +1,24 @@
+"""The mutual-information anonymizer of Feutry, Piantanida & Duhamel (ICASSP 2020).
+
+An autoencoder is trained against a discriminator (its outputs must pass for originals) and a
+private-label classifier (eq. 12-15), so that its outputs keep their content while the private
+label can no longer be recovered. :class:`Anonymizer` is the facade (``fit`` / ``transform`` /
+``save`` / ``load``); :mod:`~imgprivacy.anonymizer.evaluate` holds the assessment attackers.
+"""
+
+from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.evaluate import ATTACKERS, Assessment, AttackConfig, assess
+from imgprivacy.anonymizer.model import Anonymizer
+from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory, phase_schedule
+
+__all__ = [
+    "ATTACKERS",
+    "Anonymizer",
+    "AnonymizerConfig",
+    "AnonymizerTrainer",
+    "Assessment",
+    "AttackConfig",
+    "TrainHistory",
+    "assess",
+    "phase_schedule",
+]

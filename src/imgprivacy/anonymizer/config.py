@@ -1,0 +1,126 @@
+"""Configuration of the anonymizer (one frozen dataclass, a comment per field).
+
+Sizes are chosen for a shared 2-core CPU: the three networks are multi-layer perceptrons on the
+flattened 20x20 image (a 3x3 convolution on 20x20 inputs costs ~30x more per multiply-add than a
+matrix product on these machines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from imgprivacy.errors import InvalidInputError
+
+# Fields that fix the tensors' shapes: a checkpoint can only be resumed by a config that agrees.
+ARCHITECTURE_FIELDS = (
+    "image_size",
+    "n_private",
+    "ae_hidden",
+    "code_dim",
+    "disc_hidden",
+    "private_hidden",
+)
+
+
+@dataclass(frozen=True)
+class AnonymizerConfig:
+    """Hyper-parameters of the anonymizer and of its three-phase training (paper sec. 2).
+
+    Phases (in epochs, run in this order): ``pretrain_epochs`` of autoencoder pre-training with a
+    pixel loss; ``disc_pretrain_epochs`` of discriminator pre-training alternating with autoencoder
+    updates (the private classifier is pre-trained on the autoencoder's outputs at the same time);
+    ``adversarial_epochs`` of the eq. (12) game against the discriminator and the private branch.
+    """
+
+    # -- data and architecture ------------------------------------------------------------------
+    image_size: int = 20  # images are image_size x image_size, grey, white ink on black
+    n_private: int = 30  # number of private classes (writers); set from the labels by fit()
+    ae_hidden: int = 512  # width of the autoencoder's two hidden layers (encoder and decoder)
+    code_dim: int = 64  # autoencoder bottleneck size
+    disc_hidden: int = 256  # width of the discriminator's hidden layers q(y|v)
+    private_hidden: int = 512  # width of the private classifier's hidden layers q(z|x_hat)
+    dropout: float = 0.2  # dropout in the discriminator and the private classifier
+    # -- objective ------------------------------------------------------------------------------
+    lam: float = 1.0  # lambda of eq. (12): weight of |L_obj - L_priv| against the fidelity BCE
+    recon_weight: float = 1.0  # weight of the L1 reconstruction anchor added to eq. (12) in phase 3
+    # -- schedule -------------------------------------------------------------------------------
+    pretrain_epochs: int = 8  # phase 1: autoencoder trained alone with the pixel loss (BCE)
+    disc_pretrain_epochs: int = 3  # phase 2: discriminator (and private branch) pre-training
+    adversarial_epochs: int = 20  # phase 3: the eq. (12) game
+    disc_steps: int = 1  # discriminator updates per autoencoder update (phases 2-3)
+    private_steps: int = 2  # private-classifier updates per autoencoder update (phase 3)
+    batch_size: int = 128  # images per update
+    # -- optimisation ---------------------------------------------------------------------------
+    ae_lr: float = 1e-3  # Adam learning rate of the autoencoder in phase 1
+    adversarial_ae_lr: float = 3e-4  # Adam learning rate of the autoencoder in phases 2-3
+    disc_lr: float = 2e-4  # Adam learning rate of the discriminator
+    private_lr: float = 1e-3  # Adam learning rate of the private classifier
+    seed: int = 0  # seeds initialisation, shuffling and dropout
+
+    def __post_init__(self) -> None:
+        problems = []
+        positive_ints = (
+            "image_size",
+            "ae_hidden",
+            "code_dim",
+            "disc_hidden",
+            "private_hidden",
+            "disc_steps",
+            "private_steps",
+            "batch_size",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.n_private, int) or self.n_private < 2:
+            problems.append(
+                f"n_private must be an integer >= 2 (a private label needs two classes), "
+                f"got {self.n_private!r}"
+            )
+        for name in ("pretrain_epochs", "disc_pretrain_epochs", "adversarial_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("lam", "recon_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("ae_lr", "adversarial_ae_lr", "disc_lr", "private_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if problems:
+            raise InvalidInputError([f"Invalid AnonymizerConfig: {p}" for p in problems])
+
+    @property
+    def input_dim(self) -> int:
+        return self.image_size * self.image_size
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.disc_pretrain_epochs + self.adversarial_epochs
+
+    def replace(self, **changes) -> AnonymizerConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AnonymizerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown AnonymizerConfig fields {unknown}; known fields: {sorted(known)}."
+            )
+        return cls(**values)
+
+    def architecture(self) -> dict:
+        """The fields that fix tensor shapes (a checkpoint resumes only under the same ones)."""
+        return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}

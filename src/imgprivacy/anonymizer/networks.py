@@ -1,0 +1,81 @@
+"""The three networks of Fig. 1 and the selector S.
+
+All take and return flattened images in [0, 1] of shape (B, D) with D = image_size**2; the
+autoencoder returns logits (``torch.sigmoid`` gives the image x_hat), the discriminator the logit
+of q(y=1|v) ("v is an original"), the private classifier the logits of q(z|x_hat).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from imgprivacy.anonymizer.config import AnonymizerConfig
+
+
+class Autoencoder(nn.Module):
+    """q(x_hat|x): D -> h -> code -> h -> D, ReLU inside, logits out (no skip connection, so all
+    of x_hat has to pass the ``code_dim`` bottleneck)."""
+
+    def __init__(self, input_dim: int, hidden: int, code_dim: int):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(input_dim, hidden), nn.ReLU(), nn.Linear(hidden, code_dim)
+        )
+        self.decoder = nn.Sequential(
+            nn.ReLU(), nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, input_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def classifier(input_dim: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    """D -> h -> h -> outputs with LeakyReLU and dropout (used for both q(y|v) and q(z|x_hat))."""
+    return nn.Sequential(
+        nn.Linear(input_dim, hidden),
+        nn.LeakyReLU(0.2),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.LeakyReLU(0.2),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, outputs),
+    )
+
+
+class Networks(nn.Module):
+    """The autoencoder, the discriminator and the private classifier, built from one config."""
+
+    def __init__(self, config: AnonymizerConfig):
+        super().__init__()
+        d = config.input_dim
+        self.autoencoder = Autoencoder(d, config.ae_hidden, config.code_dim)
+        self.discriminator = classifier(d, config.disc_hidden, 1, config.dropout)
+        self.private = classifier(d, config.private_hidden, config.n_private, config.dropout)
+
+
+def build_networks(config: AnonymizerConfig) -> Networks:
+    """Initialise the three networks from ``config.seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return Networks(config)
+
+
+def expected_shapes(config: AnonymizerConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter name of :class:`Networks` and its shape under ``config``."""
+    with torch.device("meta"):
+        nets = Networks(config)
+    return {name: tuple(t.shape) for name, t in nets.state_dict().items()}
+
+
+def select(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The selector S of Fig. 1: row i of v is x[i] where y[i] = 1, else x_hat[i].
+
+    Examples
+    --------
+    >>> x, x_hat = torch.ones(3, 2), torch.zeros(3, 2)
+    >>> select(x, x_hat, torch.tensor([1, 0, 1])).tolist()
+    [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
+    """
+    keep = y.to(torch.bool).view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(keep, x, x_hat)

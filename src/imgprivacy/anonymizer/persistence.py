@@ -1,0 +1,213 @@
+"""Anonymizer files: safetensors tensors plus JSON metadata in the header (never pickle).
+
+Two kinds, told apart by the metadata's ``format``:
+
+* a **model** (``imgprivacy.anonymizer.model``): the autoencoder's weights, the config, the private
+  classes and the training history - all that :func:`load_anonymizer` needs to anonymize images;
+* a **checkpoint** (``imgprivacy.anonymizer.checkpoint``): the three networks, the four optimisers'
+  states, the shuffling RNG, the finished epochs and the history - all that resuming needs.
+
+Both are written atomically (temporary file, then rename), so an interruption leaves the previous
+file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from imgprivacy import __version__
+from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.networks import expected_shapes
+from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
+from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
+from imgprivacy.fileio import write_atomic
+
+MODEL_FORMAT = "imgprivacy.anonymizer.model"
+CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "imgprivacy"
+
+
+def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return save_bytes(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
+
+
+def _decode(data: bytes, *, source: str, expected_format: str) -> tuple[dict, dict]:
+    """(metadata, tensors) of a file, or a clear :class:`CorruptFileError`."""
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_len <= 0 or 8 + header_len > len(data):
+            raise ValueError("truncated header")
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = json.loads(header["__metadata__"][METADATA_KEY])
+        tensors = load_bytes(data)
+    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise CorruptFileError(
+            f"{source} is not an imgprivacy anonymizer file (safetensors with "
+            f"'{METADATA_KEY}' metadata): {exc}."
+        ) from exc
+    found = metadata.get("format") if isinstance(metadata, dict) else None
+    if found != expected_format:
+        raise CorruptFileError(
+            f"{source}: expected a file of format {expected_format!r}, got {found!r}. "
+            "Models come from `imgprivacy anonymize train` or Anonymizer.save(); checkpoints "
+            "from training with checkpoint=PATH."
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{source}: format version {metadata.get('format_version')!r} is not supported "
+            f"(this imgprivacy reads version {FORMAT_VERSION}); retrain or upgrade imgprivacy."
+        )
+    return metadata, tensors
+
+
+def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
+    try:
+        return AnonymizerConfig.from_dict(metadata["config"])
+    except (InvalidInputError, TypeError, KeyError) as exc:
+        raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
+
+
+def check_tensors(
+    tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str
+) -> None:
+    """Raise once with every name / shape / dtype / finiteness mismatch."""
+    problems = []
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if extra:
+        problems.append(f"unexpected tensors {extra}")
+    for name, shape in expected.items():
+        tensor = tensors.get(name)
+        if tensor is None:
+            continue
+        if tuple(tensor.shape) != shape:
+            problems.append(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
+        elif tensor.dtype != torch.float32:
+            problems.append(f"{name} has dtype {tensor.dtype}, expected torch.float32")
+        elif not torch.isfinite(tensor).all():
+            problems.append(f"{name} contains NaN or infinite values")
+    if problems:
+        raise InvalidInputError(
+            [f"{source} does not match the architecture its config declares: {p}" for p in problems]
+        )
+
+
+# -- models -------------------------------------------------------------------------------------
+def model_to_bytes(
+    *, config: AnonymizerConfig, autoencoder: dict[str, torch.Tensor], classes: list, history: list
+) -> bytes:
+    """Serialise a trained anonymizer (autoencoder weights + config + private classes)."""
+    metadata = {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgprivacy_version": __version__,
+        "config": config.to_dict(),
+        "private_classes": list(classes),
+        "history": history,
+    }
+    return _encode(autoencoder, metadata)
+
+
+def model_from_bytes(data: bytes, *, source: str = "model") -> tuple[dict, dict]:
+    """(metadata with a parsed ``config``, validated autoencoder tensors)."""
+    metadata, tensors = _decode(data, source=source, expected_format=MODEL_FORMAT)
+    config = _config_from(metadata, source)
+    expected = {
+        k.removeprefix("autoencoder."): v
+        for k, v in expected_shapes(config).items()
+        if k.startswith("autoencoder.")
+    }
+    check_tensors(tensors, expected, source=source)
+    metadata["config"] = config
+    return metadata, tensors
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer, out: dict) -> dict:
+    state = optimizer.state_dict()
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            out[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value, dtype=torch.float32)
+    return state["param_groups"]
+
+
+def checkpoint_to_bytes(trainer: AnonymizerTrainer) -> bytes:
+    """Everything needed to continue ``trainer`` exactly where it stopped."""
+    tensors = {f"nets.{k}": v for k, v in trainer.nets.state_dict().items()}
+    groups = {
+        name: _flatten_optimizer(name, opt, tensors) for name, opt in trainer.optimizers.items()
+    }
+    tensors["rng.generator"] = trainer.generator.get_state()
+    tensors["prior"] = trainer.prior
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgprivacy_version": __version__,
+        "config": trainer.config.to_dict(),
+        "epoch": trainer.epoch,
+        "history": trainer.history.epochs,
+        "param_groups": groups,
+    }
+    return _encode(tensors, metadata)
+
+
+def save_checkpoint(trainer: AnonymizerTrainer, path: str | os.PathLike) -> Path:
+    return write_atomic(Path(path), checkpoint_to_bytes(trainer))
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, config: AnonymizerConfig | None = None, device: str = "cpu"
+) -> AnonymizerTrainer:
+    """Rebuild a trainer from a checkpoint.
+
+    ``config`` may change training fields (lambda, phase lengths, learning rates, ...) to continue
+    differently, e.g. to branch several lambdas from one pre-trained checkpoint; the architecture
+    fields must match. Learning rates of the new config replace the saved ones.
+
+    Raises
+    ------
+    DataNotFoundError, CorruptFileError, InvalidInputError
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"Expected a checkpoint at {path}, but there is none.")
+    source = str(path)
+    metadata, tensors = _decode(path.read_bytes(), source=source, expected_format=CHECKPOINT_FORMAT)
+    saved = _config_from(metadata, source)
+    config = config or saved
+    if config.architecture() != saved.architecture():
+        raise InvalidInputError(
+            f"{source} was trained with architecture {saved.architecture()}, which differs from "
+            f"{config.architecture()}. Resume with the same sizes or start a new run."
+        )
+    nets = {k.removeprefix("nets."): v for k, v in tensors.items() if k.startswith("nets.")}
+    check_tensors(nets, expected_shapes(config), source=source)
+    trainer = AnonymizerTrainer(config, prior=tensors["prior"], device=device)
+    trainer.nets.load_state_dict(nets)
+    for name, optimizer in trainer.optimizers.items():
+        groups = metadata["param_groups"][name]
+        fresh = optimizer.state_dict()
+        for group, new in zip(groups, fresh["param_groups"]):
+            group.update({k: new[k] for k in ("lr", "betas") if k in new})
+        state: dict = {}
+        prefix = f"optim.{name}."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                index, field = key[len(prefix) :].split(".", 1)
+                state.setdefault(int(index), {})[field] = value.to(device)
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    trainer.generator.set_state(tensors["rng.generator"])
+    trainer.epoch = int(metadata["epoch"])
+    trainer.history = TrainHistory(list(metadata["history"]))
+    return trainer

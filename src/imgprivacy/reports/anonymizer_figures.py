@@ -1,0 +1,97 @@
+"""Figures of the anonymizer reproduction: the paper's Fig. 2 and a grid of samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from imgprivacy.reports.plotting import new_figure, save
+
+FAMILY_STYLES = {"cnn": ":", "random_forest": "-.", "extra_trees": (0, (1, 3))}
+
+
+def accuracy_vs_lambda(results: dict, path: str | Path) -> Path:
+    """Fig. 2: writer and digit accuracy of the fresh attackers against lambda.
+
+    Solid lines are the headline numbers (strongest writer attacker, best digit classifier),
+    thin lines each attacker family, the black dashed line random guessing of the writer, and the
+    dotted grey lines the accuracies on the original images.
+    """
+    sweep = results["sweep"]
+    lambdas = [row["lambda"] for row in sweep]
+    fig, ax = new_figure(6.4, 4.2)
+    for task, colour in (("writer", "tab:red"), ("digit", "tab:blue")):
+        ax.plot(
+            lambdas,
+            [100 * row[f"{task}_accuracy"] for row in sweep],
+            marker="o",
+            color=colour,
+            label=f"{task} (best attacker)" if task == "writer" else "digit (best classifier)",
+        )
+        for family, style in FAMILY_STYLES.items():
+            values = [row[f"{task}_accuracy_by_family"].get(family) for row in sweep]
+            if all(v is not None for v in values):
+                ax.plot(
+                    lambdas,
+                    [100 * v for v in values],
+                    linestyle=style,
+                    color=colour,
+                    linewidth=1,
+                    alpha=0.7,
+                    label=f"{task}: {family}",
+                )
+        ax.axhline(
+            100 * results["baseline"][f"{task}_accuracy"], color=colour, linestyle=":", alpha=0.4
+        )
+    ax.axhline(
+        100 * results["chance_writer_accuracy"],
+        color="black",
+        linestyle="--",
+        label="random guessing (writer)",
+    )
+    ax.set_xlabel("lambda")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Pen-digits: accuracy of fresh attackers on anonymized images")
+    ax.legend(fontsize=7, loc="center right")
+    return save(fig, path)
+
+
+def sample_grid(
+    originals: np.ndarray, rows: dict[str, np.ndarray], path: str | Path, *, title: str = ""
+) -> Path:
+    """Originals on the first row, then one row per labelled set of processed images.
+
+    ``originals`` is (K, H, W); every value of ``rows`` is (K, H, W) for the same K inputs.
+    """
+    labels = ["original", *rows]
+    images = [originals, *rows.values()]
+    k = len(originals)
+    fig, axes = new_figure(0.75 * k + 1.2, 0.8 * len(images) + 0.4, nrows=len(images), ncols=k)
+    axes = np.asarray(axes).reshape(len(images), k)
+    for r, (label, batch) in enumerate(zip(labels, images)):
+        for c in range(k):
+            ax = axes[r, c]
+            ax.imshow(batch[c], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def training_curves(history: list[dict], path: str | Path, *, title: str = "") -> Path:
+    """Per-epoch losses of one training run (the private gap, fidelity and L1 anchor)."""
+    fig, ax = new_figure(6.0, 3.6)
+    keys = ("reconstruction_bce", "ae_fidelity", "ae_gap", "ae_l1", "private_accuracy")
+    for key in keys:
+        points = [(row["epoch"], row[key]) for row in history if key in row]
+        if points:
+            ax.plot(*zip(*points), marker=".", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_title(title or "training losses per epoch")
+    ax.legend(fontsize=7)
+    return save(fig, path)
