@@ -9,6 +9,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
 
+import torch
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
@@ -81,6 +82,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        torch.set_num_threads(settings.torch_threads)
         await run_in_threadpool(storage.create_schema)
         state.probes = await run_in_threadpool(
             build_probe_set,

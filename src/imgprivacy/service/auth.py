@@ -13,6 +13,7 @@ import re
 import secrets
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from imgprivacy.service.errors import AdminRequired, InvalidToken, MissingToken
 from imgprivacy.service.storage import UserInfo
@@ -45,11 +46,17 @@ def is_admin(state, token: str) -> bool:
     )
 
 
-def current_user(request: Request) -> UserInfo:
-    """FastAPI dependency: the user whose token authorises this request."""
+async def current_user(request: Request) -> UserInfo:
+    """FastAPI dependency: the user whose token authorises this request.
+
+    A cached token is answered on the event loop; only a cache miss queries the database (in
+    the thread pool), so a check costs no thread hop.
+    """
     state = request.app.state.service
-    token = bearer_token(request)
-    user = state.users.lookup(hash_token(token))
+    token_hash = hash_token(bearer_token(request))
+    user = state.users.cached(token_hash)
+    if user is None:
+        user = await run_in_threadpool(state.users.lookup, token_hash)
     if user is None:
         raise InvalidToken(
             "This token belongs to no user (it may have been deleted); register again with "

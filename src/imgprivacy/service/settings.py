@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     # Micro-batching of /v1/check: up to this many requests share one bank pass.
     batch_max_size: int = Field(default=64, ge=1)  # 1 disables batching
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0)  # extra wait to fill a batch
+    # Torch threads of the bank pass. 1 leaves the other core to the event loop (HTTP, decoding);
+    # more threads oversubscribe a 2-core machine and make every pass slower under load.
+    torch_threads: int = Field(default=1, ge=1)
     # How often a replica polls storage for models changed by other workers/replicas.
     sync_interval_seconds: float = Field(default=1.0, gt=0)
     # Log one JSON line per request (structured access log).

@@ -30,11 +30,18 @@ class UserCache:
         self._entries: dict[str, tuple[float, UserInfo]] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, token_hash: str) -> UserInfo | None:
-        now = time.monotonic()
+    def cached(self, token_hash: str) -> UserInfo | None:
+        """The cached user, or None when absent or expired (then call :meth:`lookup`)."""
         hit = self._entries.get(token_hash)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return None
+
+    def lookup(self, token_hash: str) -> UserInfo | None:
+        hit = self.cached(token_hash)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         user = self.storage.user_by_token_hash(token_hash)
         with self._lock:
             if user is None:
