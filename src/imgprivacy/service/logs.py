@@ -13,7 +13,7 @@ access_logger = logging.getLogger("imgprivacy.service.access")
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message", ...extra fields}`` on one line."""
 
-    RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {

@@ -9,6 +9,7 @@ revisions become visible in commit order: a replica that has seen revision R and
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -167,7 +168,14 @@ class Storage:
 
     def create_schema(self) -> None:
         """Create missing tables and the revision row (idempotent, safe for several workers)."""
-        Base.metadata.create_all(self.engine)
+        for attempt in range(3):  # workers starting together may race on CREATE TABLE
+            try:
+                Base.metadata.create_all(self.engine)
+                break
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         try:
             with self.session() as session:
                 if session.get(BankState, 1) is None:
