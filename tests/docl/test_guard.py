@@ -49,6 +49,9 @@ def test_margin_lets_a_much_better_own_model_vouch():
     assert decide("margin", [[2.25, 9, 40]], "a") == [True]
     # Only 1.2x closer (what an adversary's two-class model achieves): still blocked.
     assert decide("margin", [[7.5, 9, 40]], "a") == [False]
+    # One-sided claims: reconstructed better than b's typical image is still b's.
+    assert decide("margin", [[30, 5, 40]], "a") == [False]
+    assert decide("paper", [[30, 5, 40]], "a") == [True]
     guard = Guard(policy="margin", alpha=1.0, margin=5.0)
     assert [d.share for d in guard.decide(scores([[2.25, 9, 40]]), "a")] == [False]
 
