@@ -27,14 +27,14 @@ D, M = 784, 32
 def random_models(n: int, seed: int = 0):
     from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
 
-    cfg = AutoencoderConfig(input_dim=D, hidden_dim=M)
+    cfg = AutoencoderConfig.paper(input_dim=D, hidden_dim=M)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(n):
         weights = {
-            "encoder.weight": torch.randn(M, D, generator=gen) * 0.05,
-            "encoder.bias": torch.zeros(M),
-            "decoder.weight": torch.randn(D, M, generator=gen) * 0.05,
-            "decoder.bias": torch.zeros(D),
+            "layers.0.weight": torch.randn(M, D, generator=gen) * 0.05,
+            "layers.0.bias": torch.zeros(M),
+            "layers.1.weight": torch.randn(D, M, generator=gen) * 0.05,
+            "layers.1.bias": torch.zeros(D),
         }
         yield OneClassAutoencoder.from_weights(cfg, weights, error_mean=30.0, error_std=8.0)
 
@@ -108,7 +108,9 @@ def main() -> None:
             for method in args.methods:
                 out = subprocess.run(
                     [sys.executable, __file__, "--cell", str(n), str(batch), method],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 ).stdout
                 row = json.loads(out.strip().splitlines()[-1])
                 row["fraction_of_roofline"] = row["gflops"] / roofline
@@ -127,15 +129,21 @@ def main() -> None:
                 speedups[f"N={n},B={batch}"] = (
                     cell["naive-loop"]["seconds_per_batch"] / cell["bank"]["seconds_per_batch"]
                 )
-    print(f"\nroofline (2048x2048 fp32 matmul): {roofline:.1f} GFLOP/s, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"\nroofline (2048x2048 fp32 matmul): {roofline:.1f} GFLOP/s, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print("bank speed-up over the naive loop:")
     for key, value in speedups.items():
         print(f"  {key:<16} {value:6.1f}x")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "roofline_gflops": roofline,
         "dims": {"D": D, "M": M},
         "rows": rows,
