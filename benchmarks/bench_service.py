@@ -123,8 +123,59 @@ async def _load(url: str, token: str, clients: int, requests: int, seconds: floa
     }
 
 
-def run_load(url: str, token: str, *, clients: int, requests: int, seconds: float) -> dict:
+WRK_SCRIPT = """
+local f = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "image/png"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+"""
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([0-9.]+)([a-z]+)", value).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(url: str, token: str, *, clients: int, seconds: float) -> dict:
+    """wrk (C, one thread, one connection per client): bounded by time, cheap on the CPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        body, script = Path(tmp) / "digit.png", Path(tmp) / "check.lua"
+        body.write_bytes(digit_pngs(1)[0])
+        script.write_text(WRK_SCRIPT)
+        env = {**os.environ, "BENCH_BODY": str(body), "BENCH_TOKEN": token}
+        command = [
+            "wrk",
+            "-t1",
+            f"-c{clients}",
+            f"-d{max(1, int(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"{url}/v1/check",
+        ]
+        text = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    requests = int(re.search(r"(\d+) requests in ([0-9.]+)(m?s)", text).group(1))
+    wall = re.search(r"requests in ([0-9.]+)(m?s)", text)
+    wall_s = float(wall.group(1)) * (1e-3 if wall.group(2) == "ms" else 1.0)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "requests": requests,
+        "errors": int(errors.group(1)) if errors else 0,
+        "seconds": wall_s,
+        "rps": requests / wall_s,
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", text).group(1)),
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", text).group(1)),
+    }
+
+
+def run_load(
+    url: str, token: str, *, clients: int, requests: int, seconds: float, generator: str = "python"
+) -> dict:
     """Run the generator in a separate process (so it is external to the server)."""
+    if generator == "wrk":
+        return run_wrk(url, token, clients=clients, seconds=seconds)
     command = [
         sys.executable,
         __file__,
@@ -169,6 +220,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=3000, help="per run, at most")
     parser.add_argument("--seconds", type=float, default=10.0, help="per run, at most")
+    parser.add_argument(
+        "--generator",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="wrk (Debian package; time-bounded, light) or the Python generator; auto = wrk if installed",
+    )
     parser.add_argument("--generate", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -178,7 +235,13 @@ def main() -> None:
         )
         return
 
+    import shutil
+
     from imgprivacy.service.launcher import start_server
+
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="imgprivacy-bench-") as tmp:
@@ -226,6 +289,7 @@ def main() -> None:
                             "startup_s": startup_s,
                             "populate_s": populate_s,
                             "load_average": os.getloadavg()[0],
+                            "generator": generator,
                         }
                         rows.append(row)
                         print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 import torch
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from imgprivacy import __version__
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.features import get_extractor
 from imgprivacy.service.errors import install_error_handler
+from imgprivacy.service.images import prepare_batch
 from imgprivacy.service.logs import AccessLogMiddleware
 from imgprivacy.service.metrics import Metrics
 from imgprivacy.service.probe import build_probe_set
@@ -70,6 +72,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         sync=BankSync(storage, bank),
         batcher=MicroBatcher(
             bank_scorer(bank, guard),
+            prepare=partial(
+                prepare_batch, extractor=extractor, max_pixels=settings.max_image_pixels
+            ),
             max_batch=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
             observe=metrics.observe_batch,

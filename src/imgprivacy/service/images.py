@@ -19,24 +19,31 @@ from imgprivacy.data import load_image
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import CorruptFileError, InvalidInputError
 from imgprivacy.features import FeatureExtractor
-from imgprivacy.service.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from imgprivacy.service.errors import (
+    PayloadTooLarge,
+    ServiceError,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
 MAGIC = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 
 
-def image_features(
-    data: bytes, *, extractor: FeatureExtractor, max_bytes: int, max_pixels: int
-) -> torch.Tensor:
-    """(1, D) features of a PNG/JPEG, or a 4xx naming the problem."""
+def check_image_bytes(data: bytes, *, max_bytes: int) -> None:
+    """The cheap checks done on the event loop: size and PNG/JPEG signature."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"Expected an image of at most {max_bytes} bytes, got {len(data)}.")
-    kind = next((k for k, magic in MAGIC.items() if data.startswith(magic)), None)
-    if kind is None:
+    if not any(data.startswith(magic) for magic in MAGIC.values()):
         raise Unprocessable(
             "The body is neither a PNG nor a JPEG file (checked by its first bytes).",
             detail="invalid image",
         )
+
+
+def decode_image(data: bytes, *, extractor: FeatureExtractor, max_pixels: int) -> np.ndarray:
+    """uint8 pixels at the extractor's input size and mode, or a 4xx naming the problem."""
+    kind = next((k for k, magic in MAGIC.items() if data.startswith(magic)), "image")
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
@@ -49,10 +56,37 @@ def image_features(
             f"Expected at most {max_pixels} pixels, got {width}x{height}; downscale the image."
         )
     try:
-        pixels = load_image(io.BytesIO(data), size=extractor.input_size, mode=extractor.mode)
+        return load_image(io.BytesIO(data), size=extractor.input_size, mode=extractor.mode)
     except CorruptFileError as exc:
         raise Unprocessable(f"Could not decode the {kind} image.", detail="invalid image") from exc
-    return extractor.transform(pixels[None])
+
+
+def prepare_batch(
+    payloads: list[torch.Tensor | bytes], *, extractor: FeatureExtractor, max_pixels: int
+) -> tuple[torch.Tensor | None, list[Exception | None]]:
+    """Features of a micro-batch: feature rows as given, images decoded and extracted together.
+
+    Runs on the scorer thread, off the event loop. Returns the (k, D) features of the payloads
+    that worked, in order, and per payload the error that stopped it (or None).
+    """
+    rows: list[torch.Tensor | None] = [None] * len(payloads)
+    errors: list[Exception | None] = [None] * len(payloads)
+    pixels, where = [], []
+    for i, payload in enumerate(payloads):
+        if torch.is_tensor(payload):
+            rows[i] = payload
+            continue
+        try:
+            pixels.append(decode_image(payload, extractor=extractor, max_pixels=max_pixels))
+            where.append(i)
+        except ServiceError as exc:
+            errors[i] = exc
+    if pixels:
+        features = extractor.transform(np.stack(pixels))  # one call for every image
+        for k, i in enumerate(where):
+            rows[i] = features[k : k + 1]
+    ok = [row for row in rows if row is not None]
+    return (torch.cat(ok) if ok else None), errors
 
 
 def json_features(data: bytes, *, dim: int) -> torch.Tensor:

@@ -39,9 +39,18 @@ def bank_scorer(bank: FilterBank, guard: Guard) -> ScoreFn:
     return score
 
 
+Payload = torch.Tensor | bytes  # a (1, D) feature row, or an encoded image
+PrepareFn = Callable[[list[Payload]], tuple[torch.Tensor | None, list[Exception | None]]]
+
+
+def stack_features(payloads: list[Payload]) -> tuple[torch.Tensor, list[None]]:
+    """The default preparation: every payload is already a (1, D) feature row."""
+    return torch.cat(payloads), [None] * len(payloads)
+
+
 @dataclass
 class _Pending:
-    features: torch.Tensor  # (1, D)
+    payload: Payload
     uploader: str
     future: asyncio.Future
 
@@ -53,11 +62,13 @@ class MicroBatcher:
         self,
         score: ScoreFn,
         *,
+        prepare: PrepareFn = stack_features,
         max_batch: int = 64,
         max_wait: float = 0.0,
         observe: Callable[[int, float], None] | None = None,
     ):
         self.score = score
+        self.prepare = prepare  # payloads -> features, on the scorer thread (decoding included)
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.observe = observe  # observe(batch_size, seconds) after each bank pass
@@ -78,12 +89,12 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, features: torch.Tensor, uploader: str) -> Decision:
-        """The Guard's decision for one (1, D) feature vector uploaded by ``uploader``."""
+    async def submit(self, payload: Payload, uploader: str) -> Decision:
+        """The Guard's decision for one payload (see ``prepare``) uploaded by ``uploader``."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(features, uploader, future))
+        self._queue.put_nowait(_Pending(payload, uploader, future))
         return await future
 
     async def _collect(self) -> list[_Pending]:
@@ -112,13 +123,9 @@ class MicroBatcher:
             batch = await self._collect()
             if not batch:
                 continue
-            features = torch.cat([p.features for p in batch])
-            uploaders = [p.uploader for p in batch]
             started = time.perf_counter()
             try:
-                decisions = await loop.run_in_executor(
-                    self._executor, self.score, features, uploaders
-                )
+                outcomes = await loop.run_in_executor(self._executor, self._process, batch)
             except Exception as exc:  # every waiter gets the error, the worker goes on
                 logger.exception("bank pass failed for a batch of %d", len(batch))
                 for pending in batch:
@@ -127,6 +134,17 @@ class MicroBatcher:
                 continue
             if self.observe is not None:
                 self.observe(len(batch), time.perf_counter() - started)
-            for pending, decision in zip(batch, decisions):
-                if not pending.future.done():
-                    pending.future.set_result(decision)
+            for pending, outcome in zip(batch, outcomes):
+                if pending.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    pending.future.set_exception(outcome)
+                else:
+                    pending.future.set_result(outcome)
+
+    def _process(self, batch: list[_Pending]) -> list[Decision | Exception]:
+        """Prepare and score one batch (scorer thread); a bad payload fails only itself."""
+        features, errors = self.prepare([p.payload for p in batch])
+        ok = [p.uploader for p, error in zip(batch, errors) if error is None]
+        decisions = iter(self.score(features, ok) if ok else [])
+        return [error if error is not None else next(decisions) for error in errors]

@@ -11,11 +11,10 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from imgprivacy.service.auth import current_user
-from imgprivacy.service.images import IMAGE_TYPES, image_features, json_features, unsupported
+from imgprivacy.service.images import IMAGE_TYPES, check_image_bytes, json_features, unsupported
 from imgprivacy.service.routes.common import ERROR_RESPONSES, read_capped, service
 from imgprivacy.service.storage import UserInfo
 
@@ -23,7 +22,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["check"])
 
 BLOCK_REASON = "the image lies inside the privacy interval of a model registered by another user"
-INLINE_DECODE_BYTES = 64 * 1024  # bigger images are decoded off the event loop
 
 
 class CheckOut(BaseModel):
@@ -76,14 +74,8 @@ async def _features(request: Request):
         raise unsupported(content_type)
     if content_type == "application/json":
         return json_features(data, dim=state.extractor.dim)
-    decode = dict(
-        extractor=state.extractor,
-        max_bytes=settings.max_image_bytes,
-        max_pixels=settings.max_image_pixels,
-    )
-    if len(data) <= INLINE_DECODE_BYTES:
-        return image_features(data, **decode)
-    return await run_in_threadpool(image_features, data, **decode)
+    check_image_bytes(data, max_bytes=settings.max_image_bytes)
+    return data  # decoded with the rest of its micro-batch, off the event loop
 
 
 @router.post(
@@ -101,8 +93,8 @@ async def check(request: Request, user: UserInfo = Depends(current_user)) -> Che
     """Would the Guard let the caller share this image? (PNG/JPEG or a feature vector)"""
     state = service(request)
     started = time.perf_counter()
-    features = await _features(request)
-    decision = await state.batcher.submit(features, user.name)
+    payload = await _features(request)
+    decision = await state.batcher.submit(payload, user.name)
     state.metrics.checks.labels(decision.action).inc()
     state.metrics.check_latency.observe(time.perf_counter() - started)
     if not decision.share:
