@@ -5,7 +5,9 @@ from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
 from imgprivacy.errors import InvalidInputError, NotFittedError
 from tests.conftest import blobs
 
-CFG = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=30, batch_size=16, learning_rate=1e-2, seed=3)
+CFG = AutoencoderConfig(
+    input_dim=16, hidden_dim=4, epochs=30, batch_size=16, learning_rate=1e-2, seed=3
+)
 
 
 @pytest.fixture(scope="module")

@@ -30,17 +30,21 @@ ONE_CLASS_BASELINES_MEAN_AUC = {
     "IsolationForest": 0.856,
 }
 
-QUICK = dict(train_per_class=800, test_per_class=200, public_count=2000)
+# --quick: fewer images (training them is what costs), same epochs (fewer would leave the
+# models undertrained and the comparison meaningless).
+# The deep default model needs a few thousand images to beat the paper-exact one (with 500 per
+# user it reaches ~91% against ~94%), so --quick keeps 1500.
+QUICK = dict(train_per_class=1500, test_per_class=200, public_count=2000)
+QUICK_ADVERSARY_EPOCHS = 5
 
 
 def configurations(quick: bool) -> dict[str, AutoencoderConfig]:
-    """imgprivacy's default model and the paper-exact one (fewer epochs with --quick)."""
-    default = AutoencoderConfig(feature_extractor="pixels-smooth")
-    paper = AutoencoderConfig.paper()
-    if quick:
-        default = default.replace(epochs=max(1, default.epochs // 5))
-        paper = paper.replace(epochs=max(1, paper.epochs // 5))
-    return {"default": default, "paper_faithful": paper}
+    """imgprivacy's default model and the paper-exact one."""
+    del quick  # the same models; --quick only trains them on fewer images
+    return {
+        "default": AutoencoderConfig(feature_extractor="pixels-smooth"),
+        "paper_faithful": AutoencoderConfig.paper(),
+    }
 
 
 def reproduce_docl_mnist(
@@ -56,7 +60,10 @@ def reproduce_docl_mnist(
     out = Path(out)
     started = time.perf_counter()
     settings = ProtocolSettings(
-        alphas=(1.0, 1.5, 2.0) if quick else ProtocolSettings().alphas, seed=seed, device=device
+        alphas=(1.0, 1.5, 2.0) if quick else ProtocolSettings().alphas,
+        adversary_epochs=QUICK_ADVERSARY_EPOCHS if quick else ProtocolSettings().adversary_epochs,
+        seed=seed,
+        device=device,
     )
     datasets = {}
     runs = {}
