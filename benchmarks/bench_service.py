@@ -190,6 +190,12 @@ def run_load(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape(url: str) -> dict[str, float]:
     import httpx
 
@@ -265,6 +271,7 @@ def main() -> None:
                     run_load(server.url, token, clients=4, requests=200, seconds=3)  # warm-up
                     for clients in args.clients:
                         before = scrape(server.url)
+                        cpu_before = cpu_seconds(server.process.pid)
                         result = run_load(
                             server.url,
                             token,
@@ -273,6 +280,7 @@ def main() -> None:
                             seconds=args.seconds,
                         )
                         after = scrape(server.url)
+                        server_cpu = cpu_seconds(server.process.pid) - cpu_before
                         delta = {k: after[k] - before[k] for k in after}
                         passes = max(delta["imgprivacy_bank_pass_seconds_count"], 1)
                         row = {
@@ -286,6 +294,10 @@ def main() -> None:
                             / passes,
                             "bank_busy": delta["imgprivacy_bank_pass_seconds_sum"]
                             / result["seconds"],
+                            # CPU the server spent per check: independent of other load on the
+                            # machine, so 2000 / cpu_ms_per_check bounds checks/s on 2 idle cores.
+                            "cpu_ms_per_check": 1000 * server_cpu / max(result["requests"], 1),
+                            "server_cores_used": server_cpu / result["seconds"],
                             "startup_s": startup_s,
                             "populate_s": populate_s,
                             "load_average": os.getloadavg()[0],
@@ -296,7 +308,8 @@ def main() -> None:
                             f"N={n_models:5d} batch<={batch:3d} C={clients:3d}: {row['rps']:7.1f} checks/s "
                             f"p50 {row['p50_ms']:6.1f} ms p99 {row['p99_ms']:6.1f} ms | mean batch "
                             f"{row['mean_batch']:5.1f}, bank pass {row['bank_pass_ms']:6.2f} ms, bank busy "
-                            f"{100 * row['bank_busy']:4.0f}% | errors {row['errors']} | load {row['load_average']:.1f}",
+                            f"{100 * row['bank_busy']:4.0f}% | server CPU {row['cpu_ms_per_check']:.2f} ms/check on "
+                            f"{row['server_cores_used']:.2f} cores | errors {row['errors']} | load {row['load_average']:.1f}",
                             flush=True,
                         )
     args.out.mkdir(parents=True, exist_ok=True)
