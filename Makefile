@@ -41,6 +41,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_bank.py --out reports/bench
+	$(PY) benchmarks/bench_training.py --out reports/bench
 	$(PY) benchmarks/bench_service.py --out reports/bench
 
 # Load test of the running service over loopback (N = 100 and 1000 models, 1/8/32 clients).
