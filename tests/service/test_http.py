@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import pytest
 import torch
+from PIL import Image
 
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.edge import GuardClient, ServiceRequestError
@@ -56,10 +59,6 @@ def test_features_and_multipart_give_the_same_decision(server, new_user, honest_
     )
     assert multipart.status_code == 200
     assert by_json.decision == by_png.decision == multipart.json()["decision"]
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.open(io.BytesIO(feature_png(row))).convert("RGB").resize((56, 56)).save(buffer, "JPEG")
     assert user.check_image(buffer.getvalue()).decision in ("share", "block")  # decoded, resized
