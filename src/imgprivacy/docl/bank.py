@@ -89,7 +89,7 @@ class _LayerStack:
     columns: torch.Tensor  # (n,) positions of these models in the bank's model order
     first_weight: torch.Tensor  # (n, h1, D)
     first_bias: torch.Tensor  # (n, h1)
-    weights: tuple[torch.Tensor, ...]  # later layers, (n, out, in)
+    weights_t: tuple[torch.Tensor, ...]  # later layers, (n, in, out) for bmm
     biases: tuple[torch.Tensor, ...]  # later layers, (n, out)
 
 
@@ -346,32 +346,27 @@ def stacked_distances(snap: _Snapshot, x: torch.Tensor, *, chunk_bytes: int) -> 
 
 
 def _group_distances(group: _LayerStack, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
-    """(B, n) distances for one layer stack, models processed in bounded chunks.
-
-    Activations are kept feature-major, (C, features, B), so every product reads the stored
-    (out, in) weights as they are and no transposed copy is ever made.
-    """
+    """(B, n) distances for one layer stack, models processed in bounded chunks."""
     n_models, first_width, dim = group.first_weight.shape
     batch = x.shape[0]
-    widest = max([dim, first_width, *(w.shape[1] for w in group.weights)])
+    widest = max([dim, first_width, *(w.shape[2] for w in group.weights_t)])
     chunk = max(1, min(n_models, chunk_bytes // max(batch * widest * x.element_size(), 1)))
-    x_t = x.t().contiguous()  # (D, B)
     out = torch.empty(n_models, batch, dtype=x.dtype, device=x.device)
     for start in range(0, n_models, chunk):
         stop = min(start + chunk, n_models)
         count = stop - start
-        # First layer of every model in the chunk at once: (C*h1, D) @ (D, B) -> (C*h1, B).
+        # First layer of every model in the chunk at once: (B, D) @ (D, C*h1) -> (B, C*h1).
         weight = group.first_weight[start:stop].reshape(count * first_width, dim)
-        bias = group.first_bias[start:stop].reshape(-1, 1)
-        act = torch.addmm(bias, weight, x_t).relu_().view(count, first_width, batch)
-        # Later layers: (C, out, in) @ (C, in, B) + bias; ReLU between, logits at the end.
-        last = len(group.weights) - 1
-        for k, (weight, bias) in enumerate(zip(group.weights, group.biases)):
-            act = torch.baddbmm(bias[start:stop].unsqueeze(2), weight[start:stop], act)
+        act = torch.addmm(group.first_bias[start:stop].reshape(-1), x, weight.t())
+        act = act.relu_().view(batch, count, first_width).transpose(0, 1)
+        # Later layers: (C, B, in) @ (C, in, out) + bias; ReLU between, logits at the end.
+        last = len(group.weights_t) - 1
+        for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases)):
+            act = torch.baddbmm(bias[start:stop].unsqueeze(1), act, weight_t[start:stop])
             if k < last:
                 act.relu_()
-        act.sigmoid_().sub_(x_t)  # eq. (6), in place: reconstruction - input, (C, D, B)
-        out[start:stop] = act.square_().sum(dim=1)
+        act.sigmoid_().sub_(x)  # eq. (6), in place: reconstruction - input
+        out[start:stop] = act.square_().sum(dim=2)
     return out.t()
 
 
@@ -409,7 +404,7 @@ def _stack_group(items: list, positions: list[int], device: str) -> _LayerStack:
         columns=torch.tensor(positions, dtype=torch.long, device=device),
         first_weight=stacked_w[0],
         first_bias=stacked_b[0],
-        weights=tuple(stacked_w[1:]),
+        weights_t=tuple(w.transpose(1, 2).contiguous() for w in stacked_w[1:]),
         biases=tuple(stacked_b[1:]),
     )
 
@@ -423,8 +418,8 @@ def _model_views(snap: _Snapshot) -> list[dict[str, torch.Tensor]]:
             named = views[position]
             named["layers.0.weight"] = group.first_weight[row, : dims[1], : dims[0]]
             named["layers.0.bias"] = group.first_bias[row, : dims[1]]
-            for k, (weight, bias) in enumerate(zip(group.weights, group.biases), start=1):
-                named[f"layers.{k}.weight"] = weight[row, : dims[k + 1], : dims[k]]
+            for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases), start=1):
+                named[f"layers.{k}.weight"] = weight_t[row, : dims[k], : dims[k + 1]].t()
                 named[f"layers.{k}.bias"] = bias[row, : dims[k + 1]]
     return views
 
