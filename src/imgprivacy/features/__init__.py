@@ -1,4 +1,9 @@
-"""Feature extractors by name: ``get_extractor("pixels")``."""
+"""Feature extractors by name: ``get_extractor("pixels")``.
+
+``pixels`` / ``pixels-smooth`` (MNIST-sized images), ``resnet20-cifar`` (the pretrained CIFAR-10
+ResNet-20, 64-d) and ``faces-cnn`` (the provider's face CNN, 256-d; trained with
+``imgprivacy features train-face-extractor``). Every extractor returns features in [0, 1].
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ from collections.abc import Callable
 
 from imgprivacy.errors import UnknownNameError
 from imgprivacy.features.base import FeatureExtractor
+from imgprivacy.features.faces import FaceCNNFeatures
 from imgprivacy.features.pixels import PixelFeatures
+from imgprivacy.features.resnet20 import ResNet20Features
 from imgprivacy.features.smooth import SmoothPixelFeatures
 
 FEATURES: dict[str, Callable[[], FeatureExtractor]] = {
     "pixels": PixelFeatures,
     "pixels-smooth": SmoothPixelFeatures,
+    "resnet20-cifar": ResNet20Features,
+    "faces-cnn": FaceCNNFeatures,
 }
 
 
@@ -32,4 +41,12 @@ def get_extractor(name: str) -> FeatureExtractor:
     return factory()
 
 
-__all__ = ["FEATURES", "FeatureExtractor", "PixelFeatures", "SmoothPixelFeatures", "get_extractor"]
+__all__ = [
+    "FEATURES",
+    "FaceCNNFeatures",
+    "FeatureExtractor",
+    "PixelFeatures",
+    "ResNet20Features",
+    "SmoothPixelFeatures",
+    "get_extractor",
+]
