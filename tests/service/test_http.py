@@ -119,7 +119,10 @@ def test_admin_endpoints(server, new_user, honest_bytes):
     assert len(rows) == 1 and "error_mean" not in rows[0] and "error_std" not in rows[0]
     admin._request("DELETE", f"/v1/admin/models/{name}/m")
     assert user.models() == []
-    admin._request("DELETE", f"/v1/admin/users/{name}")
+    user.upload("n", honest_bytes[7])
+    admin._request("DELETE", f"/v1/admin/users/{name}")  # cascades to the user's models
+    remaining = admin._request("GET", "/v1/admin/models").json()
+    assert not [m for m in remaining if m["owner"] == name]
     with pytest.raises(ServiceRequestError, match="invalid token"):
         user.models()
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
     update,
 )
@@ -30,6 +31,7 @@ from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    defer,
     mapped_column,
     relationship,
     sessionmaker,
@@ -212,8 +214,13 @@ class Storage:
 
     def list_users(self) -> list[tuple[UserInfo, int]]:
         with self.session() as session:
+            counts = dict(
+                session.execute(
+                    select(GuardModel.user_id, func.count()).group_by(GuardModel.user_id)
+                ).all()
+            )
             users = session.scalars(select(User).order_by(User.name)).all()
-            return [(UserInfo(u.id, u.name, u.created_at), len(u.models)) for u in users]
+            return [(UserInfo(u.id, u.name, u.created_at), counts.get(u.id, 0)) for u in users]
 
     def delete_user(self, name: str) -> list[str]:
         """Remove a user and all their models; returns the removed models' names."""
@@ -222,8 +229,10 @@ class Storage:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
                 raise NotFound(f"No user called {name!r}.", detail="user not found")
-            names = [m.name for m in user.models]
-            session.delete(user)
+            names = list(
+                session.scalars(select(GuardModel.name).where(GuardModel.user_id == user.id))
+            )
+            session.delete(user)  # the database cascades to the models (ON DELETE CASCADE)
             return names
 
     # -- models -----------------------------------------------------------------------------
@@ -272,7 +281,12 @@ class Storage:
     def list_models(self, owner: UserInfo | None = None) -> list[ModelInfo]:
         """Metadata of ``owner``'s models, or of everyone's when ``owner`` is None."""
         with self.session() as session:
-            query = select(GuardModel, User.name).join(User).order_by(User.name, GuardModel.name)
+            query = (
+                select(GuardModel, User.name)
+                .join(User)
+                .options(defer(GuardModel.blob))  # metadata only: never read the weights here
+                .order_by(User.name, GuardModel.name)
+            )
             if owner is not None:
                 query = query.where(GuardModel.user_id == owner.id)
             return [
@@ -283,7 +297,9 @@ class Storage:
     def get_model(self, owner: UserInfo, name: str) -> ModelInfo:
         with self.session() as session:
             model = session.scalar(
-                select(GuardModel).where(GuardModel.user_id == owner.id, GuardModel.name == name)
+                select(GuardModel)
+                .options(defer(GuardModel.blob))
+                .where(GuardModel.user_id == owner.id, GuardModel.name == name)
             )
             if model is None:
                 raise _model_not_found(name)
