@@ -10,6 +10,7 @@ from imgprivacy import __version__
 from imgprivacy.cli.anonymize import anonymize_app
 from imgprivacy.cli.common import ImgPrivacyApp, setup_logging
 from imgprivacy.cli.demo import demo_app
+from imgprivacy.cli.features import features_app
 from imgprivacy.cli.guard import check, guard_app
 from imgprivacy.cli.reproduce import reproduce_app
 from imgprivacy.cli.serve import serve
@@ -28,6 +29,7 @@ app.add_typer(reproduce_app, name="reproduce")
 app.add_typer(anonymize_app, name="anonymize")
 app.add_typer(guard_app, name="guard")
 app.add_typer(demo_app, name="demo")
+app.add_typer(features_app, name="features")
 app.command("serve")(serve)
 app.command("check")(check)
 

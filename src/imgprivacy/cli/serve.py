@@ -51,6 +51,10 @@ def serve(
     data_dir: Annotated[
         str | None, _opt("Folder with fashion_mnist.npz (probe images).", "--data-dir")
     ] = None,
+    features: Annotated[
+        str | None,
+        _opt("Feature extractor every model must use (imgprivacy features list).", "--features"),
+    ] = None,
     batch_max_size: Annotated[
         int | None, _opt("Checks per bank pass (1 = no batching).", "--batch-max-size")
     ] = None,
@@ -73,6 +77,7 @@ def serve(
         "policy": policy,
         "alpha": alpha,
         "data_dir": data_dir,
+        "feature_extractor": features,
         "batch_max_size": batch_max_size,
         "access_log": access_log,
     }
