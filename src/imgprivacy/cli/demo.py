@@ -28,6 +28,8 @@ def service_demo(
         None, "--policy", help="Guard policy [default: the service's]."
     ),
     alpha: float = typer.Option(1.0, "--alpha", help="Privacy interval width."),
+    train_per_user: int = typer.Option(800, "--train-per-user", help="Training images per user."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs of every user's guard."),
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
 ) -> None:
@@ -46,6 +48,8 @@ def service_demo(
             alpha=alpha,
             replay=replay,
             clients=clients,
+            train_per_user=train_per_user,
+            epochs=epochs,
             progress=rich_progress(progress),
         )
     table = Table(title=f"DOCL service demo: policy {result.policy}, alpha {result.alpha:g}")

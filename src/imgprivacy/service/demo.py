@@ -34,12 +34,14 @@ from imgprivacy.docl import (
 )
 from imgprivacy.docl.experiment_data import mnist_experiment
 from imgprivacy.docl.experiments import user_name
-from imgprivacy.docl.reproduce_mnist import QUICK, configurations
+from imgprivacy.docl.reproduce_mnist import configurations
 from imgprivacy.docl.reproduction import ProtocolSettings, evaluate_configuration
 from imgprivacy.edge import GuardClient, train_guard
 from imgprivacy.progress import ProgressFactory, resolve
 from imgprivacy.service.launcher import start_server
 
+DEMO_TRAIN_PER_USER = 800  # images per user (reproduce --quick uses 1500 and 50 epochs: ~1 h here)
+DEMO_EPOCHS = 10  # enough for every honest guard to pass the service's probe check
 CATEGORIES = ("MNIST, uploaded by its owner", "MNIST, uploaded by another user", "Fashion-MNIST")
 
 
@@ -151,17 +153,25 @@ def run_service_demo(
     alpha: float = 1.0,
     replay: int = 1000,
     clients: int = 8,
+    train_per_user: int = DEMO_TRAIN_PER_USER,
+    epochs: int = DEMO_EPOCHS,
     progress: ProgressFactory | None = None,
 ) -> DemoResult:
-    """Run the demo (quick sizes of ``imgprivacy reproduce docl-mnist --quick``)."""
+    """Run the demo with the reproduction's default model, on fewer images and epochs.
+
+    Every user trains twice (at the edge, and in-process by the reproduction's own
+    :func:`evaluate_configuration`), so the sizes decide the run time: the defaults take a few
+    minutes on 2 cores.
+    """
     progress = resolve(progress)
     rng = np.random.default_rng(seed)
-    config = configurations(quick=True)["default"]
+    config = configurations(quick=True)["default"].replace(epochs=epochs)
+    sizes = dict(train_per_class=train_per_user, test_per_class=200, public_count=2000)
     # The same seeded subsets twice: raw pixels to write the users' PNG files, and the features
     # of the reproduction's default extractor for the in-process side.
-    raw = mnist_experiment(data_dir=data_dir, seed=seed, feature_extractor="pixels", **QUICK)
+    raw = mnist_experiment(data_dir=data_dir, seed=seed, feature_extractor="pixels", **sizes)
     data = mnist_experiment(
-        data_dir=data_dir, seed=seed, feature_extractor=config.feature_extractor, **QUICK
+        data_dir=data_dir, seed=seed, feature_extractor=config.feature_extractor, **sizes
     )
     config = config.replace(input_dim=data.input_dim)
     with tempfile.TemporaryDirectory(prefix="imgprivacy-demo-", dir=work_dir) as tmp:
