@@ -37,25 +37,29 @@ class AnonymizerConfig:
     # -- data and architecture ------------------------------------------------------------------
     image_size: int = 20  # images are image_size x image_size, grey, white ink on black
     n_private: int = 30  # number of private classes (writers); set from the labels by fit()
-    ae_hidden: int = 512  # width of the autoencoder's two hidden layers (encoder and decoder)
-    code_dim: int = 64  # autoencoder bottleneck size
-    disc_hidden: int = 256  # width of the discriminator's hidden layers q(y|v)
-    private_hidden: int = 512  # width of the private classifier's hidden layers q(z|x_hat)
+    ae_hidden: int = 256  # width of the autoencoder's two hidden layers (encoder and decoder)
+    code_dim: int = 32  # autoencoder bottleneck size
+    disc_hidden: int = 128  # width of the discriminator's hidden layers q(y|v)
+    private_hidden: int = 256  # width of the private classifier's hidden layers q(z|x_hat)
     dropout: float = 0.2  # dropout in the discriminator and the private classifier
     # -- objective ------------------------------------------------------------------------------
     lam: float = 1.0  # lambda of eq. (12): weight of |L_obj - L_priv| against the fidelity BCE
-    recon_weight: float = 1.0  # weight of the L1 reconstruction anchor added to eq. (12) in phase 3
+    recon_weight: float = (
+        1.0  # weight of the BCE reconstruction anchor added to eq. (12) in phases 2-3
+    )
     # -- schedule -------------------------------------------------------------------------------
     pretrain_epochs: int = 8  # phase 1: autoencoder trained alone with the pixel loss (BCE)
-    disc_pretrain_epochs: int = 3  # phase 2: discriminator (and private branch) pre-training
-    adversarial_epochs: int = 20  # phase 3: the eq. (12) game
+    disc_pretrain_epochs: int = 4  # phase 2: discriminator (and private branch) pre-training
+    adversarial_epochs: int = 6  # phase 3: the eq. (12) game
+    private_refresh_epochs: int = 2  # phase 3: each epoch starts with a fresh private classifier
+    # trained this many epochs on the current outputs (0 = keep co-training the same one)
     disc_steps: int = 1  # discriminator updates per autoencoder update (phases 2-3)
     private_steps: int = 2  # private-classifier updates per autoencoder update (phase 3)
     batch_size: int = 128  # images per update
     # -- optimisation ---------------------------------------------------------------------------
     ae_lr: float = 1e-3  # Adam learning rate of the autoencoder in phase 1
-    adversarial_ae_lr: float = 3e-4  # Adam learning rate of the autoencoder in phases 2-3
-    disc_lr: float = 2e-4  # Adam learning rate of the discriminator
+    adversarial_ae_lr: float = 1e-4  # Adam learning rate of the autoencoder in phases 2-3
+    disc_lr: float = 1e-4  # Adam learning rate of the discriminator
     private_lr: float = 1e-3  # Adam learning rate of the private classifier
     seed: int = 0  # seeds initialisation, shuffling and dropout
 
@@ -80,7 +84,12 @@ class AnonymizerConfig:
                 f"n_private must be an integer >= 2 (a private label needs two classes), "
                 f"got {self.n_private!r}"
             )
-        for name in ("pretrain_epochs", "disc_pretrain_epochs", "adversarial_epochs"):
+        for name in (
+            "pretrain_epochs",
+            "disc_pretrain_epochs",
+            "adversarial_epochs",
+            "private_refresh_epochs",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 problems.append(f"{name} must be an integer >= 0, got {value!r}")

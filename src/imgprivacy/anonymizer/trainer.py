@@ -10,7 +10,7 @@ Each adversarial update is a named method returning a ``dict[str, float]`` of lo
 
 Phase 2 also pre-trains the private classifier, so that phase 3 starts against a good estimate of
 the best private classifier (eq. 10 assumes one). In phases 2-3 the autoencoder's objective gets
-``recon_weight`` times an L1 reconstruction anchor: without it the eq. (12) game is free to map
+``recon_weight`` times a reconstruction anchor (:func:`reconstruction_anchor`): without it the eq. (12) game is free to map
 every input to the same realistic digit (zero mutual information, zero utility), which is what a
 plain implementation did at lambda >= 1. The anchor is the distortion term of the
 distortion-equivocation trade-off the paper cites [11]: the output must stay near its input
@@ -33,7 +33,6 @@ from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.losses import (
     anonymizer_loss,
     discriminator_loss,
-    empirical_prior,
     private_loss,
 )
 from imgprivacy.anonymizer.networks import build_networks, select
@@ -54,6 +53,17 @@ def phase_schedule(config: AnonymizerConfig) -> list[str]:
     """
     lengths = (config.pretrain_epochs, config.disc_pretrain_epochs, config.adversarial_epochs)
     return [phase for phase, n in zip(PHASES, lengths) for _ in range(n)]
+
+
+def reconstruction_anchor(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BCE of the autoencoder's logits against its input (the phase-1 pixel loss).
+
+    Taken on the logits, not on sigmoid outputs: its gradient sigmoid(logit) - x stays large
+    where an output pixel has saturated away from its input, so the autoencoder cannot escape
+    it by driving every pixel to black (an L1 anchor on x_hat has a vanishing gradient there, and
+    a run with it collapsed to an almost black image).
+    """
+    return F.binary_cross_entropy_with_logits(logits, x)
 
 
 @dataclass
@@ -152,18 +162,24 @@ class AnonymizerTrainer:
     def fidelity_step(self, x: torch.Tensor) -> dict[str, float]:
         """Phase 2: the autoencoder fools the frozen discriminator (eq. 13 with y = 1 on x_hat)."""
         with frozen(self.nets.discriminator):
-            x_hat = self._anonymize(x)
+            logits = self.nets.autoencoder(x)
+            x_hat = torch.sigmoid(logits)
             fidelity = discriminator_loss(
                 self.nets.discriminator(x_hat), torch.ones(len(x), device=self.device)
             )
-            anchor = (x_hat - x).abs().mean()
+            anchor = reconstruction_anchor(logits, x)
             self._update("autoencoder", fidelity + self.config.recon_weight * anchor)
-        return {"ae_fidelity": fidelity.item(), "ae_l1": anchor.item()}
+        return {
+            "ae_fidelity": fidelity.item(),
+            "ae_anchor": anchor.item(),
+            "ae_l1": (x_hat - x).abs().mean().item(),
+        }
 
     def autoencoder_step(self, x: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
-        """Phase 3: eq. (12) (+ the L1 anchor) against the frozen discriminator and private branch."""
+        """Phase 3: eq. (12) + the anchor, against the frozen discriminator and private branch."""
         with frozen(self.nets.discriminator, self.nets.private):
-            x_hat = self._anonymize(x)
+            logits = self.nets.autoencoder(x)
+            x_hat = torch.sigmoid(logits)
             parts = anonymizer_loss(
                 fool_logits=self.nets.discriminator(x_hat),
                 private_logits=self.nets.private(x_hat),
@@ -171,7 +187,7 @@ class AnonymizerTrainer:
                 prior=self.prior,
                 lam=self.config.lam,
             )
-            anchor = (x_hat - x).abs().mean()
+            anchor = reconstruction_anchor(logits, x)
             self._update("autoencoder", parts["total"] + self.config.recon_weight * anchor)
         return {
             "ae_total": parts["total"].item(),
@@ -179,8 +195,36 @@ class AnonymizerTrainer:
             "ae_private": parts["private"].item(),
             "ae_objective": parts["objective"].item(),
             "ae_gap": parts["gap"].item(),
-            "ae_l1": anchor.item(),
+            "ae_anchor": anchor.item(),
+            "ae_l1": (x_hat - x).abs().mean().item(),
         }
+
+    def refresh_private(self, x: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
+        """Re-initialise the private classifier and train it on the current x_hat.
+
+        A co-trained classifier can be fooled by outputs that keep the private label for any
+        other learner (the autoencoder follows its gradient); a fresh one, trained like the
+        assessment attackers, sees what a new attacker would find.
+        """
+        cfg = self.config
+        fresh = build_networks(cfg.replace(seed=cfg.seed + 7919 * (self.epoch + 1))).private
+        self.nets.private.load_state_dict(fresh.state_dict())
+        self.optimizers["private"] = torch.optim.Adam(
+            self.nets.private.parameters(), lr=cfg.private_lr
+        )
+        with torch.no_grad(), frozen(self.nets.autoencoder):
+            x_hat = torch.cat([self._anonymize(x[i : i + 4096]) for i in range(0, len(x), 4096)])
+        losses: dict[str, float] = {}
+        for _ in range(cfg.private_refresh_epochs):
+            order = torch.randperm(len(x), generator=self.generator).to(self.device)
+            for start in range(0, len(x), cfg.batch_size):
+                index = order[start : start + cfg.batch_size]
+                logits = self.nets.private(x_hat[index])
+                loss = private_loss(logits, z[index])
+                self._update("private", loss)
+                accuracy = (logits.argmax(dim=1) == z[index]).float().mean()
+                losses = {"refresh_ce": loss.item(), "refresh_accuracy": accuracy.item()}
+        return losses
 
     # -- epochs ----------------------------------------------------------------------------
     def _random_batch(self, x: torch.Tensor, z: torch.Tensor):
@@ -204,6 +248,9 @@ class AnonymizerTrainer:
         self.nets.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 1_000_003 + self.epoch)  # dropout, reproducible on resume
+            if phase == "adversarial" and cfg.private_refresh_epochs > 0:
+                for key, value in self.refresh_private(x, z).items():
+                    sums[key] = value * (len(x) + cfg.batch_size - 1) // cfg.batch_size
             order = torch.randperm(len(x), generator=self.generator).to(self.device)
             for start in range(0, len(x), cfg.batch_size):
                 index = order[start : start + cfg.batch_size]
@@ -252,4 +299,3 @@ class AnonymizerTrainer:
             if on_epoch is not None:
                 on_epoch(self, record)
         return self.history
-

@@ -31,11 +31,11 @@ def train(
         float, typer.Option("--lambda", help="Weight of the private term of eq. (12), >= 0.")
     ] = 1.0,
     recon_weight: Annotated[
-        float, typer.Option("--recon-weight", help="Weight of the L1 reconstruction anchor.")
+        float, typer.Option("--recon-weight", help="Weight of the BCE reconstruction anchor.")
     ] = 1.0,
     pretrain_epochs: Annotated[int, typer.Option(help="Phase 1 epochs.")] = 8,
-    disc_pretrain_epochs: Annotated[int, typer.Option(help="Phase 2 epochs.")] = 3,
-    adversarial_epochs: Annotated[int, typer.Option(help="Phase 3 epochs.")] = 20,
+    disc_pretrain_epochs: Annotated[int, typer.Option(help="Phase 2 epochs.")] = 4,
+    adversarial_epochs: Annotated[int, typer.Option(help="Phase 3 epochs.")] = 6,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Write the training state here after every epoch (atomic)."),
