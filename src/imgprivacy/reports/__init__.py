@@ -1,0 +1,1 @@
+"""Tables and figures of the reproductions (matplotlib with the Agg backend, no screen needed)."""
