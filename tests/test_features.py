@@ -15,8 +15,11 @@ def test_pixels_scale_to_unit_interval():
 
 
 def test_unknown_extractor_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="Valid names: pixels"):
+    with pytest.raises(
+        UnknownNameError, match="Unknown feature extractor 'sift'. Valid names: "
+    ) as info:
         get_extractor("sift")
+    assert "pixels" in str(info.value) and "pixels-smooth" in str(info.value)
 
 
 @pytest.mark.parametrize(
