@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The DOCL MNIST reproduction (~20 min on 2 idle cores), then the live service demo (~5 min):
+# the service on 127.0.0.1, 10 users training and uploading through the edge client, uploads
+# replayed over HTTP and checked against the in-process decisions. Both end by themselves.
 demo: $(STAMP)
 	$(VENV)/bin/imgprivacy reproduce docl-mnist --out reports/docl-mnist
+	$(VENV)/bin/imgprivacy demo service --out reports/docl-service
 
 # The live DOCL service demo: starts the service on 127.0.0.1 (SQLite), 10 MNIST users train on
 # their digit with the edge client and upload, MNIST/Fashion-MNIST uploads replayed over HTTP and
