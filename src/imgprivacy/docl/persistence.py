@@ -21,6 +21,7 @@ from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
+from imgprivacy.tensor_checks import tensor_problems
 
 FORMAT = "imgprivacy.docl.autoencoder"
 FORMAT_VERSION = 1
@@ -116,25 +117,7 @@ def read_metadata(data: bytes, *, source: str = "upload") -> dict:
 
 def check_tensors(tensors: dict[str, torch.Tensor], config: AutoencoderConfig) -> list[str]:
     """Every mismatch between ``tensors`` and the architecture ``config`` declares."""
-    problems = []
-    expected = expected_shapes(config)
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing:
-        problems.append(f"missing tensors {missing}")
-    if extra:
-        problems.append(f"unexpected tensors {extra}")
-    for name, shape in expected.items():
-        tensor = tensors.get(name)
-        if tensor is None:
-            continue
-        if tuple(tensor.shape) != shape:
-            problems.append(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
-        if tensor.dtype != torch.float32:
-            problems.append(f"{name} has dtype {tensor.dtype}, expected torch.float32")
-        elif not torch.isfinite(tensor).all():
-            problems.append(f"{name} contains NaN or infinite values")
-    return problems
+    return tensor_problems(tensors, expected_shapes(config))
 
 
 def save_autoencoder(model: OneClassAutoencoder, path: str | os.PathLike) -> Path:

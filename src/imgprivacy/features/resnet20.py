@@ -28,6 +28,7 @@ from torch import nn
 
 from imgprivacy.data.paths import data_file
 from imgprivacy.errors import CorruptFileError, InvalidInputError
+from imgprivacy.tensor_checks import tensor_problems
 
 WEIGHTS_FILE = "pretrained/resnet20-12fca82f_state_dict.npz"
 SCALE_FILE = Path(__file__).with_name("resnet20_cifar_scale.json")
@@ -102,16 +103,7 @@ def build_resnet20(state: dict[str, torch.Tensor], *, source: str = "state dict"
         for k, v in net.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
-    problems = []
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing:
-        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    if extra:
-        problems.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
-    for name, shape in expected.items():
-        if name in state and tuple(state[name].shape) != shape:
-            problems.append(f"{name} has shape {tuple(state[name].shape)}, expected {shape}")
+    problems = tensor_problems(state, expected, dtype=None, check_finite=False, list_limit=5)
     if problems:
         raise CorruptFileError("; ".join(f"{source}: {p}" for p in problems))
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
