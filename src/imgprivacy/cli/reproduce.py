@@ -34,6 +34,20 @@ def rich_progress(progress):
     return factory
 
 
+def run_and_report(reproduce, summary_tables, *, out: Path, **kwargs) -> dict:
+    """Run a reproduction behind a progress bar, print its tables and where its files went."""
+    from imgprivacy.reports.results import print_tables
+
+    with progress_bar() as progress:
+        results = reproduce(out=out, progress=rich_progress(progress), **kwargs)
+    print_tables(summary_tables(results))
+    console.print(
+        f"{results['seconds'] / 60:.1f} min; results: {Path(out) / 'results.json'}; "
+        f"figures: {len(results['figures'])} PNG in {out}"
+    )
+    return results
+
+
 @reproduce_app.command("docl-mnist")
 def docl_mnist(
     out: OutOption = Path("reports/docl-mnist"),
@@ -46,20 +60,15 @@ def docl_mnist(
     autoencoder; accuracy, one-class AUC, Guard sweep with Fashion-MNIST uploads, adversaries
     and scalability, for imgprivacy's default model and the paper-exact one."""
     from imgprivacy.docl.reproduce_mnist import reproduce_docl_mnist, summary_tables
-    from imgprivacy.reports.results import print_tables
 
-    with progress_bar() as progress:
-        results = reproduce_docl_mnist(
-            out=out,
-            quick=quick,
-            data_dir=data_dir,
-            seed=seed,
-            device=device,
-            progress=rich_progress(progress),
-        )
-    print_tables(summary_tables(results))
-    console.print(
-        f"results: {Path(out) / 'results.json'}; figures: {len(results['figures'])} PNG in {out}"
+    run_and_report(
+        reproduce_docl_mnist,
+        summary_tables,
+        out=out,
+        quick=quick,
+        data_dir=data_dir,
+        seed=seed,
+        device=device,
     )
 
 
@@ -134,22 +143,16 @@ def docl_cifar10(
     accuracy, Guard sweep with Fashion-MNIST uploads, adversaries and scalability, for the chosen
     model and the paper-exact one."""
     from imgprivacy.docl.reproduce_cifar10 import reproduce_docl_cifar10, summary_tables
-    from imgprivacy.reports.results import print_tables
 
-    with progress_bar() as progress:
-        results = reproduce_docl_cifar10(
-            out=out,
-            quick=quick,
-            jpeg=jpeg,
-            data_dir=data_dir,
-            seed=seed,
-            device=device,
-            progress=rich_progress(progress),
-        )
-    print_tables(summary_tables(results))
-    console.print(
-        f"{results['seconds'] / 60:.1f} min; results: {Path(out) / 'results.json'}; "
-        f"figures: {len(results['figures'])} PNG in {out}"
+    run_and_report(
+        reproduce_docl_cifar10,
+        summary_tables,
+        out=out,
+        quick=quick,
+        jpeg=jpeg,
+        data_dir=data_dir,
+        seed=seed,
+        device=device,
     )
 
 
@@ -174,20 +177,14 @@ def docl_faces(
     face-CNN features, representation sizes 32 and 132; acceptance rate with faces of new
     identities, adversaries and scalability."""
     from imgprivacy.docl.reproduce_faces import reproduce_docl_faces, summary_tables
-    from imgprivacy.reports.results import print_tables
 
-    with progress_bar() as progress:
-        results = reproduce_docl_faces(
-            out=out,
-            quick=quick,
-            extractor=extractor,
-            data_dir=data_dir,
-            seed=seed,
-            device=device,
-            progress=rich_progress(progress),
-        )
-    print_tables(summary_tables(results))
-    console.print(
-        f"{results['seconds'] / 60:.1f} min; results: {Path(out) / 'results.json'}; "
-        f"figures: {len(results['figures'])} PNG in {out}"
+    run_and_report(
+        reproduce_docl_faces,
+        summary_tables,
+        out=out,
+        quick=quick,
+        extractor=extractor,
+        data_dir=data_dir,
+        seed=seed,
+        device=device,
     )
