@@ -23,9 +23,21 @@ def test_reproduce_help_explains_docl_mnist():
 
 def test_missing_data_is_a_clear_error_not_a_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", "from imgprivacy.cli import app; app()", "reproduce",
-         "docl-mnist", "--quick", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""},
+        [
+            sys.executable,
+            "-c",
+            "from imgprivacy.cli import app; app()",
+            "reproduce",
+            "docl-mnist",
+            "--quick",
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": ""},
     )
     assert result.returncode == 2
     assert "mnist.npz" in result.stderr and "--data-dir" in result.stderr

@@ -19,7 +19,9 @@ def per_class_accuracy(
     for k, (label, values) in enumerate(series.items()):
         ax.bar(np.arange(n) + k * width - 0.4 + width / 2, values, width, label=label)
     if paper_overall is not None:
-        ax.axhline(paper_overall, color="k", ls="--", lw=1, label=f"paper overall {paper_overall:.0%}")
+        ax.axhline(
+            paper_overall, color="k", ls="--", lw=1, label=f"paper overall {paper_overall:.0%}"
+        )
     ax.set_xticks(range(n), [f"u{i}" for i in range(n)])
     low = min(min(v) for v in series.values())
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
@@ -61,8 +63,15 @@ def adversary_matrices(path: Path, *, matrices: dict[str, np.ndarray], alpha: fl
         n = len(matrix)
         for a in range(n):
             for v in range(n):
-                ax.text(v, a, f"{100 * matrix[a, v]:.0f}", ha="center", va="center", fontsize=6,
-                        color="w" if matrix[a, v] < 0.5 else "k")
+                ax.text(
+                    v,
+                    a,
+                    f"{100 * matrix[a, v]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="w" if matrix[a, v] < 0.5 else "k",
+                )
         ax.set_xticks(range(n), [f"u{i}" for i in range(n)], fontsize=7)
         ax.set_yticks(range(n), [f"u{i}" for i in range(n)], fontsize=7)
         ax.set_xlabel("victim")
@@ -96,8 +105,12 @@ def auc_per_class(path: Path, *, series: dict[str, list[float]], title: str) -> 
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series.items()):
         mean = float(np.mean(values))
-        ax.bar(np.arange(n) + k * width - 0.4 + width / 2, values, width,
-               label=f"{label} (mean {100 * mean:.1f})")
+        ax.bar(
+            np.arange(n) + k * width - 0.4 + width / 2,
+            values,
+            width,
+            label=f"{label} (mean {100 * mean:.1f})",
+        )
     ax.set_xticks(range(n), [str(i) for i in range(n)])
     ax.set_ylim(0.8, 1.0)
     ax.set_xlabel("class")
