@@ -34,6 +34,7 @@ def tiny_config(**overrides) -> AnonymizerConfig:
         disc_pretrain_epochs=1,
         adversarial_epochs=2,
         batch_size=16,
+        n_prototypes=6,
     )
     values.update(overrides)
     return AnonymizerConfig(**values)

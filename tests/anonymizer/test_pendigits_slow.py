@@ -26,10 +26,10 @@ def test_rendering_matches_the_files_cross_check(pendigits, data_dir):
 @pytest.fixture(scope="module")
 def short_run(pendigits):
     config = AnonymizerConfig(
-        lam=2.0, pretrain_epochs=4, disc_pretrain_epochs=2, adversarial_epochs=3
+        lam=2.0, pretrain_epochs=8, disc_pretrain_epochs=2, adversarial_epochs=3
     )
     train = pendigits.part("train")
-    return Anonymizer(config).fit(train.images, train.writer).transform(pendigits.images)
+    return Anonymizer(config).fit(train.images, train.writer)
 
 
 def _forest(images, pendigits):
@@ -39,19 +39,21 @@ def _forest(images, pendigits):
 
 
 def test_short_run_lowers_writer_accuracy_and_keeps_the_digit(pendigits, short_run):
-    """Floors the current defaults meet: the forest's writer accuracy drops by >= 8 points from
-    the originals' (~45%) while its digit accuracy stays >= 85%. The issue's goal (writer <= 6.7%,
-    digit >= 95%) is not met yet; see the README's Anonymizer section."""
+    """Floors the current defaults meet (autoencoder + 40-prototype substitution): the forest's
+    writer accuracy falls from ~45% to <= 15% (measured 8-10% in quick runs) while its digit
+    accuracy stays >= 78% (measured 79-86%). The issue's goal (writer <= 6.7% with the digit
+    >= 95%) is not met; see the README's Anonymizer section."""
     original = _forest(pendigits.images, pendigits)
-    anonymized = _forest(short_run, pendigits)
+    anonymized = _forest(short_run.transform(pendigits.images), pendigits)
     assert original.writer.best >= 0.35
-    assert anonymized.writer.best <= original.writer.best - 0.08
-    assert anonymized.digit.best >= 0.85
+    assert anonymized.writer.best <= 0.15
+    assert anonymized.digit.best >= 0.78
 
 
-@pytest.mark.xfail(
-    reason="known limitation: at lambda >= 1 outputs drift towards one blob", strict=False
-)
-def test_outputs_stay_tied_to_their_inputs(short_run):
-    per_pixel_std = short_run.reshape(len(short_run), -1).astype(np.float64).std(axis=0).mean()
-    assert per_pixel_std > 40  # originals: ~60; a constant image: 0
+def test_outputs_stay_tied_to_their_inputs(pendigits, short_run):
+    """No collapse: the outputs use all 40 prototypes and vary across images (per-pixel spread
+    ~34/255 measured; originals ~59, a constant image 0)."""
+    out = short_run.transform(pendigits.images)
+    flat = out.reshape(len(out), -1).astype(np.float64)
+    assert len(np.unique(flat, axis=0)) == short_run.config.n_prototypes
+    assert flat.std(axis=0).mean() > 25

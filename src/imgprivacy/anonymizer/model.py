@@ -27,11 +27,14 @@ from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.networks import Autoencoder
 from imgprivacy.anonymizer.persistence import (
+    CENTRES_KEY,
+    PROTOTYPES_KEY,
     load_checkpoint,
     model_from_bytes,
     model_to_bytes,
     save_checkpoint,
 )
+from imgprivacy.anonymizer.substitution import fit_prototypes, substitute
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
@@ -159,6 +162,17 @@ class Anonymizer:
         self.classes_ = classes
         self.history_ = trainer.history
         self.autoencoder_ = trainer.nets.autoencoder.eval()
+        self.centres_ = self.prototypes_ = None
+        if self.config.n_prototypes > 0:
+            centres, prototypes = fit_prototypes(
+                self._autoencode(x),
+                shown=x,
+                n_prototypes=self.config.n_prototypes,
+                sigma=self.config.prototype_blur,
+                image_size=self.config.image_size,
+                seed=self.config.seed,
+            )
+            self.centres_, self.prototypes_ = centres.to(self.device), prototypes.to(self.device)
         return self
 
     def _check_fitted(self) -> None:
@@ -168,16 +182,45 @@ class Anonymizer:
                 "saved one with Anonymizer.load(path)."
             )
 
-    def transform(self, images: np.ndarray | torch.Tensor, *, batch_size: int = 2048) -> np.ndarray:
-        """Anonymize grey images (N, S, S) into uint8 (N, S, S), in batches."""
-        self._check_fitted()
-        x = as_pixels(images, image_size=self.config.image_size)
+    def _autoencode(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
                 batch = x[start : start + batch_size].to(self.device)
                 outputs.append(torch.sigmoid(self.autoencoder_(batch)).cpu())
-        pixels = torch.cat(outputs).numpy()
+        return torch.cat(outputs)
+
+    def transform(
+        self,
+        images: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int = 2048,
+        substitution: bool = True,
+    ) -> np.ndarray:
+        """Anonymize grey images (N, S, S) into uint8 (N, S, S), in batches.
+
+        With ``substitution`` (and ``config.n_prototypes > 0``) each autoencoded image is replaced
+        by its nearest prototype (:mod:`~imgprivacy.anonymizer.substitution`); ``False`` returns
+        the autoencoder's outputs alone (for analysis).
+        """
+        self._check_fitted()
+        x = as_pixels(images, image_size=self.config.image_size)
+        pixels = self._autoencode(x, batch_size)
+        if substitution and getattr(self, "prototypes_", None) is not None:
+            with torch.inference_mode():
+                pixels = torch.cat(
+                    [
+                        substitute(
+                            pixels[start : start + batch_size],
+                            centres=self.centres_.cpu(),
+                            prototypes=self.prototypes_.cpu(),
+                            sigma=self.config.prototype_blur,
+                            image_size=self.config.image_size,
+                        )
+                        for start in range(0, len(pixels), batch_size)
+                    ]
+                )
+        pixels = pixels.numpy()
         side = self.config.image_size
         return np.rint(pixels * 255.0).astype(np.uint8).reshape(len(pixels), side, side)
 
@@ -185,6 +228,9 @@ class Anonymizer:
     def to_bytes(self) -> bytes:
         self._check_fitted()
         weights = {k: v.detach().cpu() for k, v in self.autoencoder_.state_dict().items()}
+        if getattr(self, "prototypes_", None) is not None:
+            weights[PROTOTYPES_KEY] = self.prototypes_.detach().cpu()
+            weights[CENTRES_KEY] = self.centres_.detach().cpu()
         return model_to_bytes(
             config=self.config,
             autoencoder=weights,
@@ -208,7 +254,11 @@ class Anonymizer:
         config = metadata["config"]
         model = cls(config, device=device)
         net = Autoencoder(config.input_dim, config.ae_hidden, config.code_dim)
+        prototypes = tensors.pop(PROTOTYPES_KEY, None)
+        centres = tensors.pop(CENTRES_KEY, None)
         net.load_state_dict(tensors)
+        model.prototypes_ = None if prototypes is None else prototypes.to(device)
+        model.centres_ = None if centres is None else centres.to(device)
         model.autoencoder_ = net.to(device).eval()
         model.classes_ = np.asarray(metadata["private_classes"])
         model.history_ = TrainHistory(list(metadata.get("history", [])))

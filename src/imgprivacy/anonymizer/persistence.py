@@ -33,6 +33,8 @@ MODEL_FORMAT = "imgprivacy.anonymizer.model"
 CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "imgprivacy"
+PROTOTYPES_KEY = "prototypes"  # (n_prototypes, D) images the substitution outputs
+CENTRES_KEY = "prototype_centres"  # (n_prototypes, D) blurred k-means centres they are matched by
 
 
 def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
@@ -71,7 +73,9 @@ def _decode(data: bytes, *, source: str, expected_format: str) -> tuple[dict, di
 
 def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
     try:
-        return AnonymizerConfig.from_dict(metadata["config"])
+        values = dict(metadata["config"])
+        values.setdefault("n_prototypes", 0)  # files written before substitution existed
+        return AnonymizerConfig.from_dict(values)
     except (InvalidInputError, TypeError, KeyError) as exc:
         raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
 
@@ -128,6 +132,9 @@ def model_from_bytes(data: bytes, *, source: str = "model") -> tuple[dict, dict]
         for k, v in expected_shapes(config).items()
         if k.startswith("autoencoder.")
     }
+    if config.n_prototypes > 0:
+        expected[PROTOTYPES_KEY] = (config.n_prototypes, config.input_dim)
+        expected[CENTRES_KEY] = (config.n_prototypes, config.input_dim)
     check_tensors(tensors, expected, source=source)
     metadata["config"] = config
     return metadata, tensors

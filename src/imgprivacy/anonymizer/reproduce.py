@@ -13,6 +13,7 @@ lambda from scratch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -57,7 +58,7 @@ class SweepSettings:
         return cls(
             lambdas=(0.0, 1.0, 4.0),
             anonymizer=AnonymizerConfig(
-                seed=seed, pretrain_epochs=4, disc_pretrain_epochs=2, adversarial_epochs=3
+                seed=seed, pretrain_epochs=8, disc_pretrain_epochs=2, adversarial_epochs=3
             ),
             attack=AttackConfig(cnn_epochs=4, cnn_channels=16, trees=100, seed=seed),
         )
@@ -164,6 +165,19 @@ def reproduce_anonymizer_pendigits(
             progress=progress,
             description=f"attackers at lambda={tag}",
         )
+        if anonymizer.config.n_prototypes > 0:
+            # what the autoencoder alone leaves (the forest only: it is the attacker that wins
+            # on continuous outputs), to show what the substitution adds
+            before = assess(
+                anonymizer.transform(data.images, substitution=False),
+                **labels,
+                config=dataclasses.replace(settings.attack, families=("random_forest",)),
+                device=device,
+                description=f"forest before substitution at lambda={tag}",
+            )
+            autoencoder_only = before.to_dict()
+        else:
+            autoencoder_only = None
         distortion = np.abs(processed.astype(np.float32) - data.images.astype(np.float32)) / 255.0
         row = {
             "lambda": lam,
@@ -173,6 +187,7 @@ def reproduce_anonymizer_pendigits(
             # mean over pixels of the std across images, in [0, 1]: 0 = one image for every
             # input (collapse); the originals' is in results["original_spread"]
             "output_spread": output_spread(processed),
+            "autoencoder_only": autoencoder_only,
             "train_seconds": train_seconds,
             "assess_seconds": time.perf_counter() - t0,
         }

@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.cli.common import DataDirOption, DeviceOption, SeedOption, console, progress_bar
+
+_DEFAULTS = AnonymizerConfig()  # the CLI's defaults are the config's (one source of truth)
 
 anonymize_app = typer.Typer(
     help="The mutual-information anonymizer (Feutry et al., ICASSP 2020): train one on pen-digits "
@@ -29,13 +32,26 @@ def train(
     ),
     lam: Annotated[
         float, typer.Option("--lambda", help="Weight of the private term of eq. (12), >= 0.")
-    ] = 1.0,
+    ] = _DEFAULTS.lam,
     recon_weight: Annotated[
         float, typer.Option("--recon-weight", help="Weight of the BCE reconstruction anchor.")
-    ] = 1.0,
-    pretrain_epochs: Annotated[int, typer.Option(help="Phase 1 epochs.")] = 8,
-    disc_pretrain_epochs: Annotated[int, typer.Option(help="Phase 2 epochs.")] = 4,
-    adversarial_epochs: Annotated[int, typer.Option(help="Phase 3 epochs.")] = 6,
+    ] = _DEFAULTS.recon_weight,
+    pretrain_epochs: Annotated[int, typer.Option(help="Phase 1 epochs.")] = (
+        _DEFAULTS.pretrain_epochs
+    ),
+    disc_pretrain_epochs: Annotated[int, typer.Option(help="Phase 2 epochs.")] = (
+        _DEFAULTS.disc_pretrain_epochs
+    ),
+    adversarial_epochs: Annotated[int, typer.Option(help="Phase 3 epochs.")] = (
+        _DEFAULTS.adversarial_epochs
+    ),
+    n_prototypes: Annotated[
+        int,
+        typer.Option(
+            help="Substitute each output by the nearest of this many label-free prototypes "
+            "(0 = autoencoder only; fewer = more private, less of the digit)."
+        ),
+    ] = _DEFAULTS.n_prototypes,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Write the training state here after every epoch (atomic)."),
@@ -48,7 +64,7 @@ def train(
     device: DeviceOption = "cpu",
 ) -> None:
     """Train on the pen-digits training split (writer = private label; digits never used)."""
-    from imgprivacy.anonymizer import Anonymizer, AnonymizerConfig
+    from imgprivacy.anonymizer import Anonymizer
     from imgprivacy.data.pendigits import load_pendigits
 
     config = AnonymizerConfig(
@@ -57,6 +73,7 @@ def train(
         pretrain_epochs=pretrain_epochs,
         disc_pretrain_epochs=disc_pretrain_epochs,
         adversarial_epochs=adversarial_epochs,
+        n_prototypes=n_prototypes,
         seed=seed,
     )
     data = load_pendigits(data_dir=data_dir, seed=seed).part("train")
