@@ -5,6 +5,10 @@ train the anonymizer on the training images with the writer as the only label; a
 data set; train fresh attackers (CNN, random forest) on the anonymized training images for the
 writer and the digit and report their accuracy on the anonymized test images, for every lambda.
 
+Every row reports the attackers on the released images (autoencoder + prototype substitution)
+and, in ``autoencoder_only``, a forest on the autoencoder's outputs alone, so the share of each
+step is visible.
+
 Phases 1-2 (pre-training) do not involve lambda, so they run once and every lambda branches
 from the same pre-trained checkpoint (the lambda = 0 run is the same game without the private
 term). This halves the cost of the sweep; say ``shared_pretraining=False`` to train each
