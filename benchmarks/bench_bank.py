@@ -59,15 +59,15 @@ def roofline_gflops() -> float:
 def run_cell(n: int, batch: int, method: str) -> dict:
     from imgprivacy.docl import FilterBank
 
-    models = list(random_models(n))
     x = torch.rand(batch, D)
     if method == "bank":
         bank = FilterBank(input_dim=D)
-        bank.add_many((f"u{i}", m) for i, m in enumerate(models))
+        # A generator: the bank keeps its own copy and the models are freed as they go.
+        bank.add_many((f"u{i}", m) for i, m in enumerate(random_models(n)))
         bank.snapshot()
         fn = lambda: bank.distances(x)  # noqa: E731
     else:  # the baseline: a Python loop over per-user modules
-        nets = [m.net_ for m in models]
+        nets = [m.net_ for m in random_models(n)]
 
         def fn():
             with torch.inference_mode():

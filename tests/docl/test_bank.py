@@ -57,6 +57,13 @@ def test_user_with_several_models(models):
     assert bank.owners == ("bob",)
 
 
+def test_add_many_takes_a_generator_and_checks_id_count(models):
+    bank = FilterBank(input_dim=16)
+    assert bank.add_many((f"u{c}", m) for c, m in enumerate(models)) == ["u0/0", "u1/0", "u2/0"]
+    with pytest.raises(InvalidInputError, match="one model id per item, got 1 ids for 2 items"):
+        FilterBank(input_dim=16).add_many([("a", models[0]), ("b", models[1])], model_ids=["a/x"])
+
+
 def test_remove_and_replace(bank, models):
     x = torch.rand(4, 16)
     bank.remove("u1/0")

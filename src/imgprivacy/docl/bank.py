@@ -184,22 +184,26 @@ class FilterBank:
         model_ids: Iterable[str | None] | None = None,
         replace: bool = False,
     ) -> list[str]:
-        """Add several (owner, model) pairs at once (one rebuild); all or nothing."""
-        items = list(items)
-        ids = list(model_ids) if model_ids is not None else [None] * len(items)
-        if len(ids) != len(items):
-            raise InvalidInputError(
-                f"Expected one model id per item, got {len(ids)} ids for {len(items)} items."
-            )
+        """Add several (owner, model) pairs at once (one rebuild); all or nothing.
+
+        ``items`` may be a generator: models are copied one at a time, so a caller that does not
+        keep them can add 10,000 models holding a single extra copy of the weights.
+        """
+        ids = None if model_ids is None else list(model_ids)
         with self._lock:
             staged = dict(self._models)
             added = []
-            for (owner, model), model_id in zip(items, ids):
+            for k, (owner, model) in enumerate(items):
+                model_id = ids[k] if ids is not None and k < len(ids) else None
                 entry, weights = self._validated(
                     model, owner=owner, model_id=model_id, staged=staged, replace=replace
                 )
                 staged[entry.model_id] = (entry, weights)
                 added.append(entry.model_id)
+            if ids is not None and len(ids) != len(added):
+                raise InvalidInputError(
+                    f"Expected one model id per item, got {len(ids)} ids for {len(added)} items."
+                )
             self._models = staged
             self._snapshot = None
         return added
