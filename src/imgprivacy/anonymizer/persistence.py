@@ -28,6 +28,7 @@ from imgprivacy.anonymizer.networks import expected_shapes
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
+from imgprivacy.tensor_checks import tensor_problems
 
 MODEL_FORMAT = "imgprivacy.anonymizer.model"
 CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"
@@ -84,23 +85,7 @@ def check_tensors(
     tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str
 ) -> None:
     """Raise once with every name / shape / dtype / finiteness mismatch."""
-    problems = []
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing:
-        problems.append(f"missing tensors {missing}")
-    if extra:
-        problems.append(f"unexpected tensors {extra}")
-    for name, shape in expected.items():
-        tensor = tensors.get(name)
-        if tensor is None:
-            continue
-        if tuple(tensor.shape) != shape:
-            problems.append(f"{name} has shape {tuple(tensor.shape)}, expected {shape}")
-        elif tensor.dtype != torch.float32:
-            problems.append(f"{name} has dtype {tensor.dtype}, expected torch.float32")
-        elif not torch.isfinite(tensor).all():
-            problems.append(f"{name} contains NaN or infinite values")
+    problems = tensor_problems(tensors, expected, list_limit=len(expected) + len(tensors))
     if problems:
         raise InvalidInputError(
             [f"{source} does not match the architecture its config declares: {p}" for p in problems]
