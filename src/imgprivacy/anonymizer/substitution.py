@@ -43,9 +43,9 @@ def gaussian_blur(pixels: torch.Tensor, *, sigma: float, image_size: int) -> tor
 
     Examples
     --------
-    >>> x = torch.zeros(1, 25); x[0, 12] = 1.0  # a dot in the middle of a 5x5 image
-    >>> y = gaussian_blur(x, sigma=1.0, image_size=5)
-    >>> round(float(y.sum()), 3), bool(y[0, 12] == y.max())
+    >>> x = torch.zeros(1, 81); x[0, 40] = 1.0  # a dot in the middle of a 9x9 image
+    >>> y = gaussian_blur(x, sigma=1.0, image_size=9)  # the kernel stays inside: mass is kept
+    >>> round(float(y.sum()), 3), bool(y[0, 40] == y.max())
     (1.0, True)
     """
     if sigma <= 0:
