@@ -21,7 +21,7 @@ from imgprivacy.docl.experiments import bank_of, train_class_models
 
 PAPER = AutoencoderConfig.paper()
 VARIANTS = {
-    "paper-exact (Adadelta, 784-32-784, 30 epochs)": PAPER,
+    "paper-exact (Adadelta, 784-32-784, 50 epochs)": PAPER,
     "paper-exact, 100 epochs": PAPER.replace(epochs=100),
     "Adam 1e-3": PAPER.replace(optimizer="adam", learning_rate=1e-3),
     "Adam, M=64": PAPER.replace(optimizer="adam", learning_rate=1e-3, hidden_dim=64),
