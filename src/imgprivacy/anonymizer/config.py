@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from imgprivacy.errors import InvalidInputError
 
+SUBSTITUTIONS = ("none", "prototypes", "target")
+
 # Fields that fix the tensors' shapes: a checkpoint can only be resumed by a config that agrees.
 ARCHITECTURE_FIELDS = (
     "image_size",
@@ -42,9 +44,15 @@ class AnonymizerConfig:
     disc_hidden: int = 128  # width of the discriminator's hidden layers q(y|v)
     private_hidden: int = 256  # width of the private classifier's hidden layers q(z|x_hat)
     dropout: float = 0.2  # dropout in the discriminator and the private classifier
-    # -- substitution (after the autoencoder; see substitution.py for the measurements) ------
-    n_prototypes: int = 40  # outputs are replaced by the nearest of this many label-free
-    # k-means prototypes of the autoencoded training images (0 = no substitution)
+    # -- target identity (the intertwined method, paper sec. 3) ------------------------------
+    target_identity: int | None = None  # private label whose training images alone are the
+    # discriminator's "real" samples (None = every training image, the standard method)
+    # -- substitution (after the autoencoder) ---------------------------------------------------
+    substitution: str = "prototypes"  # what replaces each autoencoded image (SUBSTITUTIONS):
+    # "none" - nothing (the autoencoder's output is released);
+    # "prototypes" - the nearest of n_prototypes label-free k-means prototypes (prototypes.py);
+    # "target" - the nearest training image of target_identity (the paper's protocol)
+    n_prototypes: int = 40  # number of prototypes when substitution == "prototypes"
     prototype_blur: float = 1.5  # Gaussian sigma (pixels) of the blur before clustering/matching
     # -- objective ------------------------------------------------------------------------------
     lam: float = 1.0  # lambda of eq. (12): weight of |L_obj - L_priv| against the fidelity BCE
@@ -109,8 +117,31 @@ class AnonymizerConfig:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.n_prototypes, int) and self.n_prototypes == 1:
-            problems.append("n_prototypes must be 0 (no substitution) or >= 2, got 1")
+        if self.substitution not in SUBSTITUTIONS:
+            problems.append(
+                f"substitution must be one of {list(SUBSTITUTIONS)}, got {self.substitution!r}"
+            )
+        if (
+            self.substitution == "prototypes"
+            and isinstance(self.n_prototypes, int)
+            and self.n_prototypes < 2
+        ):
+            problems.append(
+                f"n_prototypes must be >= 2 with substitution='prototypes', got "
+                f"{self.n_prototypes}; say substitution='none' for the autoencoder's outputs alone"
+            )
+        if self.target_identity is not None and (
+            not isinstance(self.target_identity, int) or isinstance(self.target_identity, bool)
+        ):
+            problems.append(
+                f"target_identity must be an integer private label or None, got "
+                f"{self.target_identity!r}"
+            )
+        if self.substitution == "target" and self.target_identity is None:
+            problems.append(
+                "substitution='target' needs a target_identity (the identity whose training "
+                "images replace the outputs)"
+            )
         if problems:
             raise InvalidInputError([f"Invalid AnonymizerConfig: {p}" for p in problems])
 

@@ -29,13 +29,16 @@ from imgprivacy.anonymizer.networks import Autoencoder
 from imgprivacy.anonymizer.persistence import (
     CENTRES_KEY,
     PROTOTYPES_KEY,
+    REFERENCES_KEY,
     load_checkpoint,
     model_from_bytes,
     model_to_bytes,
     save_checkpoint,
 )
-from imgprivacy.anonymizer.substitution import fit_prototypes, substitute
+from imgprivacy.anonymizer.prototypes import fit_prototypes, substitute
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
+from imgprivacy.anonymizer_tools.substitution import substitute as substitute_nearest
+from imgprivacy.anonymizer_tools.target_identity import TargetIdentitySampler
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory, resolve
@@ -136,6 +139,23 @@ class Anonymizer:
         x = as_pixels(images, image_size=self.config.image_size, what="training images")
         classes, z = encode_labels(private_labels, len(x))
         self.config = self.config.replace(n_private=len(classes))
+        target = self.config.target_identity
+        sampler = None
+        if target is not None:
+            if target not in classes.tolist():
+                raise InvalidInputError(
+                    f"Expected target_identity to be one of the private labels "
+                    f"{classes.tolist()}, got {target!r}."
+                )
+            target_class = int(np.flatnonzero(classes == target)[0])
+            sampler = TargetIdentitySampler(
+                x,
+                z,
+                target_identity=target_class,
+                batch_size=self.config.batch_size,
+                seed=self.config.seed,
+                device=self.device,
+            )
         if resume and checkpoint is not None and Path(checkpoint).is_file():
             trainer = load_checkpoint(checkpoint, config=self.config, device=self.device)
             logger.info("resuming from %s after epoch %d", checkpoint, trainer.epoch)
@@ -158,12 +178,15 @@ class Anonymizer:
             if on_epoch is not None:
                 on_epoch(run, record)
 
-        trainer.fit(x, z, on_epoch=after_epoch)
+        trainer.fit(x, z, real_sampler=sampler, on_epoch=after_epoch)
         self.classes_ = classes
         self.history_ = trainer.history
         self.autoencoder_ = trainer.nets.autoencoder.eval()
-        self.centres_ = self.prototypes_ = None
-        if self.config.n_prototypes > 0:
+        self.centres_ = self.prototypes_ = self.references_ = None
+        if self.config.substitution == "target":
+            # the target's training images, kept as uint8 (a quarter of float32's size)
+            self.references_ = torch.round(sampler.pool.cpu() * 255).to(torch.uint8)
+        if self.config.substitution == "prototypes":
             centres, prototypes = fit_prototypes(
                 self._autoencode(x),
                 shown=x,
@@ -199,13 +222,19 @@ class Anonymizer:
     ) -> np.ndarray:
         """Anonymize grey images (N, S, S) into uint8 (N, S, S), in batches.
 
-        With ``substitution`` (and ``config.n_prototypes > 0``) each autoencoded image is replaced
-        by its nearest prototype (:mod:`~imgprivacy.anonymizer.substitution`); ``False`` returns
-        the autoencoder's outputs alone (for analysis).
+        With ``substitution`` each autoencoded image is then replaced as ``config.substitution``
+        says: by its nearest prototype (:mod:`~imgprivacy.anonymizer.prototypes`) or by the
+        nearest training image of the target identity
+        (:mod:`~imgprivacy.anonymizer_tools.substitution`, the paper's protocol); ``False``
+        returns the autoencoder's outputs alone (for analysis).
         """
         self._check_fitted()
         x = as_pixels(images, image_size=self.config.image_size)
         pixels = self._autoencode(x, batch_size)
+        side = self.config.image_size
+        if substitution and getattr(self, "references_", None) is not None:
+            found = substitute_nearest(pixels, references=self.references_.cpu())
+            return found.images.reshape(len(pixels), side, side)
         if substitution and getattr(self, "prototypes_", None) is not None:
             with torch.inference_mode():
                 pixels = torch.cat(
@@ -221,7 +250,6 @@ class Anonymizer:
                     ]
                 )
         pixels = pixels.numpy()
-        side = self.config.image_size
         return np.rint(pixels * 255.0).astype(np.uint8).reshape(len(pixels), side, side)
 
     # -- persistence ----------------------------------------------------------------------------
@@ -231,6 +259,8 @@ class Anonymizer:
         if getattr(self, "prototypes_", None) is not None:
             weights[PROTOTYPES_KEY] = self.prototypes_.detach().cpu()
             weights[CENTRES_KEY] = self.centres_.detach().cpu()
+        if getattr(self, "references_", None) is not None:
+            weights[REFERENCES_KEY] = self.references_.cpu()
         return model_to_bytes(
             config=self.config,
             autoencoder=weights,
@@ -256,6 +286,7 @@ class Anonymizer:
         net = Autoencoder(config.input_dim, config.ae_hidden, config.code_dim)
         prototypes = tensors.pop(PROTOTYPES_KEY, None)
         centres = tensors.pop(CENTRES_KEY, None)
+        model.references_ = tensors.pop(REFERENCES_KEY, None)
         net.load_state_dict(tensors)
         model.prototypes_ = None if prototypes is None else prototypes.to(device)
         model.centres_ = None if centres is None else centres.to(device)

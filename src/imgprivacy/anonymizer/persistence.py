@@ -36,6 +36,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "imgprivacy"
 PROTOTYPES_KEY = "prototypes"  # (n_prototypes, D) images the substitution outputs
 CENTRES_KEY = "prototype_centres"  # (n_prototypes, D) blurred k-means centres they are matched by
+REFERENCES_KEY = "target_references"  # (M, D) uint8 training images of the target identity
 
 
 def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
@@ -76,6 +77,8 @@ def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
     try:
         values = dict(metadata["config"])
         values.setdefault("n_prototypes", 0)  # files written before substitution existed
+        if "substitution" not in values:  # files written before the substitution field
+            values["substitution"] = "prototypes" if values["n_prototypes"] > 0 else "none"
         return AnonymizerConfig.from_dict(values)
     except (InvalidInputError, TypeError, KeyError) as exc:
         raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
@@ -117,10 +120,36 @@ def model_from_bytes(data: bytes, *, source: str = "model") -> tuple[dict, dict]
         for k, v in expected_shapes(config).items()
         if k.startswith("autoencoder.")
     }
-    if config.n_prototypes > 0:
+    if config.substitution == "prototypes":
         expected[PROTOTYPES_KEY] = (config.n_prototypes, config.input_dim)
         expected[CENTRES_KEY] = (config.n_prototypes, config.input_dim)
+    if config.substitution == "target":
+        references = tensors.pop(REFERENCES_KEY, None)
+        problems = []
+        if references is None:
+            problems.append(f"missing tensors ['{REFERENCES_KEY}']")
+        elif references.dtype != torch.uint8 or references.dim() != 2:
+            problems.append(
+                f"{REFERENCES_KEY} must be uint8 of shape (M, {config.input_dim}), got "
+                f"{references.dtype} {tuple(references.shape)}"
+            )
+        elif references.shape[0] < 1 or references.shape[1] != config.input_dim:
+            problems.append(
+                f"{REFERENCES_KEY} has shape {tuple(references.shape)}, expected "
+                f"(M >= 1, {config.input_dim})"
+            )
+        if problems:
+            raise InvalidInputError(
+                [
+                    f"{source} does not match the architecture its config declares: {p}"
+                    for p in problems
+                ]
+            )
+    else:
+        references = None
     check_tensors(tensors, expected, source=source)
+    if references is not None:
+        tensors[REFERENCES_KEY] = references
     metadata["config"] = config
     return metadata, tensors
 

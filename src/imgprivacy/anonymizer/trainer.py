@@ -8,6 +8,13 @@ Each adversarial update is a named method returning a ``dict[str, float]`` of lo
 * :meth:`AnonymizerTrainer.fidelity_step` - phase 2, the autoencoder against the frozen discriminator;
 * :meth:`AnonymizerTrainer.autoencoder_step` - phase 3, eq. (12) against both frozen branches.
 
+With a target identity (the intertwined method, paper sec. 3) the discriminator's real samples are
+drawn from that identity's training images only (a
+:class:`~imgprivacy.anonymizer_tools.target_identity.TargetIdentitySampler` given to
+:meth:`AnonymizerTrainer.fit`), so fooling it means looking like the target. Its batches are a pure
+function of the update's index (epoch, batch, discriminator step), so a resumed run sees the same
+ones.
+
 Phase 2 also pre-trains the private classifier, so that phase 3 starts against a good estimate of
 the best private classifier (eq. 10 assumes one). In phases 2-3 the autoencoder's objective gets
 ``recon_weight`` times a reconstruction anchor (:func:`reconstruction_anchor`): without it the eq. (12) game is free to map
@@ -36,6 +43,7 @@ from imgprivacy.anonymizer.losses import (
     private_loss,
 )
 from imgprivacy.anonymizer.networks import build_networks, select
+from imgprivacy.anonymizer_tools.target_identity import TargetIdentitySampler
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +146,21 @@ class AnonymizerTrainer:
         self._update("pretrain", loss)
         return {"reconstruction_bce": loss.item()}
 
-    def discriminator_step(self, x: torch.Tensor) -> dict[str, float]:
-        """Eq. (13): the discriminator sees S(x, x_hat, y) with y ~ Bernoulli(1/2) per image."""
+    def discriminator_step(
+        self, x: torch.Tensor, real: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """Eq. (13): the discriminator sees S(real, x_hat, y) with y ~ Bernoulli(1/2) per image.
+
+        ``real`` defaults to ``x`` itself (the standard method); the intertwined method passes a
+        batch of the target identity's images of the same size.
+        """
         with torch.no_grad(), frozen(self.nets.autoencoder):
             x_hat = self._anonymize(x)
+        real = x if real is None else real
+        if real.shape != x.shape:
+            raise ValueError(f"real batch {tuple(real.shape)} must match x {tuple(x.shape)}")
         y = torch.randint(0, 2, (len(x),), generator=self.generator).to(self.device)
-        logits = self.nets.discriminator(select(x, x_hat, y))
+        logits = self.nets.discriminator(select(real, x_hat, y))
         loss = discriminator_loss(logits, y)
         self._update("discriminator", loss)
         accuracy = ((logits.view(-1) > 0).long() == y).float().mean()
@@ -232,10 +249,17 @@ class AnonymizerTrainer:
         index = index.to(self.device)
         return x[index], z[index]
 
-    def run_epoch(self, x: torch.Tensor, z: torch.Tensor) -> dict:
+    def run_epoch(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        *,
+        real_sampler: TargetIdentitySampler | None = None,
+    ) -> dict:
         """Train one epoch of the phase the schedule gives for ``self.epoch``; log its losses.
 
-        ``x`` is (N, D) float in [0, 1], ``z`` (N,) int64 private labels in [0, n_private).
+        ``x`` is (N, D) float in [0, 1], ``z`` (N,) int64 private labels in [0, n_private);
+        ``real_sampler`` serves the discriminator's real samples (target identity), if any.
         """
         schedule = phase_schedule(self.config)
         if self.epoch >= len(schedule):
@@ -252,15 +276,20 @@ class AnonymizerTrainer:
                 for key, value in self.refresh_private(x, z).items():
                     sums[key] = value * (len(x) + cfg.batch_size - 1) // cfg.batch_size
             order = torch.randperm(len(x), generator=self.generator).to(self.device)
-            for start in range(0, len(x), cfg.batch_size):
+            n_batches = (len(x) + cfg.batch_size - 1) // cfg.batch_size
+            for batch_index, start in enumerate(range(0, len(x), cfg.batch_size)):
                 index = order[start : start + cfg.batch_size]
                 xb, zb = x[index], z[index]
                 losses: dict[str, float] = {}
                 if phase == "pretrain":
                     losses.update(self.pretrain_step(xb))
                 else:
-                    for _ in range(cfg.disc_steps):
-                        losses.update(self.discriminator_step(xb))
+                    for k in range(cfg.disc_steps):
+                        real = None
+                        if real_sampler is not None:
+                            step = (self.epoch * n_batches + batch_index) * cfg.disc_steps + k
+                            real = real_sampler.batch(step, size=len(xb)).to(self.device)
+                        losses.update(self.discriminator_step(xb, real))
                     losses.update(self.private_step(xb, zb))
                     extra = cfg.private_steps - 1 if phase == "adversarial" else 0
                     for _ in range(extra):
@@ -290,12 +319,13 @@ class AnonymizerTrainer:
         x: torch.Tensor,
         z: torch.Tensor,
         *,
+        real_sampler: TargetIdentitySampler | None = None,
         on_epoch: Callable[[AnonymizerTrainer, dict], None] | None = None,
     ) -> TrainHistory:
         """Run the remaining epochs; ``on_epoch(trainer, record)`` after each (checkpoints)."""
         x, z = x.to(self.device), z.to(self.device)
         while self.epoch < self.config.total_epochs:
-            record = self.run_epoch(x, z)
+            record = self.run_epoch(x, z, real_sampler=real_sampler)
             if on_epoch is not None:
                 on_epoch(self, record)
         return self.history

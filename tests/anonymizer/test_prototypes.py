@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from imgprivacy.anonymizer import Anonymizer, AnonymizerConfig
-from imgprivacy.anonymizer.substitution import fit_prototypes, gaussian_blur, substitute
+from imgprivacy.anonymizer.prototypes import fit_prototypes, gaussian_blur, substitute
 from imgprivacy.errors import InvalidInputError
 
 from .conftest import tiny_config
@@ -78,15 +78,20 @@ def test_prototypes_are_saved_and_checked(fitted, tiny_data, tmp_path):
         Anonymizer.load(tmp_path / "bad.safetensors")
 
 
-def test_no_substitution_when_n_prototypes_is_zero(tiny_data):
+def test_no_substitution_when_substitution_is_none(tiny_data):
     images, writers = tiny_data
-    model = Anonymizer(tiny_config(n_prototypes=0)).fit(images, writers)
+    model = Anonymizer(tiny_config(substitution="none")).fit(images, writers)
     assert model.prototypes_ is None
     assert np.array_equal(model.transform(images), model.transform(images, substitution=False))
 
 
 def test_n_prototypes_is_validated():
-    with pytest.raises(InvalidInputError, match="n_prototypes must be 0"):
+    with pytest.raises(InvalidInputError, match="n_prototypes must be >= 2.*substitution='none'"):
         AnonymizerConfig(n_prototypes=1)
+    assert AnonymizerConfig(n_prototypes=0, substitution="none").n_prototypes == 0
+    with pytest.raises(InvalidInputError, match="substitution must be one of"):
+        AnonymizerConfig(substitution="nearest")
+    with pytest.raises(InvalidInputError, match="needs a target_identity"):
+        AnonymizerConfig(substitution="target")
     with pytest.raises(InvalidInputError, match="prototype_blur"):
         AnonymizerConfig(prototype_blur=-1.0)
