@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from imgprivacy.errors import InvalidInputError
 
 SUBSTITUTIONS = ("none", "prototypes", "target")
+AE_ARCHS = ("mlp", "conv")
 
 # Fields that fix the tensors' shapes: a checkpoint can only be resumed by a config that agrees.
 ARCHITECTURE_FIELDS = (
     "image_size",
     "n_private",
+    "ae_arch",
+    "ae_channels",
     "ae_hidden",
     "code_dim",
     "disc_hidden",
@@ -39,7 +42,9 @@ class AnonymizerConfig:
     # -- data and architecture ------------------------------------------------------------------
     image_size: int = 20  # images are image_size x image_size, grey, white ink on black
     n_private: int = 30  # number of private classes (writers); set from the labels by fit()
-    ae_hidden: int = 256  # width of the autoencoder's two hidden layers (encoder and decoder)
+    ae_arch: str = "mlp"  # "mlp" (pen-digits) or "conv" (larger images such as 50x50 faces)
+    ae_hidden: int = 256  # width of the MLP autoencoder's two hidden layers (encoder, decoder)
+    ae_channels: int = 16  # channels of the conv autoencoder's first convolution (then 2x)
     code_dim: int = 32  # autoencoder bottleneck size
     disc_hidden: int = 128  # width of the discriminator's hidden layers q(y|v)
     private_hidden: int = 256  # width of the private classifier's hidden layers q(z|x_hat)
@@ -81,6 +86,7 @@ class AnonymizerConfig:
         positive_ints = (
             "image_size",
             "ae_hidden",
+            "ae_channels",
             "code_dim",
             "disc_hidden",
             "private_hidden",
@@ -117,6 +123,8 @@ class AnonymizerConfig:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.ae_arch not in AE_ARCHS:
+            problems.append(f"ae_arch must be one of {list(AE_ARCHS)}, got {self.ae_arch!r}")
         if self.substitution not in SUBSTITUTIONS:
             problems.append(
                 f"substitution must be one of {list(SUBSTITUTIONS)}, got {self.substitution!r}"

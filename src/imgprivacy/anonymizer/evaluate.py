@@ -167,20 +167,25 @@ class TaskResult:
         return max(self.per_family.values())
 
 
+def task_summary(results: dict[str, TaskResult]) -> dict:
+    """``{<task>_accuracy: best, <task>_accuracy_by_family: {...}}`` for every task, in order."""
+    summary: dict = {}
+    for task, result in results.items():
+        summary[f"{task}_accuracy"] = result.best
+    for task, result in results.items():
+        summary[f"{task}_accuracy_by_family"] = dict(result.per_family)
+    return summary
+
+
 @dataclass(frozen=True)
 class Assessment:
-    """What fresh attackers recover from a set of images."""
+    """What fresh attackers recover from a set of pen-digit images."""
 
     writer: TaskResult
     digit: TaskResult
 
     def to_dict(self) -> dict:
-        return {
-            "writer_accuracy": self.writer.best,
-            "digit_accuracy": self.digit.best,
-            "writer_accuracy_by_family": dict(self.writer.per_family),
-            "digit_accuracy_by_family": dict(self.digit.per_family),
-        }
+        return task_summary({"writer": self.writer, "digit": self.digit})
 
 
 def _as_pixels(images: np.ndarray) -> np.ndarray:
@@ -209,6 +214,42 @@ def make_split(images: np.ndarray, labels: np.ndarray, split: np.ndarray) -> Spl
     return Split(*(a for m in parts for a in (x[m], labels[m])))
 
 
+def assess_tasks(
+    images: np.ndarray,
+    *,
+    labels: dict[str, np.ndarray],
+    split: np.ndarray,
+    config: AttackConfig | None = None,
+    device: str = "cpu",
+    progress: ProgressFactory | None = None,
+    description: str = "attackers",
+) -> dict[str, TaskResult]:
+    """Train every attacker family on every label and report the test accuracies.
+
+    Parameters
+    ----------
+    images
+        (N, H, W) uint8 in [0, 255] or float in [0, 1].
+    labels
+        Task name -> (N,) integer labels, e.g. ``{"identity": ..., "expression": ...}``.
+    split
+        (N,) codes 0 / 1 / 2 = train / validation / test.
+    """
+    config = config or AttackConfig()
+    advance = resolve(progress)(description, len(labels) * len(config.families))
+    results: dict[str, TaskResult] = {}
+    for task, values in labels.items():
+        data = make_split(images, values, split)
+        per_family: dict[str, float] = {}
+        for family in config.families:
+            predicted = ATTACKERS[family](data, config=config, device=device)
+            per_family[family] = float((predicted == data.test_y).mean())
+            logger.info("%s attacker on %s: %.3f", family, task, per_family[family])
+            advance(f"{task}/{family} {per_family[family]:.3f}")
+        results[task] = TaskResult(per_family)
+    return results
+
+
 def assess(
     images: np.ndarray,
     *,
@@ -220,26 +261,14 @@ def assess(
     progress: ProgressFactory | None = None,
     description: str = "attackers",
 ) -> Assessment:
-    """Train every attacker family on both labels and report the test accuracies.
-
-    Parameters
-    ----------
-    images
-        (N, H, W) uint8 in [0, 255] or float in [0, 1].
-    writer, digit
-        (N,) integer labels (private and utility).
-    split
-        (N,) codes 0 / 1 / 2 = train / validation / test.
-    """
-    config = config or AttackConfig()
-    advance = resolve(progress)(description, 2 * len(config.families))
-    results: dict[str, dict[str, float]] = {"writer": {}, "digit": {}}
-    for task, labels in (("writer", writer), ("digit", digit)):
-        data = make_split(images, labels, split)
-        for family in config.families:
-            predicted = ATTACKERS[family](data, config=config, device=device)
-            accuracy = float((predicted == data.test_y).mean())
-            results[task][family] = accuracy
-            logger.info("%s attacker on %s: %.3f", family, task, accuracy)
-            advance(f"{task}/{family} {accuracy:.3f}")
-    return Assessment(writer=TaskResult(results["writer"]), digit=TaskResult(results["digit"]))
+    """:func:`assess_tasks` for pen-digits: the writer (private) and the digit (kept)."""
+    results = assess_tasks(
+        images,
+        labels={"writer": writer, "digit": digit},
+        split=split,
+        config=config,
+        device=device,
+        progress=progress,
+        description=description,
+    )
+    return Assessment(writer=results["writer"], digit=results["digit"])

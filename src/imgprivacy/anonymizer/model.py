@@ -25,7 +25,7 @@ import torch
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.losses import empirical_prior
-from imgprivacy.anonymizer.networks import Autoencoder
+from imgprivacy.anonymizer.networks import build_autoencoder
 from imgprivacy.anonymizer.persistence import (
     CENTRES_KEY,
     PROTOTYPES_KEY,
@@ -283,7 +283,7 @@ class Anonymizer:
         metadata, tensors = model_from_bytes(path.read_bytes(), source=str(path))
         config = metadata["config"]
         model = cls(config, device=device)
-        net = Autoencoder(config.input_dim, config.ae_hidden, config.code_dim)
+        net = build_autoencoder(config)
         prototypes = tensors.pop(PROTOTYPES_KEY, None)
         centres = tensors.pop(CENTRES_KEY, None)
         model.references_ = tensors.pop(REFERENCES_KEY, None)

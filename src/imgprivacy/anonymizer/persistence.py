@@ -76,6 +76,8 @@ def _decode(data: bytes, *, source: str, expected_format: str) -> tuple[dict, di
 def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
     try:
         values = dict(metadata["config"])
+        values.setdefault("ae_arch", "mlp")  # files written before the conv autoencoder
+        values.setdefault("ae_channels", 16)
         values.setdefault("n_prototypes", 0)  # files written before substitution existed
         if "substitution" not in values:  # files written before the substitution field
             values["substitution"] = "prototypes" if values["n_prototypes"] > 0 else "none"

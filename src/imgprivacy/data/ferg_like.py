@@ -43,9 +43,9 @@ from imgprivacy.data.ferg_characters import (
     expression_style,
 )
 from imgprivacy.data.ferg_render import render_faces
+from imgprivacy.data.splits import SPLIT_NAMES, random_split_codes
 from imgprivacy.errors import InvalidInputError
 
-SPLIT_NAMES = ("train", "validation", "test")  # the codes 0 / 1 / 2 of ``FergLike.split``
 FERG_SIZE = 55767  # images in the real FERG-DB, for reference
 
 
@@ -226,16 +226,6 @@ def generate_ferg_like(
     images = render_faces(params, size=cfg.size, chunk=cfg.chunk)
     images += rng.normal(0.0, cfg.noise_std, size=images.shape).astype(np.float32)
     images = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
-    split = _split_codes(len(cells), fractions=cfg.split, rng=rng)
+    split = random_split_codes(len(cells), fractions=cfg.split, rng=rng)
     names = tuple(c.name for c in CHARACTERS)
     return FergLike(images, identity, expression, split, names, EXPRESSIONS)
-
-
-def _split_codes(n: int, *, fractions: tuple[float, float, float], rng) -> np.ndarray:
-    """Codes 0 / 1 / 2 at random in the given proportions (rounded)."""
-    n_val, n_test = round(n * fractions[1]), round(n * fractions[2])
-    codes = np.zeros(n, dtype=np.uint8)
-    order = rng.permutation(n)
-    codes[order[n - n_val - n_test : n - n_test]] = 1
-    codes[order[n - n_test :]] = 2
-    return codes

@@ -95,3 +95,87 @@ def training_curves(history: list[dict], path: str | Path, *, title: str = "") -
     ax.set_title(title or "training losses per epoch")
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+def evolution(
+    frames: list[np.ndarray],
+    column_labels: list[str],
+    path: str | Path,
+    *,
+    row_labels: tuple[str, ...],
+    title: str = "",
+) -> Path:
+    """Fig. 3: one row per tracked image, one column per epoch (``frames[j]`` is (K, H, W))."""
+    k, n = len(row_labels), len(frames)
+    fig, axes = new_figure(0.8 * n + 1.4, 0.9 * k + 0.6, nrows=k, ncols=n)
+    axes = np.asarray(axes).reshape(k, n)
+    for c, (frame, label) in enumerate(zip(frames, column_labels)):
+        for r in range(k):
+            ax = axes[r, c]
+            ax.imshow(frame[r], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=6)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def pairs(
+    inputs: np.ndarray, outputs: np.ndarray, path: str | Path, *, title: str = "", per_row: int = 6
+) -> Path:
+    """Fig. 4: (input | output) couples, ``per_row`` couples per line."""
+    n = len(inputs)
+    lines = -(-n // per_row)
+    fig, axes = new_figure(1.5 * per_row + 0.4, 0.85 * lines + 0.5, nrows=lines, ncols=2 * per_row)
+    axes = np.asarray(axes).reshape(lines, 2 * per_row)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, per_row)
+        for j, image in enumerate((inputs[i], outputs[i])):
+            ax = axes[r, 2 * c + j]
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("tab:blue" if j == 0 else "tab:orange")
+    if title:
+        fig.suptitle(f"{title} (blue frame: input, orange: output)", fontsize=9)
+    return save(fig, path)
+
+
+def table1_bars(results: dict, path: str | Path, *, private_key: str, utility_key: str) -> Path:
+    """Table 1 as bars: identity and expression accuracy per run, the paper's values as marks."""
+    rows = [("originals", results["baseline"], None)]
+    rows.append(("standard", results["standard_no_substitution"], None))
+    rows += [(f"std+sub {r['target_identity']}", r, None) for r in results["standard"]]
+    rows += [
+        (f"intertw. {r['target_identity']}", r, r.get("paper")) for r in results["intertwined"]
+    ]
+    fig, ax = new_figure(max(6.0, 0.7 * len(rows) + 1.5), 4.0)
+    x = np.arange(len(rows))
+    for offset, key, colour, name in (
+        (-0.2, private_key, "tab:red", private_key.removesuffix("_accuracy")),
+        (0.2, utility_key, "tab:blue", utility_key.removesuffix("_accuracy")),
+    ):
+        ax.bar(x + offset, [100 * r[key] for _, r, _ in rows], 0.4, color=colour, label=name)
+        paper_key = "identity_accuracy" if key == private_key else "expression_accuracy"
+        marks = [(i + offset, 100 * p[paper_key]) for i, (_, _, p) in enumerate(rows) if p]
+        if marks:
+            ax.scatter(*zip(*marks), marker="_", s=300, color="black", zorder=3)
+    ax.scatter([], [], marker="_", color="black", label="paper (Table 1)")
+    ax.axhline(100 * results["chance"][private_key], color="tab:red", linestyle="--", linewidth=1)
+    ax.axhline(100 * results["chance"][utility_key], color="tab:blue", linestyle="--", linewidth=1)
+    ax.set_xticks(x, [name for name, _, _ in rows], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("test accuracy of the strongest attacker (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Faces: identity (private) and expression (kept); dashed = chance", fontsize=9)
+    ax.legend(fontsize=7)
+    return save(fig, path)
