@@ -75,9 +75,9 @@ def test_processed_images_are_saved_per_run(tiny_run):
     # every released image of the intertwined run is a training image of identity 2
     with np.load(out / "anonymized" / "standard.npz") as raw:
         assert not np.array_equal(raw["images"], images)
-    from imgprivacy.data.ferg_like import generate_ferg_like
+    from imgprivacy.data.ferg_like import FERG_VARIATIONS, generate_ferg_like
 
-    faces = generate_ferg_like(per_cell=4, seed=0)
+    faces = generate_ferg_like(per_cell=4, seed=0, config=FERG_VARIATIONS[TINY.variation])
     pool = faces.images[(faces.split == 0) & (faces.identity == 2)].reshape(-1, 2500)
     flat = images.reshape(len(images), 1, -1)
     assert (flat == pool[None]).all(-1).any(-1).all()

@@ -36,10 +36,10 @@ from imgprivacy.anonymizer.evaluate import AttackConfig, assess_tasks, task_summ
 from imgprivacy.anonymizer.model import Anonymizer, as_pixels
 from imgprivacy.anonymizer.reproduce import output_spread
 from imgprivacy.anonymizer_tools.substitution import substitute_with_identity
-from imgprivacy.data.ferg_like import generate_ferg_like
+from imgprivacy.data.ferg_like import FERG_VARIATIONS, generate_ferg_like
 from imgprivacy.data.manifest import read_manifest
 from imgprivacy.data.splits import random_split_codes
-from imgprivacy.errors import InvalidInputError
+from imgprivacy.errors import InvalidInputError, UnknownNameError
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import anonymizer_figures
@@ -81,8 +81,13 @@ class FacesData:
         return self.split == 0
 
 
-def ferg_like_data(*, per_cell: int, seed: int) -> FacesData:
-    faces = generate_ferg_like(per_cell=per_cell, seed=seed)
+def ferg_like_data(*, per_cell: int, seed: int, variation: str = "studio") -> FacesData:
+    """FERG-like faces under a named variation preset (:data:`FERG_VARIATIONS`)."""
+    if variation not in FERG_VARIATIONS:
+        raise UnknownNameError(
+            f"Unknown FERG-like variation {variation!r}; valid names: {sorted(FERG_VARIATIONS)}."
+        )
+    faces = generate_ferg_like(per_cell=per_cell, seed=seed, config=FERG_VARIATIONS[variation])
     return FacesData(
         images=faces.images,
         private=faces.identity.astype(np.int64),
@@ -92,7 +97,7 @@ def ferg_like_data(*, per_cell: int, seed: int) -> FacesData:
         utility_name="expression",
         private_classes=tuple(faces.identity_names),
         utility_classes=tuple(faces.expression_names),
-        source=f"FERG-like generator (per_cell={per_cell}, seed={seed})",
+        source=f"FERG-like generator (variation={variation}, per_cell={per_cell}, seed={seed})",
     )
 
 
@@ -157,6 +162,7 @@ class FacesSettings:
     """What a faces reproduction trains and how hard it attacks."""
 
     per_cell: int = 200  # FERG-like images per (identity, expression): 8400 images
+    variation: str = "studio"  # FERG_VARIATIONS preset: "studio" renders like FERG, "wild" harder
     targets: tuple[int, ...] = PAPER_TARGETS
     anonymizer: AnonymizerConfig = field(default_factory=faces_anonymizer_config)
     attack: AttackConfig = AttackConfig()
@@ -247,7 +253,7 @@ def reproduce_anonymizer_faces(
             seed=seed,
         )
     else:
-        data = ferg_like_data(per_cell=settings.per_cell, seed=seed)
+        data = ferg_like_data(per_cell=settings.per_cell, seed=seed, variation=settings.variation)
     n_private = len(data.private_classes)
     bad = [t for t in settings.targets if not 0 <= t < n_private]
     if bad:

@@ -1,4 +1,4 @@
-"""``imgprivacy anonymize ...``: train an anonymizer on pen-digits, apply one to a folder."""
+"""``imgprivacy anonymize ...``: train an anonymizer (pen-digits, faces, a manifest), apply one."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from typing import Annotated
 import typer
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.reproduce_faces import faces_anonymizer_config
 from imgprivacy.cli.common import DataDirOption, DeviceOption, SeedOption, console, progress_bar
 
-_DEFAULTS = AnonymizerConfig()  # the CLI's defaults are the config's (one source of truth)
+_DIGITS, _FACES = AnonymizerConfig(), faces_anonymizer_config()  # the defaults per data kind
+
+
+def _defaults(name: str) -> str:
+    return f" (default: {getattr(_DIGITS, name)} pen-digits, {getattr(_FACES, name)} faces)"
+
 
 anonymize_app = typer.Typer(
-    help="The mutual-information anonymizer (Feutry et al., ICASSP 2020): train one on pen-digits "
-    "with the writer as the private label, then anonymize folders of images with it.",
+    help="The mutual-information anonymizer (Feutry et al., ICASSP 2020): train one with a "
+    "private label (the writer of pen-digits, the identity of faces, a column of your CSV "
+    "manifest), then anonymize folders of images with it.",
     no_args_is_help=True,
 )
 
@@ -25,33 +32,130 @@ def _rich_progress(progress):
     return rich_progress(progress)
 
 
+DATASETS = ("pendigits", "ferg-like")
+
+
+def training_images(
+    *,
+    dataset: str,
+    manifest: Path | None,
+    private_label: str,
+    image_size: int,
+    data_dir: Path | None,
+    seed: int,
+):
+    """(images, private labels, description) of the chosen training source."""
+    from imgprivacy.errors import UnknownNameError
+
+    if manifest is not None:
+        from imgprivacy.data.manifest import read_manifest
+
+        data = read_manifest(manifest, private_label=private_label, size=(image_size, image_size))
+        mapping = ", ".join(f"{k}={v}" for k, v in enumerate(data.private_classes[:10]))
+        more = " ..." if len(data.private_classes) > 10 else ""
+        return data.images, data.private, f"{manifest} ({private_label} codes: {mapping}{more})"
+    if dataset == "pendigits":
+        from imgprivacy.data.pendigits import load_pendigits
+
+        train = load_pendigits(data_dir=data_dir, seed=seed).part("train")
+        return train.images, train.writer, "pen-digits training split (writer = private label)"
+    if dataset == "ferg-like":
+        from imgprivacy.anonymizer.reproduce_faces import ferg_like_data
+
+        faces = ferg_like_data(per_cell=200, seed=seed)
+        train = faces.train
+        return faces.images[train], faces.private[train], "FERG-like faces (identity = private)"
+    raise UnknownNameError(f"Unknown --dataset {dataset!r}; valid names: {list(DATASETS)}.")
+
+
 @anonymize_app.command("train")
 def train(
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.safetensors).")] = Path(
         "anonymizer.safetensors"
     ),
-    lam: Annotated[
-        float, typer.Option("--lambda", help="Weight of the private term of eq. (12), >= 0.")
-    ] = _DEFAULTS.lam,
-    recon_weight: Annotated[
-        float, typer.Option("--recon-weight", help="Weight of the BCE reconstruction anchor.")
-    ] = _DEFAULTS.recon_weight,
-    pretrain_epochs: Annotated[int, typer.Option(help="Phase 1 epochs.")] = (
-        _DEFAULTS.pretrain_epochs
-    ),
-    disc_pretrain_epochs: Annotated[int, typer.Option(help="Phase 2 epochs.")] = (
-        _DEFAULTS.disc_pretrain_epochs
-    ),
-    adversarial_epochs: Annotated[int, typer.Option(help="Phase 3 epochs.")] = (
-        _DEFAULTS.adversarial_epochs
-    ),
-    n_prototypes: Annotated[
-        int,
+    dataset: Annotated[
+        str,
         typer.Option(
-            help="Substitute each output by the nearest of this many label-free prototypes "
-            "(0 = autoencoder only; fewer = more private, less of the digit)."
+            help="Bundled training data: 'pendigits' (20x20, writer private) or 'ferg-like' "
+            "(50x50 faces, identity private). Ignored with --manifest."
         ),
-    ] = _DEFAULTS.n_prototypes,
+    ] = "pendigits",
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="Train on your images: a CSV with a 'path' column and label columns."),
+    ] = None,
+    private_label: Annotated[
+        str, typer.Option(help="With --manifest: the column of the label to hide.")
+    ] = "identity",
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images are resized to SIZE x SIZE grey (default: 20 for pendigits, 50 otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    ae_arch: Annotated[
+        str | None,
+        typer.Option(
+            help="Autoencoder: 'mlp' or 'conv' (default: mlp for pendigits, conv otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    lam: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda",
+            help="Weight of the private term of eq. (12), >= 0." + _defaults("lam"),
+            show_default=False,
+        ),
+    ] = None,
+    recon_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--recon-weight",
+            help="Weight of the BCE reconstruction anchor." + _defaults("recon_weight"),
+            show_default=False,
+        ),
+    ] = None,
+    target_identity: Annotated[
+        int | None,
+        typer.Option(
+            help="The intertwined method: the discriminator's real samples are this private "
+            "label's images only, so outputs take its look.",
+            show_default=False,
+        ),
+    ] = None,
+    substitute: Annotated[
+        bool,
+        typer.Option(
+            "--substitute",
+            help="The paper's substitution: release the nearest training image of "
+            "--target-identity instead of the autoencoder's output.",
+        ),
+    ] = False,
+    pretrain_epochs: Annotated[
+        int | None,
+        typer.Option(help="Phase 1 epochs." + _defaults("pretrain_epochs"), show_default=False),
+    ] = None,
+    disc_pretrain_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Phase 2 epochs." + _defaults("disc_pretrain_epochs"), show_default=False
+        ),
+    ] = None,
+    adversarial_epochs: Annotated[
+        int | None,
+        typer.Option(help="Phase 3 epochs." + _defaults("adversarial_epochs"), show_default=False),
+    ] = None,
+    n_prototypes: Annotated[
+        int | None,
+        typer.Option(
+            help="Without --substitute: replace each output by the nearest of this many "
+            "label-free prototypes (0 = release the autoencoder's output; fewer = more "
+            "private, less of the content)." + _defaults("n_prototypes"),
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Write the training state here after every epoch (atomic)."),
@@ -63,30 +167,70 @@ def train(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Train on the pen-digits training split (writer = private label; digits never used)."""
-    from imgprivacy.anonymizer import Anonymizer
-    from imgprivacy.data.pendigits import load_pendigits
+    """Train an anonymizer with the private label as the only label (the content is never used).
 
-    config = AnonymizerConfig(
-        lam=lam,
-        recon_weight=recon_weight,
-        pretrain_epochs=pretrain_epochs,
-        disc_pretrain_epochs=disc_pretrain_epochs,
-        adversarial_epochs=adversarial_epochs,
-        n_prototypes=n_prototypes,
+    Examples: `imgprivacy anonymize train` (pen-digits, writer hidden);
+    `imgprivacy anonymize train --dataset ferg-like --target-identity 0 --substitute`
+    (the intertwined method on FERG-like faces); `imgprivacy anonymize train --manifest
+    faces.csv --private-label identity --target-identity 3 --substitute`.
+    """
+    from imgprivacy.anonymizer import Anonymizer
+    from imgprivacy.errors import InvalidInputError
+
+    if substitute and target_identity is None:
+        raise InvalidInputError(
+            "--substitute replaces outputs by training images of the target identity: give "
+            "--target-identity K as well."
+        )
+    bundled_digits = manifest is None and dataset == "pendigits"
+    size = image_size or (20 if bundled_digits else 50)
+    # the base config of the data kind: pen-digits' defaults or the faces reproduction's
+    base = AnonymizerConfig() if bundled_digits else faces_anonymizer_config()
+    if substitute:
+        substitution = "target"
+    elif n_prototypes is not None:
+        substitution = "prototypes" if n_prototypes > 0 else "none"
+    else:
+        substitution = base.substitution
+    given = {
+        "ae_arch": ae_arch,
+        "lam": lam,
+        "recon_weight": recon_weight,
+        "pretrain_epochs": pretrain_epochs,
+        "disc_pretrain_epochs": disc_pretrain_epochs,
+        "adversarial_epochs": adversarial_epochs,
+        "n_prototypes": n_prototypes,
+    }
+    config = base.replace(
+        image_size=size,
+        target_identity=target_identity,
+        substitution=substitution,
+        seed=seed,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    images, labels, source = training_images(
+        dataset=dataset,
+        manifest=manifest,
+        private_label=private_label,
+        image_size=size,
+        data_dir=data_dir,
         seed=seed,
     )
-    data = load_pendigits(data_dir=data_dir, seed=seed).part("train")
+    console.print(f"training on {len(images)} images: {source}")
     with progress_bar() as progress:
         model = Anonymizer(config, device=device).fit(
-            data.images,
-            data.writer,
+            images,
+            labels,
             checkpoint=checkpoint,
             resume=resume,
             progress=_rich_progress(progress),
         )
     model.save(out)
-    console.print(f"model: {out} (lambda={lam}, {config.total_epochs} epochs)")
+    target = "" if target_identity is None else f", target identity {target_identity}"
+    console.print(
+        f"model: {out} (lambda={config.lam:g}{target}, substitution={substitution}, "
+        f"{config.total_epochs} epochs)"
+    )
 
 
 @anonymize_app.command("apply")

@@ -36,7 +36,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         envvar=DATA_ENV_VAR,
-        help="Folder with the shared data sets [default: ../shared/data next to the repository].",
+        help="Folder with the shared data sets (default: ../shared/data next to the repository).",
         show_default=False,
     ),
 ]

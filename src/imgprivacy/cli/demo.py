@@ -25,7 +25,7 @@ def service_demo(
     ),
     clients: int = typer.Option(8, "--clients", help="Concurrent HTTP clients during the replay."),
     policy: str | None = typer.Option(
-        None, "--policy", help="Guard policy [default: the service's]."
+        None, "--policy", help="Guard policy (default: the service's)."
     ),
     alpha: float = typer.Option(1.0, "--alpha", help="Privacy interval width."),
     train_per_user: int = typer.Option(800, "--train-per-user", help="Training images per user."),

@@ -30,8 +30,8 @@ def train_face_extractor(
         Path | None,
         typer.Option(
             "--out",
-            help="Where to write it [default: $IMGPRIVACY_FACE_EXTRACTOR or "
-            "~/.cache/imgprivacy/faces-cnn.safetensors, where `faces-cnn` looks].",
+            help="Where to write it (default: $IMGPRIVACY_FACE_EXTRACTOR or "
+            "~/.cache/imgprivacy/faces-cnn.safetensors, where `faces-cnn` looks).",
             show_default=False,
         ),
     ] = None,

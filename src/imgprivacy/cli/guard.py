@@ -90,7 +90,7 @@ def upload(
     model: Annotated[Path, typer.Argument(help="The .safetensors file from `guard train`.")],
     token: TokenOption,
     name: Annotated[
-        str | None, typer.Option("--name", help="Model name [default: file stem].")
+        str | None, typer.Option("--name", help="Model name (default: file stem).")
     ] = None,
     server: ServerOption = "http://127.0.0.1:8000",
 ) -> None:

@@ -142,11 +142,18 @@ def anonymizer_faces(
     utility_label: Annotated[
         str, typer.Option(help="Manifest column of the label to keep (assessment only).")
     ] = "expression",
+    variation: Annotated[
+        str,
+        typer.Option(
+            help="FERG-like variation preset: 'studio' renders like FERG (one frontal camera, "
+            "fixed light, plain background), 'wild' adds pose, lighting and noise variation.",
+        ),
+    ] = "studio",
     targets: Annotated[
         str,
         typer.Option(
-            help="Comma-separated target identities (codes 0..K-1) [default: the paper's "
-            "0,2,3,4,5; 0 with --quick].",
+            help="Comma-separated target identities (codes 0..K-1) (default: the paper's "
+            "0,2,3,4,5; 0 with --quick).",
             show_default=False,
         ),
     ] = "",
@@ -176,6 +183,7 @@ def anonymizer_faces(
                 f"Expected --targets as comma-separated integers such as 0,2,3, got {targets!r}."
             ) from exc
         settings = dataclasses.replace(settings, targets=chosen)
+    settings = dataclasses.replace(settings, variation=variation)
 
     def tables(results):
         return [
@@ -249,7 +257,7 @@ def docl_faces(
         Path | None,
         typer.Option(
             "--extractor",
-            help="Face extractor file [default: $IMGPRIVACY_FACE_EXTRACTOR or the user cache]; "
+            help="Face extractor file (default: $IMGPRIVACY_FACE_EXTRACTOR or the user cache); "
             "trained first when missing.",
             show_default=False,
         ),

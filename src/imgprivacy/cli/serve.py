@@ -37,7 +37,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes sharing the database.")] = 1,
     database_url: Annotated[
         str | None,
-        _opt("SQLAlchemy URL [default: sqlite:///imgprivacy-service.db]", "--database-url"),
+        _opt("SQLAlchemy URL (default: sqlite:///imgprivacy-service.db)", "--database-url"),
     ] = None,
     admin_token: Annotated[
         str | None, _opt("Admin token (or IMGPRIVACY_ADMIN_TOKEN).", "--admin-token")
