@@ -77,17 +77,19 @@ def lambda_tag(lam: float) -> str:
     return f"{lam:g}"
 
 
-def save_processed(path: Path, images: np.ndarray, data) -> Path:
-    """Write ``images`` with the labels and split as an .npz (atomically, no pickle)."""
+def save_processed(
+    path: Path, images: np.ndarray, *, labels: dict[str, np.ndarray], split: np.ndarray
+) -> Path:
+    """Write ``images`` (uint8), each label array under its name and the split (0/1/2) as an
+    .npz, atomically (no pickle), so any other attacker can be run on them."""
     import io
 
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
         images=images.astype(np.uint8),
-        writer=data.writer.astype(np.int64),
-        digit=data.digit.astype(np.int64),
-        split=data.split.astype(np.uint8),
+        **{name: np.asarray(values).astype(np.int64) for name, values in labels.items()},
+        split=np.asarray(split).astype(np.uint8),
     )
     return write_atomic(path, buffer.getvalue())
 
@@ -159,7 +161,12 @@ def reproduce_anonymizer_pendigits(
         train_seconds = time.perf_counter() - t0
         anonymizer.save(out / "models" / f"lambda_{tag}.safetensors")
         processed = anonymizer.transform(data.images)
-        save_processed(out / "anonymized" / f"lambda_{tag}.npz", processed, data)
+        save_processed(
+            out / "anonymized" / f"lambda_{tag}.npz",
+            processed,
+            labels={"writer": data.writer, "digit": data.digit},
+            split=data.split,
+        )
         t0 = time.perf_counter()
         assessment = assess(
             processed,

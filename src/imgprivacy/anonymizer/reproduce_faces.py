@@ -20,7 +20,6 @@ the headline is the strongest identity attacker and the best expression classifi
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -34,13 +33,12 @@ import torch
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.evaluate import AttackConfig, assess_tasks, task_summary
 from imgprivacy.anonymizer.model import Anonymizer, as_pixels
-from imgprivacy.anonymizer.reproduce import output_spread
+from imgprivacy.anonymizer.reproduce import output_spread, save_processed
 from imgprivacy.anonymizer_tools.substitution import substitute_with_identity
 from imgprivacy.data.ferg_like import FERG_VARIATIONS, generate_ferg_like
 from imgprivacy.data.manifest import read_manifest
 from imgprivacy.data.splits import random_split_codes
 from imgprivacy.errors import InvalidInputError, UnknownNameError
-from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import anonymizer_figures
 from imgprivacy.reports.results import write_results
@@ -184,18 +182,6 @@ class FacesSettings:
         return cls(anonymizer=faces_anonymizer_config(seed), attack=AttackConfig(seed=seed))
 
 
-def save_processed(path: Path, images: np.ndarray, data: FacesData) -> Path:
-    """``images`` with both label arrays (named as in the data) and the split, as an .npz."""
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        images=images.astype(np.uint8),
-        **{data.private_name: data.private, data.utility_name: data.utility},
-        split=data.split.astype(np.uint8),
-    )
-    return write_atomic(path, buffer.getvalue())
-
-
 class EvolutionRecorder:
     """Fig. 3: the autoencoder's output for a few fixed images after every epoch of a run."""
 
@@ -326,7 +312,7 @@ def reproduce_anonymizer_faces(
     runs: dict[str, dict] = {}  # name -> figures' inputs
 
     def release(name: str, images: np.ndarray, raw: np.ndarray, recorder, entry: dict) -> dict:
-        save_processed(out / "anonymized" / f"{name}.npz", images, data)
+        save_processed(out / "anonymized" / f"{name}.npz", images, labels=labels, split=data.split)
         row = {
             **entry,
             **assessed(images, f"attackers on {name}"),
