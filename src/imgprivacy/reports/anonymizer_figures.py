@@ -58,6 +58,33 @@ def accuracy_vs_lambda(results: dict, path: str | Path) -> Path:
     return save(fig, path)
 
 
+def image_grid(
+    grid: list[list[np.ndarray]] | list[np.ndarray],
+    path: str | Path,
+    *,
+    row_labels: list[str],
+    column_titles: list[str] | None = None,
+    title: str = "",
+) -> Path:
+    """Grey uint8 images in rows (``grid[r][c]`` is (H, W)), labelled on the left (and on top)."""
+    n_rows, n_cols = len(grid), len(grid[0])
+    fig, axes = new_figure(0.75 * n_cols + 1.3, 0.8 * n_rows + 0.5, nrows=n_rows, ncols=n_cols)
+    axes = np.asarray(axes).reshape(n_rows, n_cols)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.imshow(grid[r][c], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and column_titles:
+                ax.set_title(column_titles[c], fontsize=6)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
 def sample_grid(
     originals: np.ndarray, rows: dict[str, np.ndarray], path: str | Path, *, title: str = ""
 ) -> Path:
@@ -65,22 +92,9 @@ def sample_grid(
 
     ``originals`` is (K, H, W); every value of ``rows`` is (K, H, W) for the same K inputs.
     """
-    labels = ["original", *rows]
-    images = [originals, *rows.values()]
-    k = len(originals)
-    fig, axes = new_figure(0.75 * k + 1.2, 0.8 * len(images) + 0.4, nrows=len(images), ncols=k)
-    axes = np.asarray(axes).reshape(len(images), k)
-    for r, (label, batch) in enumerate(zip(labels, images)):
-        for c in range(k):
-            ax = axes[r, c]
-            ax.imshow(batch[c], cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return save(fig, path)
+    return image_grid(
+        [originals, *rows.values()], path, row_labels=["original", *rows], title=title
+    )
 
 
 def training_curves(history: list[dict], path: str | Path, *, title: str = "") -> Path:
@@ -106,22 +120,10 @@ def evolution(
     title: str = "",
 ) -> Path:
     """Fig. 3: one row per tracked image, one column per epoch (``frames[j]`` is (K, H, W))."""
-    k, n = len(row_labels), len(frames)
-    fig, axes = new_figure(0.8 * n + 1.4, 0.9 * k + 0.6, nrows=k, ncols=n)
-    axes = np.asarray(axes).reshape(k, n)
-    for c, (frame, label) in enumerate(zip(frames, column_labels)):
-        for r in range(k):
-            ax = axes[r, c]
-            ax.imshow(frame[r], cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(label, fontsize=6)
-            if c == 0:
-                ax.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return save(fig, path)
+    grid = [[frame[r] for frame in frames] for r in range(len(row_labels))]
+    return image_grid(
+        grid, path, row_labels=list(row_labels), column_titles=column_labels, title=title
+    )
 
 
 def pairs(
