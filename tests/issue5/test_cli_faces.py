@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from imgprivacy.anonymizer import Anonymizer
 from imgprivacy.cli import app
 from imgprivacy.data.ferg_like import FERG_VARIATIONS, generate_ferg_like
+from imgprivacy.data.paths import resolve_data_dir
 
 SMALL = 24  # the manifest's images are 64x64 PNGs, trained at SMALL x SMALL
 
@@ -101,3 +102,19 @@ def test_reproduce_anonymizer_faces_prints_table1(monkeypatch, tmp_path):
     stored = json.loads((out / "results.json").read_text())
     assert [r["target_identity"] for r in stored["intertwined"]] == [3]
     assert "variation=studio" in stored["data"]["source"]
+
+
+@pytest.mark.skipif(
+    not (resolve_data_dir() / "att_faces.npz").is_file(), reason="needs the shared att_faces.npz"
+)
+def test_train_on_att_faces_the_single_label_path(tmp_path):
+    model_path = tmp_path / "att.safetensors"
+    result = invoke(
+        "anonymize", "train", "--dataset", "att-faces", "--image-size", SMALL,
+        "--target-identity", 5, "--substitute", "--pretrain-epochs", 1,
+        "--disc-pretrain-epochs", 1, "--adversarial-epochs", 1, "--out", model_path,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "training on 400 images: AT&T faces" in result.output
+    model = Anonymizer.load(model_path)
+    assert model.config.n_private == 40 and len(model.references_) == 10  # 10 photos of s6

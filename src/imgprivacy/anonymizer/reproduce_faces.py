@@ -441,8 +441,8 @@ def write_figures(results, data, runs, start_frame, evolution_picks, pair_picks,
         if name.startswith("standard_target"):
             continue  # same autoencoder as "standard": its figures would repeat
         recorder = run["recorder"]
-        frames = [start_frame, *recorder.frames]
-        epochs = ["pre-training", *[str(e) for e in recorder.epochs]]
+        frames = [data.images[evolution_picks], start_frame, *recorder.frames]
+        epochs = ["input", "pre-training", *[f"epoch {e}" for e in recorder.epochs]]
         paths.append(
             anonymizer_figures.evolution(
                 frames,

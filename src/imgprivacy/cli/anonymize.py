@@ -32,7 +32,7 @@ def _rich_progress(progress):
     return rich_progress(progress)
 
 
-DATASETS = ("pendigits", "ferg-like")
+DATASETS = ("pendigits", "ferg-like", "att-faces")
 
 
 def training_images(
@@ -65,6 +65,11 @@ def training_images(
         faces = ferg_like_data(per_cell=200, seed=seed)
         train = faces.train
         return faces.images[train], faces.private[train], "FERG-like faces (identity = private)"
+    if dataset == "att-faces":
+        from imgprivacy.data.manifest import load_att_labelled
+
+        faces = load_att_labelled(data_dir=data_dir, size=(image_size, image_size))
+        return faces.images, faces.private, "AT&T faces (40 subjects, identity = private)"
     raise UnknownNameError(f"Unknown --dataset {dataset!r}; valid names: {list(DATASETS)}.")
 
 
@@ -76,8 +81,9 @@ def train(
     dataset: Annotated[
         str,
         typer.Option(
-            help="Bundled training data: 'pendigits' (20x20, writer private) or 'ferg-like' "
-            "(50x50 faces, identity private). Ignored with --manifest."
+            help="Bundled training data: 'pendigits' (20x20, writer private), 'ferg-like' "
+            "(50x50 faces, identity private) or 'att-faces' (AT&T, identity only). Ignored "
+            "with --manifest."
         ),
     ] = "pendigits",
     manifest: Annotated[
