@@ -218,7 +218,8 @@ class EvolutionRecorder:
         self.record(trainer.nets.autoencoder, record["epoch"])
 
 
-def _pct_goal(original_expression: float, chance: float) -> dict:
+def goal_for(original_expression: float, chance: float) -> dict:
+    """The issue's goal in absolute terms for this data: identity and expression bounds."""
     return {
         "identity_accuracy_at_most": chance + GOALS["identity_accuracy_above_chance_at_most"],
         "expression_accuracy_at_least": GOALS["expression_accuracy_relative_to_original_at_least"]
@@ -379,7 +380,7 @@ def reproduce_anonymizer_faces(
         intertwined.append(row)
 
     chance = 1.0 / n_private
-    goal = _pct_goal(baseline[u_key], chance)
+    goal = goal_for(baseline[u_key], chance)
     meets = [
         row["target_identity"]
         for row in intertwined
