@@ -87,10 +87,16 @@ def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
 
 
 def check_tensors(
-    tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], *, source: str
+    tensors: dict[str, torch.Tensor],
+    expected: dict[str, tuple[int, ...]],
+    *,
+    source: str,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Raise once with every name / shape / dtype / finiteness mismatch."""
-    problems = tensor_problems(tensors, expected, list_limit=len(expected) + len(tensors))
+    problems = tensor_problems(
+        tensors, expected, dtype=dtype, list_limit=len(expected) + len(tensors)
+    )
     if problems:
         raise InvalidInputError(
             [f"{source} does not match the architecture its config declares: {p}" for p in problems]
@@ -125,30 +131,16 @@ def model_from_bytes(data: bytes, *, source: str = "model") -> tuple[dict, dict]
     if config.substitution == "prototypes":
         expected[PROTOTYPES_KEY] = (config.n_prototypes, config.input_dim)
         expected[CENTRES_KEY] = (config.n_prototypes, config.input_dim)
-    if config.substitution == "target":
+    references = None
+    if config.substitution == "target":  # any number M >= 1 of the target's images, uint8 (M, D)
         references = tensors.pop(REFERENCES_KEY, None)
-        problems = []
-        if references is None:
-            problems.append(f"missing tensors ['{REFERENCES_KEY}']")
-        elif references.dtype != torch.uint8 or references.dim() != 2:
-            problems.append(
-                f"{REFERENCES_KEY} must be uint8 of shape (M, {config.input_dim}), got "
-                f"{references.dtype} {tuple(references.shape)}"
-            )
-        elif references.shape[0] < 1 or references.shape[1] != config.input_dim:
-            problems.append(
-                f"{REFERENCES_KEY} has shape {tuple(references.shape)}, expected "
-                f"(M >= 1, {config.input_dim})"
-            )
-        if problems:
-            raise InvalidInputError(
-                [
-                    f"{source} does not match the architecture its config declares: {p}"
-                    for p in problems
-                ]
-            )
-    else:
-        references = None
+        rows = references.shape[0] if references is not None and references.dim() == 2 else 0
+        check_tensors(
+            {} if references is None else {REFERENCES_KEY: references},
+            {REFERENCES_KEY: (max(rows, 1), config.input_dim)},
+            source=source,
+            dtype=torch.uint8,
+        )
     check_tensors(tensors, expected, source=source)
     if references is not None:
         tensors[REFERENCES_KEY] = references
