@@ -84,20 +84,11 @@ def anonymizer_pendigits(
     CNN and random-forest attackers on the anonymized images for the writer (private) and the
     digit (kept), beside the original images' baseline and chance (1/30)."""
     from imgprivacy.anonymizer.reproduce import reproduce_anonymizer_pendigits, summary_rows
-    from imgprivacy.reports.results import comparison_table, print_tables
+    from imgprivacy.reports.results import comparison_table
 
-    with progress_bar() as progress:
-        results = reproduce_anonymizer_pendigits(
-            out=out,
-            quick=quick,
-            data_dir=data_dir,
-            seed=seed,
-            device=device,
-            progress=rich_progress(progress),
-        )
-    families = " / ".join(results["attack"]["families"])
-    print_tables(
-        [
+    def tables(results):
+        families = " / ".join(results["attack"]["families"])
+        return [
             comparison_table(
                 "Anonymizer on pen-digits (test accuracy of fresh attackers)"
                 + (" (--quick)" if quick else ""),
@@ -112,15 +103,20 @@ def anonymizer_pendigits(
                 ),
             )
         ]
+
+    results = run_and_report(
+        reproduce_anonymizer_pendigits,
+        tables,
+        out=out,
+        quick=quick,
+        data_dir=data_dir,
+        seed=seed,
+        device=device,
     )
     best = results["best"]
     console.print(
         f"best lambda={best['lambda']:g}: writer {100 * best['writer_accuracy']:.1f}% "
-        f"(goal <= 6.7%), digit {100 * best['digit_accuracy']:.1f}% (goal >= 95%); "
-        f"{results['seconds'] / 60:.1f} min"
-    )
-    console.print(
-        f"results: {Path(out) / 'results.json'}; figures: {len(results['figures'])} PNG in {out}"
+        f"(goal <= 6.7%), digit {100 * best['digit_accuracy']:.1f}% (goal >= 95%)"
     )
 
 
