@@ -31,8 +31,9 @@ demo-service: $(STAMP)
 	$(VENV)/bin/imgprivacy demo service --out reports/docl-service
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks experiments
-	$(VENV)/bin/ruff format --check src tests benchmarks experiments
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports .importlinter
 
 # The whole suite, slow real-data tests included (this is what CI runs), beside a throwaway
 # PostgreSQL cluster on loopback for the service tests (scripts/with-postgres.sh).

@@ -25,10 +25,10 @@ from imgprivacy.data import load_mnist
 from imgprivacy.data.cifar10 import load_cifar10
 from imgprivacy.data.faces import IdentitySplit, identities, load_yaleb
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
-from imgprivacy.docl.reproduce_cifar10 import configurations as cifar_configs
-from imgprivacy.docl.reproduce_faces import configurations as face_configs
 from imgprivacy.errors import DataNotFoundError
 from imgprivacy.features import get_extractor
+from imgprivacy.reproduce.docl_cifar10 import configurations as cifar_configs
+from imgprivacy.reproduce.docl_faces import configurations as face_configs
 
 
 def images_for(name: str, count: int) -> tuple[np.ndarray, np.ndarray, AutoencoderConfig]:

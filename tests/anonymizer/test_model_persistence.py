@@ -10,8 +10,7 @@ from imgprivacy.errors import (
     InvalidInputError,
     NotFittedError,
 )
-
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_transform_returns_uint8_images_and_logs_every_epoch(fitted, tiny_data):

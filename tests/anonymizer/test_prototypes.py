@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from imgprivacy.anonymizer import Anonymizer, AnonymizerConfig
-from imgprivacy.anonymizer.prototypes import fit_prototypes, gaussian_blur, substitute
+from imgprivacy.anonymizer.substitution.prototypes import fit_prototypes, gaussian_blur, substitute
 from imgprivacy.errors import InvalidInputError
-
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_blur_keeps_ink_and_is_linear():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from imgprivacy.docl import AutoencoderConfig, FilterBank, OneClassAutoencoder
-from imgprivacy.docl.bank import DEFAULT_CHUNK_BYTES, stacked_distances
+from imgprivacy.docl.bank import DEFAULT_CHUNK_BYTES
+from imgprivacy.docl.bank_stack import stacked_distances
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 from tests.conftest import blobs
 

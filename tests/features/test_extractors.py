@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from imgprivacy.docl import AutoencoderConfig, FilterBank, OneClassAutoencoder
-from imgprivacy.docl.experiment_data import DoclData
-from imgprivacy.docl.reproduction import ProtocolSettings, evaluate_configuration
 from imgprivacy.errors import (
     CorruptFileError,
     DataNotFoundError,
@@ -31,6 +29,8 @@ from imgprivacy.features.resnet20 import (
     raw_features,
     read_state_dict,
 )
+from imgprivacy.reproduce.docl_data import DoclData
+from imgprivacy.reproduce.docl_protocol import ProtocolSettings, evaluate_configuration
 
 
 def test_registry_names_and_unknown_name_lists_them():

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from imgprivacy.client import GuardClient
 from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
-from imgprivacy.edge import GuardClient
 from imgprivacy.features import get_extractor
 from imgprivacy.service.launcher import start_server
 
@@ -132,7 +132,7 @@ def honest_bytes(honest_models):
 
 
 def feature_png(features: torch.Tensor) -> bytes:
-    from imgprivacy.service.demo import png_bytes
+    from imgprivacy.reproduce.service_demo import png_bytes
 
     return png_bytes(features)
 

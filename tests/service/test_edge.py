@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imgprivacy.cli import app
+from imgprivacy.client import GuardClient, ServiceRequestError, train_autoencoder
 from imgprivacy.docl import AutoencoderConfig, Decision, OneClassAutoencoder, load_autoencoder
-from imgprivacy.edge import GuardClient, ServiceRequestError, train_autoencoder
 from imgprivacy.service.scorer import MicroBatcher
 from tests.service.conftest import TEST_CONFIG, unique
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from imgprivacy.client import GuardClient, ServiceRequestError, folder_features, train_guard
 from imgprivacy.data.cifar10 import load_cifar10
 from imgprivacy.docl import AutoencoderConfig, FilterBank, Guard
-from imgprivacy.edge import GuardClient, ServiceRequestError, folder_features, train_guard
 from imgprivacy.service.launcher import start_server
 from tests.service.conftest import fresh_database, server_env, unique
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from imgprivacy.client import GuardClient, ServiceRequestError
 from imgprivacy.docl import FilterBank, Guard
-from imgprivacy.edge import GuardClient, ServiceRequestError
 from tests.service.conftest import ADMIN, feature_png, unique
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from imgprivacy.edge import GuardClient
+from imgprivacy.client import GuardClient
 from imgprivacy.service.launcher import start_server
 from tests.service.conftest import ADMIN, feature_png, fresh_database, server_env, unique
 

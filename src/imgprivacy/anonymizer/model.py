@@ -35,10 +35,10 @@ from imgprivacy.anonymizer.persistence import (
     model_to_bytes,
     save_checkpoint,
 )
-from imgprivacy.anonymizer.prototypes import fit_prototypes, substitute
+from imgprivacy.anonymizer.substitution.prototypes import fit_prototypes, substitute
+from imgprivacy.anonymizer.substitution.target_nearest import substitute as substitute_nearest
+from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
-from imgprivacy.anonymizer_tools.substitution import substitute as substitute_nearest
-from imgprivacy.anonymizer_tools.target_identity import TargetIdentitySampler
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory, resolve
@@ -223,9 +223,9 @@ class Anonymizer:
         """Anonymize grey images (N, S, S) into uint8 (N, S, S), in batches.
 
         With ``substitution`` each autoencoded image is then replaced as ``config.substitution``
-        says: by its nearest prototype (:mod:`~imgprivacy.anonymizer.prototypes`) or by the
+        says: by its nearest prototype (:mod:`~imgprivacy.anonymizer.substitution.prototypes`) or by the
         nearest training image of the target identity
-        (:mod:`~imgprivacy.anonymizer_tools.substitution`, the paper's protocol); ``False``
+        (:mod:`~imgprivacy.anonymizer.substitution.target_nearest`, the paper's protocol); ``False``
         returns the autoencoder's outputs alone (for analysis).
         """
         self._check_fitted()

@@ -28,7 +28,7 @@ from imgprivacy.anonymizer.networks import expected_shapes
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
-from imgprivacy.tensor_checks import tensor_problems
+from imgprivacy.safetensors_io import tensor_problems
 
 MODEL_FORMAT = "imgprivacy.anonymizer.model"
 CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"

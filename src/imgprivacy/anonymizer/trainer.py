@@ -10,7 +10,7 @@ Each adversarial update is a named method returning a ``dict[str, float]`` of lo
 
 With a target identity (the intertwined method, paper sec. 3) the discriminator's real samples are
 drawn from that identity's training images only (a
-:class:`~imgprivacy.anonymizer_tools.target_identity.TargetIdentitySampler` given to
+:class:`~imgprivacy.anonymizer.target_identity.TargetIdentitySampler` given to
 :meth:`AnonymizerTrainer.fit`), so fooling it means looking like the target. Its batches are a pure
 function of the update's index (epoch, batch, discriminator step), so a resumed run sees the same
 ones.
@@ -43,7 +43,7 @@ from imgprivacy.anonymizer.losses import (
     private_loss,
 )
 from imgprivacy.anonymizer.networks import build_networks, select
-from imgprivacy.anonymizer_tools.target_identity import TargetIdentitySampler
+from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
 
 logger = logging.getLogger(__name__)
 

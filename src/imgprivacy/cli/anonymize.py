@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
-from imgprivacy.anonymizer.reproduce_faces import faces_anonymizer_config
+from imgprivacy.anonymizer.presets import faces_anonymizer_config
 from imgprivacy.cli.common import DataDirOption, DeviceOption, SeedOption, console, progress_bar
 
 _DIGITS, _FACES = AnonymizerConfig(), faces_anonymizer_config()  # the defaults per data kind
@@ -60,7 +60,7 @@ def training_images(
         train = load_pendigits(data_dir=data_dir, seed=seed).part("train")
         return train.images, train.writer, "pen-digits training split (writer = private label)"
     if dataset == "ferg-like":
-        from imgprivacy.anonymizer.reproduce_faces import ferg_like_data
+        from imgprivacy.data.labelled_faces import ferg_like_data
 
         faces = ferg_like_data(per_cell=200, seed=seed)
         train = faces.train

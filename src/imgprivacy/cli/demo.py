@@ -38,7 +38,7 @@ def service_demo(
     HTTP, and print the decisions beside the in-process reproduction's."""
     from imgprivacy.fileio import write_atomic
     from imgprivacy.reports.results import percent
-    from imgprivacy.service.demo import run_service_demo
+    from imgprivacy.reproduce.service_demo import run_service_demo
 
     with progress_bar() as progress:
         result = run_service_demo(

@@ -26,14 +26,14 @@ TokenOption = Annotated[
 
 
 def client(server: str, token: str | None = None):
-    from imgprivacy.edge import GuardClient
+    from imgprivacy.client import GuardClient
 
     return GuardClient(server, token)
 
 
 def run_remote(call):
     """Run a client call; print a service error clearly and exit 1."""
-    from imgprivacy.edge import ServiceRequestError
+    from imgprivacy.client import ServiceRequestError
 
     try:
         return call()
@@ -56,8 +56,8 @@ def train(
     device: DeviceOption = "cpu",
 ) -> None:
     """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this machine)."""
+    from imgprivacy.client import train_guard
     from imgprivacy.docl import AutoencoderConfig
-    from imgprivacy.edge import train_guard
 
     config = AutoencoderConfig(
         hidden_dim=hidden_dim, epochs=epochs, seed=seed, feature_extractor=features

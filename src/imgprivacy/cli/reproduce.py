@@ -59,7 +59,7 @@ def docl_mnist(
     """DOCL on MNIST (paper sec. 3): 10 users each protecting one digit with a 784-32-784
     autoencoder; accuracy, one-class AUC, Guard sweep with Fashion-MNIST uploads, adversaries
     and scalability, for imgprivacy's default model and the paper-exact one."""
-    from imgprivacy.docl.reproduce_mnist import reproduce_docl_mnist, summary_tables
+    from imgprivacy.reproduce.docl_mnist import reproduce_docl_mnist, summary_tables
 
     run_and_report(
         reproduce_docl_mnist,
@@ -83,8 +83,11 @@ def anonymizer_pendigits(
     """The anonymizer on pen-digits (Feutry et al. sec. 3, Fig. 2): sweep lambda, train fresh
     CNN and random-forest attackers on the anonymized images for the writer (private) and the
     digit (kept), beside the original images' baseline and chance (1/30)."""
-    from imgprivacy.anonymizer.reproduce import reproduce_anonymizer_pendigits, summary_rows
     from imgprivacy.reports.results import comparison_table
+    from imgprivacy.reproduce.anonymizer_pendigits import (
+        reproduce_anonymizer_pendigits,
+        summary_rows,
+    )
 
     def tables(results):
         families = " / ".join(results["attack"]["families"])
@@ -162,13 +165,10 @@ def anonymizer_faces(
     attackers for identity (hidden) and expression (kept), beside the paper's Table 1."""
     import dataclasses
 
-    from imgprivacy.anonymizer.reproduce_faces import (
-        FacesSettings,
-        reproduce_anonymizer_faces,
-        summary_rows,
-    )
     from imgprivacy.errors import InvalidInputError
     from imgprivacy.reports.results import comparison_table
+    from imgprivacy.reproduce.anonymizer_faces import FacesSettings, reproduce_anonymizer_faces
+    from imgprivacy.reproduce.anonymizer_faces_output import summary_rows
 
     settings = FacesSettings.quick(seed) if quick else FacesSettings.full(seed)
     if targets:
@@ -231,7 +231,7 @@ def docl_cifar10(
     """DOCL on CIFAR-10 (paper sec. 3): 10 users = 10 classes on pretrained ResNet-20 features;
     accuracy, Guard sweep with Fashion-MNIST uploads, adversaries and scalability, for the chosen
     model and the paper-exact one."""
-    from imgprivacy.docl.reproduce_cifar10 import reproduce_docl_cifar10, summary_tables
+    from imgprivacy.reproduce.docl_cifar10 import reproduce_docl_cifar10, summary_tables
 
     run_and_report(
         reproduce_docl_cifar10,
@@ -265,7 +265,7 @@ def docl_faces(
     """DOCL on faces (paper sec. 3): 10 users = 10 Extended Yale B identities on the provider's
     face-CNN features, representation sizes 32 and 132; acceptance rate with faces of new
     identities, adversaries and scalability."""
-    from imgprivacy.docl.reproduce_faces import reproduce_docl_faces, summary_tables
+    from imgprivacy.reproduce.docl_faces import reproduce_docl_faces, summary_tables
 
     run_and_report(
         reproduce_docl_faces,

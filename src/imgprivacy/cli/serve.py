@@ -6,25 +6,12 @@ worker; a flag left out keeps the environment's (or the default) value.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Annotated
 
 import typer
 
 from imgprivacy.cli.common import console
-
-SERVICE_LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "imgprivacy.service.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
-    "root": {"handlers": ["stderr"], "level": "INFO"},
-    "loggers": {
-        "uvicorn": {"level": "INFO"},
-        "uvicorn.access": {"level": "WARNING"},  # the service logs each request itself
-    },
-}
 
 
 def _opt(help_text: str, *names: str):
@@ -66,10 +53,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the DOCL filter over HTTP (OpenAPI docs at /docs)."""
-    import uvicorn
-
     from imgprivacy.docl import POLICIES
     from imgprivacy.service import ServiceSettings
+    from imgprivacy.service.server import run_server
 
     flags = {
         "database_url": database_url,
@@ -91,13 +77,4 @@ def serve(
         )
     if settings.admin_token is None:
         console.print("[yellow]no admin token set: the /v1/admin endpoints refuse every request")
-    logging.getLogger("imgprivacy").setLevel(logging.INFO)
-    uvicorn.run(
-        "imgprivacy.service:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=SERVICE_LOGGING,
-        access_log=False,
-    )
+    run_server(host=host, port=port, workers=workers)

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
+from imgprivacy.docl.bank_stack import LayerStack, model_views, stack_group, stacked_distances
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError, UnknownNameError
 
 # Budget for the (chunk, B, D) decoder intermediate (8 MiB measured best of 0.25-32 MiB at
-# N=1000, B=256 on 2 idle cores: 49% of the matmul roofline against 46% at 4 MiB).
+# N=1000, B=256: 49% of the matmul roofline against 46% at 4 MiB).
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 
 
@@ -83,20 +84,9 @@ class BankScores:
 
 
 @dataclass(frozen=True)
-class _LayerStack:
-    """Models with the same number of layers, zero-padded to common widths."""
-
-    columns: torch.Tensor  # (n,) positions of these models in the bank's model order
-    first_weight: torch.Tensor  # (n, h1, D)
-    first_bias: torch.Tensor  # (n, h1)
-    weights_t: tuple[torch.Tensor, ...]  # later layers, (n, in, out) for bmm
-    biases: tuple[torch.Tensor, ...]  # later layers, (n, out)
-
-
-@dataclass(frozen=True)
 class _Snapshot:
     entries: tuple[BankEntry, ...]
-    groups: tuple[_LayerStack, ...]
+    groups: tuple[LayerStack, ...]
     error_mean: torch.Tensor  # (N,)
     error_std: torch.Tensor  # (N,)
 
@@ -304,7 +294,7 @@ class FilterBank:
                 snap = _stack(list(self._models.values()), self.input_dim, self.device)
                 # Keep each model's weights as views into the stacked tensors so the bank holds
                 # one copy of every weight, not two (matters at N = 10,000).
-                views = _model_views(snap)
+                views = model_views(snap)
                 self._models = {
                     mid: (entry, views[i])
                     for i, (mid, (entry, _)) in enumerate(self._models.items())
@@ -340,47 +330,13 @@ class FilterBank:
         return self.score(x).distances
 
 
-def stacked_distances(snap: _Snapshot, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
-    """(B, N) squared reconstruction distances of ``x`` to every model of ``snap``."""
-    out = torch.empty(x.shape[0], len(snap.entries), dtype=x.dtype, device=x.device)
-    with torch.inference_mode():
-        for group in snap.groups:
-            out[:, group.columns] = _group_distances(group, x, chunk_bytes=chunk_bytes)
-    return out
-
-
-def _group_distances(group: _LayerStack, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
-    """(B, n) distances for one layer stack, models processed in bounded chunks."""
-    n_models, first_width, dim = group.first_weight.shape
-    batch = x.shape[0]
-    widest = max([dim, first_width, *(w.shape[2] for w in group.weights_t)])
-    chunk = max(1, min(n_models, chunk_bytes // max(batch * widest * x.element_size(), 1)))
-    out = torch.empty(n_models, batch, dtype=x.dtype, device=x.device)
-    for start in range(0, n_models, chunk):
-        stop = min(start + chunk, n_models)
-        count = stop - start
-        # First layer of every model in the chunk at once: (B, D) @ (D, C*h1) -> (B, C*h1).
-        weight = group.first_weight[start:stop].reshape(count * first_width, dim)
-        act = torch.addmm(group.first_bias[start:stop].reshape(-1), x, weight.t())
-        act = act.relu_().view(batch, count, first_width).transpose(0, 1)
-        # Later layers: (C, B, in) @ (C, in, out) + bias; ReLU between, logits at the end.
-        last = len(group.weights_t) - 1
-        for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases)):
-            act = torch.baddbmm(bias[start:stop].unsqueeze(1), act, weight_t[start:stop])
-            if k < last:
-                act.relu_()
-        act.sigmoid_().sub_(x)  # eq. (6), in place: reconstruction - input
-        out[start:stop] = act.square_().sum(dim=2)
-    return out.t()
-
-
 def _stack(items: list, dim: int, device: str) -> _Snapshot:
     entries = tuple(entry for entry, _ in items)
     by_depth: dict[int, list[int]] = {}
     for position, entry in enumerate(entries):
         by_depth.setdefault(len(entry.layer_dims), []).append(position)
     groups = tuple(
-        _stack_group([items[p] for p in positions], positions, device)
+        stack_group([items[p] for p in positions], positions, device)
         for _, positions in sorted(by_depth.items())
     )
     return _Snapshot(
@@ -389,50 +345,6 @@ def _stack(items: list, dim: int, device: str) -> _Snapshot:
         error_mean=torch.tensor([e.error_mean for e in entries], dtype=torch.float64),
         error_std=torch.tensor([e.error_std for e in entries], dtype=torch.float64),
     )
-
-
-def _stack_group(items: list, positions: list[int], device: str) -> _LayerStack:
-    n_models = len(items)
-    n_layers = len(items[0][0].layer_dims) - 1
-    widths = [max(entry.layer_dims[k] for entry, _ in items) for k in range(n_layers + 1)]
-    # Layer 0 is stored (n, out, in) for the chunk-wide addmm, later layers (n, in, out) for bmm;
-    # both are filled in place, so building costs no transposed copy (peak memory at N=10,000).
-    first_weight = torch.zeros(n_models, widths[1], widths[0], device=device)
-    weights_t = [
-        torch.zeros(n_models, widths[k], widths[k + 1], device=device) for k in range(1, n_layers)
-    ]
-    stacked_b = [torch.zeros(n_models, widths[k + 1], device=device) for k in range(n_layers)]
-    for i, (_, weights) in enumerate(items):
-        w = weights["layers.0.weight"]
-        first_weight[i, : w.shape[0], : w.shape[1]] = w
-        for k in range(1, n_layers):
-            w = weights[f"layers.{k}.weight"]
-            weights_t[k - 1][i, : w.shape[1], : w.shape[0]] = w.t()
-        for k in range(n_layers):
-            bias = weights[f"layers.{k}.bias"]
-            stacked_b[k][i, : bias.shape[0]] = bias
-    return _LayerStack(
-        columns=torch.tensor(positions, dtype=torch.long, device=device),
-        first_weight=first_weight,
-        first_bias=stacked_b[0],
-        weights_t=tuple(weights_t),
-        biases=tuple(stacked_b[1:]),
-    )
-
-
-def _model_views(snap: _Snapshot) -> list[dict[str, torch.Tensor]]:
-    """Each model's weights as un-padded views into ``snap``'s stacked tensors."""
-    views: list[dict[str, torch.Tensor]] = [{} for _ in snap.entries]
-    for group in snap.groups:
-        for row, position in enumerate(group.columns.tolist()):
-            dims = snap.entries[position].layer_dims
-            named = views[position]
-            named["layers.0.weight"] = group.first_weight[row, : dims[1], : dims[0]]
-            named["layers.0.bias"] = group.first_bias[row, : dims[1]]
-            for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases), start=1):
-                named[f"layers.{k}.weight"] = weight_t[row, : dims[k], : dims[k + 1]].t()
-                named[f"layers.{k}.bias"] = bias[row, : dims[k + 1]]
-    return views
 
 
 def _next_id(owner: str, staged: dict) -> str:

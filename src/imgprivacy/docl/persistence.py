@@ -21,7 +21,7 @@ from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
-from imgprivacy.tensor_checks import tensor_problems
+from imgprivacy.safetensors_io import tensor_problems
 
 FORMAT = "imgprivacy.docl.autoencoder"
 FORMAT_VERSION = 1

@@ -28,7 +28,7 @@ from torch import nn
 
 from imgprivacy.data.paths import data_file
 from imgprivacy.errors import CorruptFileError, InvalidInputError
-from imgprivacy.tensor_checks import tensor_problems
+from imgprivacy.safetensors_io import tensor_problems
 
 WEIGHTS_FILE = "pretrained/resnet20-12fca82f_state_dict.npz"
 SCALE_FILE = Path(__file__).with_name("resnet20_cifar_scale.json")

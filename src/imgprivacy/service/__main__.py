@@ -1,8 +1,17 @@
-"""``python -m imgprivacy.service [flags]`` = ``imgprivacy serve [flags]``."""
+"""``python -m imgprivacy.service [--host H] [--port P] [--workers N]``.
 
-import typer
+The rest of the configuration comes from ``IMGPRIVACY_*`` environment variables
+(:class:`imgprivacy.service.ServiceSettings`); ``imgprivacy serve`` offers the same as flags.
+"""
 
-from imgprivacy.cli.serve import serve
+import argparse
+
+from imgprivacy.service.server import run_server
 
 if __name__ == "__main__":
-    typer.run(serve)
+    parser = argparse.ArgumentParser(prog="python -m imgprivacy.service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    run_server(host=args.host, port=args.port, workers=args.workers)

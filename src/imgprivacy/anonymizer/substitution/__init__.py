@@ -1,0 +1,1 @@
+"""Substitution: what the anonymizer releases in place of its raw outputs."""

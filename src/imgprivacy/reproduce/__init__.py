@@ -1,0 +1,1 @@
+"""The papers' experiments: presets, the papers' numbers, runners writing figures and results."""

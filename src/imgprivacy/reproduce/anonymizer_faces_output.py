@@ -1,0 +1,134 @@
+"""What the faces reproduction shows: Fig. 3 frames while training, the figures, Table 1 rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgprivacy.anonymizer.model import as_pixels
+from imgprivacy.reports import anonymizer_figures
+
+
+class EvolutionRecorder:
+    """Fig. 3: the autoencoder's output for a few fixed images after every epoch of a run."""
+
+    def __init__(self, images: np.ndarray, image_size: int):
+        self.x = as_pixels(images, image_size=image_size)
+        self.frames: list[np.ndarray] = []  # (K, S, S) uint8 per recorded epoch
+        self.epochs: list[int] = []
+
+    def record(self, autoencoder: torch.nn.Module, epoch: int) -> None:
+        training = autoencoder.training
+        autoencoder.eval()
+        device = next(autoencoder.parameters()).device
+        with torch.inference_mode():
+            out = torch.sigmoid(autoencoder(self.x.to(device))).cpu().numpy()
+        autoencoder.train(training)
+        side = int(round(self.x.shape[1] ** 0.5))
+        self.frames.append(np.rint(out * 255).astype(np.uint8).reshape(-1, side, side))
+        self.epochs.append(epoch)
+
+    def on_epoch(self, trainer, record: dict) -> None:
+        self.record(trainer.nets.autoencoder, record["epoch"])
+
+
+def write_figures(results, data, runs, start_frame, evolution_picks, pair_picks, out: Path):
+    p_key = f"{data.private_name}_accuracy"
+    u_key = f"{data.utility_name}_accuracy"
+    paths = [
+        anonymizer_figures.table1_bars(
+            results, out / "table1_accuracy.png", private_key=p_key, utility_key=u_key
+        )
+    ]
+    for name, run in runs.items():
+        if name.startswith("standard_target"):
+            continue  # same autoencoder as "standard": its figures would repeat
+        recorder = run["recorder"]
+        frames = [data.images[evolution_picks], start_frame, *recorder.frames]
+        epochs = ["input", "pre-training", *[f"epoch {e}" for e in recorder.epochs]]
+        paths.append(
+            anonymizer_figures.evolution(
+                frames,
+                epochs,
+                out / f"fig3_evolution_{name}.png",
+                row_labels=("training sample", "validation sample"),
+                title=f"{name}: autoencoder output after each epoch",
+            )
+        )
+        picks = pair_picks  # indices into the whole data set, like the processed arrays
+        paths.append(
+            anonymizer_figures.pairs(
+                data.images[picks],
+                run["raw"][picks],
+                out / f"fig4_pairs_{name}.png",
+                title=f"{name}: 24 test inputs and the autoencoder's outputs",
+            )
+        )
+        if run["released"] is not run["raw"]:
+            paths.append(
+                anonymizer_figures.pairs(
+                    data.images[picks],
+                    run["released"][picks],
+                    out / f"fig4_pairs_{name}_released.png",
+                    title=f"{name}: 24 test inputs and the released (substituted) images",
+                )
+            )
+    return paths
+
+
+def summary_rows(results: dict) -> list[tuple[str, ...]]:
+    """Rows of the printed Table 1: run, identity, expression (ours; per family; paper)."""
+    p_key = f"{results['data']['private_label']}_accuracy"
+    u_key = f"{results['data']['utility_label']}_accuracy"
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def families(row, key):
+        return " / ".join(pct(v) for v in row[f"{key}_by_family"].values())
+
+    def line(name, row, paper=None):
+        return (
+            name,
+            pct(row[p_key]),
+            families(row, p_key),
+            pct(row[u_key]),
+            families(row, u_key),
+            pct(paper["identity_accuracy"]) if paper else "-",
+            pct(paper["expression_accuracy"]) if paper else "-",
+        )
+
+    rows = [line("originals", results["baseline"])]
+    rows.append(line("standard, no substitution", results["standard_no_substitution"]))
+    for row in results["standard"]:
+        rows.append(line(f"standard + substitution, target {row['target_identity']}", row))
+    for row in results["intertwined"]:
+        rows.append(line(f"intertwined, target {row['target_identity']}", row, row.get("paper")))
+    chance = results["chance"]
+    paper_chance = results["paper_chance"]  # FERG's, shown only beside FERG-like data
+    rows.append(
+        (
+            "chance",
+            pct(chance[p_key]),
+            "",
+            pct(chance[u_key]),
+            "",
+            pct(paper_chance and paper_chance["identity_accuracy"]),
+            pct(paper_chance and paper_chance["expression_accuracy"]),
+        )
+    )
+    goal = results["goal"]
+    rows.append(
+        (
+            "goal",
+            f"<= {pct(goal['identity_accuracy_at_most'])}",
+            "",
+            f">= {pct(goal['expression_accuracy_at_least'])}",
+            "",
+            "",
+            "",
+        )
+    )
+    return rows

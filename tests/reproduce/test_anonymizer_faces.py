@@ -1,0 +1,135 @@
+"""`reproduce anonymizer-faces` end to end on a tiny run: files, keys, values, the manifest path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgprivacy.anonymizer.evaluate import AttackConfig
+from imgprivacy.anonymizer.presets import faces_anonymizer_config
+from imgprivacy.errors import InvalidInputError
+from imgprivacy.reproduce.anonymizer_faces import FacesSettings, reproduce_anonymizer_faces
+from imgprivacy.reproduce.anonymizer_faces_output import summary_rows
+
+TINY = FacesSettings(
+    per_cell=4,
+    targets=(0, 2),
+    anonymizer=faces_anonymizer_config(
+        ae_channels=4,
+        code_dim=8,
+        disc_hidden=16,
+        private_hidden=16,
+        pretrain_epochs=1,
+        disc_pretrain_epochs=1,
+        adversarial_epochs=1,
+        private_refresh_epochs=1,
+    ),
+    attack=AttackConfig(cnn_epochs=1, cnn_channels=4, trees=5, n_jobs=1),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faces")
+    return out, reproduce_anonymizer_faces(out=out, settings=TINY)
+
+
+def test_results_hold_the_issue_keys(tiny_run):
+    out, results = tiny_run
+    stored = json.loads((out / "results.json").read_text())
+    assert set(stored) >= {"baseline", "standard", "intertwined", "standard_no_substitution"}
+    for row in [stored["baseline"], stored["standard_no_substitution"], *stored["standard"]]:
+        assert 0 <= row["identity_accuracy"] <= 1 and 0 <= row["expression_accuracy"] <= 1
+    assert [r["target_identity"] for r in stored["intertwined"]] == [0, 2]
+    assert [r["target_identity"] for r in stored["standard"]] == [0, 2]
+    assert stored["intertwined"][1]["paper"] == {
+        "identity_accuracy": 0.3825,
+        "expression_accuracy": 0.7746,
+    }
+    assert stored["chance"]["identity_accuracy"] == pytest.approx(1 / 6)
+    rows = summary_rows(stored)
+    assert rows[0][0] == "originals" and rows[-3][0] == "intertwined, target 2"
+    assert rows[-3][5] == "38.2%"  # the paper's identity accuracy for target 2
+
+
+def test_processed_images_are_saved_per_run(tiny_run):
+    out, _ = tiny_run
+    names = sorted(p.stem for p in (out / "anonymized").glob("*.npz"))
+    assert names == [
+        "intertwined_target_0",
+        "intertwined_target_2",
+        "standard",
+        "standard_target_0",
+        "standard_target_2",
+    ]
+    with np.load(out / "anonymized" / "intertwined_target_2.npz") as run:
+        images, identity, split = run["images"], run["identity"], run["split"]
+        assert images.dtype == np.uint8 and images.shape == (168, 50, 50)
+        assert set(np.unique(run["expression"])) == set(range(7))
+    # every released image of the intertwined run is a training image of identity 2
+    with np.load(out / "anonymized" / "standard.npz") as raw:
+        assert not np.array_equal(raw["images"], images)
+    from imgprivacy.data.synthetic.ferg_like import FERG_VARIATIONS, generate_ferg_like
+
+    faces = generate_ferg_like(per_cell=4, seed=0, config=FERG_VARIATIONS[TINY.variation])
+    pool = faces.images[(faces.split == 0) & (faces.identity == 2)].reshape(-1, 2500)
+    flat = images.reshape(len(images), 1, -1)
+    assert (flat == pool[None]).all(-1).any(-1).all()
+    assert np.array_equal(identity, faces.identity) and np.array_equal(split, faces.split)
+
+
+def test_figures_are_written(tiny_run):
+    out, results = tiny_run
+    names = {p.name for p in out.glob("*.png")}
+    assert {
+        "table1_accuracy.png",
+        "fig3_evolution_standard.png",
+        "fig3_evolution_intertwined_target_0.png",
+        "fig4_pairs_intertwined_target_0.png",
+        "fig4_pairs_intertwined_target_0_released.png",
+    } <= names
+    assert all(str(out / n) in results["figures"] for n in names)
+    with Image.open(out / "fig3_evolution_intertwined_target_0.png") as image:
+        assert image.size[0] > 200
+
+
+def test_bad_targets_and_missing_utility_label_are_refused(tmp_path):
+    settings = FacesSettings(per_cell=1, targets=(7,), anonymizer=TINY.anonymizer)
+    with pytest.raises(InvalidInputError, match=r"among the 6 private classes \(0..5\), got \[7\]"):
+        reproduce_anonymizer_faces(out=tmp_path, settings=settings)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,identity\n")
+    with pytest.raises(InvalidInputError, match="needs a utility label"):
+        reproduce_anonymizer_faces(
+            out=tmp_path, settings=TINY, manifest=manifest, utility_label=None
+        )
+
+
+def test_runs_on_a_manifest(tmp_path):
+    """The bring-your-own path: a folder of PNGs of another size and a CSV with two labels."""
+    from imgprivacy.data.synthetic.ferg_like import generate_ferg_like
+
+    faces = generate_ferg_like(per_cell=3, seed=1)
+    lines = ["path,person,mood"]
+    for i, image in enumerate(faces.images):
+        Image.fromarray(image).resize((64, 64)).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png,p{faces.identity[i]},{faces.expression_names[faces.expression[i]]}")
+    (tmp_path / "faces.csv").write_text("\n".join(lines) + "\n")
+    settings = FacesSettings(
+        targets=(1,), anonymizer=TINY.anonymizer, attack=TINY.attack, per_cell=0
+    )
+    results = reproduce_anonymizer_faces(
+        out=tmp_path / "out",
+        settings=settings,
+        manifest=tmp_path / "faces.csv",
+        private_label="person",
+        utility_label="mood",
+    )
+    assert results["data"]["private_classes"] == ["p0", "p1", "p2", "p3", "p4", "p5"]
+    assert "person_accuracy" in results["intertwined"][0]
+    assert results["intertwined"][0]["paper"] is None
+    with np.load(tmp_path / "out" / "anonymized" / "intertwined_target_1.npz") as run:
+        assert set(run.files) == {"images", "person", "mood", "split"}
