@@ -32,9 +32,6 @@ def _rich_progress(progress):
     return rich_progress(progress)
 
 
-DATASETS = ("pendigits", "ferg-like", "att-faces")
-
-
 def training_images(
     *,
     dataset: str,
@@ -45,8 +42,6 @@ def training_images(
     seed: int,
 ):
     """(images, private labels, description) of the chosen training source."""
-    from imgprivacy.errors import UnknownNameError
-
     if manifest is not None:
         from imgprivacy.data.manifest import read_manifest
 
@@ -54,23 +49,10 @@ def training_images(
         mapping = ", ".join(f"{k}={v}" for k, v in enumerate(data.private_classes[:10]))
         more = " ..." if len(data.private_classes) > 10 else ""
         return data.images, data.private, f"{manifest} ({private_label} codes: {mapping}{more})"
-    if dataset == "pendigits":
-        from imgprivacy.data.pendigits import load_pendigits
+    from imgprivacy.data.registry import get_dataset
 
-        train = load_pendigits(data_dir=data_dir, seed=seed).part("train")
-        return train.images, train.writer, "pen-digits training split (writer = private label)"
-    if dataset == "ferg-like":
-        from imgprivacy.data.labelled_faces import ferg_like_data
-
-        faces = ferg_like_data(per_cell=200, seed=seed)
-        train = faces.train
-        return faces.images[train], faces.private[train], "FERG-like faces (identity = private)"
-    if dataset == "att-faces":
-        from imgprivacy.data.manifest import load_att_labelled
-
-        faces = load_att_labelled(data_dir=data_dir, size=(image_size, image_size))
-        return faces.images, faces.private, "AT&T faces (40 subjects, identity = private)"
-    raise UnknownNameError(f"Unknown --dataset {dataset!r}; valid names: {list(DATASETS)}.")
+    data = get_dataset(dataset).load(data_dir=data_dir, image_size=image_size, seed=seed)
+    return data.images, data.private, data.description
 
 
 @anonymize_app.command("train")
@@ -188,8 +170,11 @@ def train(
             "--substitute replaces outputs by training images of the target identity: give "
             "--target-identity K as well."
         )
+    from imgprivacy.data.registry import get_dataset
+
+    spec = get_dataset(dataset)  # an unknown name fails here, before any training
     bundled_digits = manifest is None and dataset == "pendigits"
-    size = image_size or (20 if bundled_digits else 50)
+    size = image_size or (spec.image_size if manifest is None else 50)
     # the base config of the data kind: pen-digits' defaults or the faces reproduction's
     base = AnonymizerConfig() if bundled_digits else faces_anonymizer_config()
     if substitute:
