@@ -1,4 +1,7 @@
-"""The edge side: resumable training equals fit(), the retrying client, the CLI, the batcher."""
+"""The edge side against the service: the retrying client, the CLI, the batcher.
+
+Edge training itself (resuming, checkpoints) is tested in tests/client/test_training.py.
+"""
 
 from __future__ import annotations
 
@@ -12,50 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imgprivacy.cli import app
-from imgprivacy.client import GuardClient, ServiceRequestError, train_autoencoder
-from imgprivacy.docl import AutoencoderConfig, Decision, OneClassAutoencoder, load_autoencoder
+from imgprivacy.client import GuardClient, ServiceRequestError
+from imgprivacy.docl import Decision, load_autoencoder
 from imgprivacy.service.scorer import MicroBatcher
 from tests.service.conftest import TEST_CONFIG, unique
-
-SMALL = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(8,), epochs=5, batch_size=16)
-
-
-def _same(a: OneClassAutoencoder, b: OneClassAutoencoder) -> bool:
-    wa, wb = a.weights(), b.weights()
-    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-@pytest.mark.parametrize(
-    "config", [SMALL, SMALL.replace(optimizer="adam", learning_rate=1e-2, input_noise=0.1)]
-)
-def test_edge_training_equals_fit(config):
-    x = torch.rand(40, 16, generator=torch.Generator().manual_seed(1))
-    reference = OneClassAutoencoder(config).fit(x)
-    edge = train_autoencoder(x, config=config)
-    assert _same(reference, edge)
-    assert (edge.error_mean_, edge.error_std_) == (reference.error_mean_, reference.error_std_)
-
-
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
-    x = torch.rand(40, 16, generator=torch.Generator().manual_seed(2))
-    checkpoint = tmp_path / "guard.ckpt"
-
-    def interrupt(epoch, epochs, loss):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_autoencoder(x, config=SMALL, checkpoint=checkpoint, on_epoch=interrupt)
-    assert checkpoint.is_file()
-    seen = []
-    resumed = train_autoencoder(
-        x, config=SMALL, checkpoint=checkpoint, on_epoch=lambda epoch, _n, _loss: seen.append(epoch)
-    )
-    assert seen == [3, 4, 5]  # epochs 1-2 were not repeated
-    assert _same(resumed, OneClassAutoencoder(SMALL).fit(x))
-    # A checkpoint of other images is ignored, not applied.
-    other = train_autoencoder(torch.rand(40, 16), config=SMALL, checkpoint=checkpoint)
-    assert len(other.history_.epoch_loss) == 5
 
 
 def _responses(*statuses):

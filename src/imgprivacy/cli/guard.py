@@ -56,6 +56,7 @@ def train(
     device: DeviceOption = "cpu",
 ) -> None:
     """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this machine)."""
+    from imgprivacy.cli.reproduce import rich_progress
     from imgprivacy.client import train_guard
     from imgprivacy.docl import AutoencoderConfig
 
@@ -63,13 +64,13 @@ def train(
         hidden_dim=hidden_dim, epochs=epochs, seed=seed, feature_extractor=features
     )
     with progress_bar() as progress:
-        task = progress.add_task("training", total=epochs, status="")
-
-        def on_epoch(epoch: int, total: int, loss: float) -> None:
-            progress.update(task, completed=epoch, status=f"loss {loss:.3f}")
-
         model = train_guard(
-            images, out=out, config=config, resume=resume, on_epoch=on_epoch, device=device
+            images,
+            out=out,
+            config=config,
+            resume=resume,
+            progress=rich_progress(progress),
+            device=device,
         )
     console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}")
 

@@ -6,6 +6,10 @@ After ``fit`` it holds ``error_mean_`` and ``error_std_``: the mean and standard
 squared reconstruction distances of its training data (eq. 6), which the Guard turns into the
 user's privacy interval.
 
+``fit`` is imgprivacy's one training loop (the edge client calls it too): with ``checkpoint=`` it
+saves its whole state after every epoch, and ``resume=True`` continues a run exactly
+(:mod:`imgprivacy.docl.checkpoint`).
+
 Score convention (everywhere in imgprivacy): the *distance* of an input to a model is its squared
 Euclidean reconstruction error, lower = closer to the owner's data.
 """
@@ -13,16 +17,25 @@ Euclidean reconstruction error, lower = closer to the owner's data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from imgprivacy.docl.checkpoint import (
+    TrainingState,
+    fingerprint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
+from imgprivacy.progress import ProgressFactory, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -95,16 +108,34 @@ class OneClassAutoencoder:
         self,
         x: np.ndarray | torch.Tensor,
         *,
-        progress: Callable[[int, float], None] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: ProgressFactory | None = None,
     ) -> OneClassAutoencoder:
         """Train on features ``x`` of shape (K, D) in [0, 1], then record the error statistics.
 
-        ``progress(epoch, loss)`` is called after each epoch when given.
+        Parameters
+        ----------
+        x
+            The owner's training features, (K, D) with K >= 2.
+        checkpoint
+            When given, the whole training state (network, optimizer, shuffling and noise
+            generator, losses) is written to this file atomically after every epoch.
+        resume
+            Continue from ``checkpoint`` if that file exists (else start from the first epoch).
+            The resumed run ends with exactly the weights, statistics and losses of an
+            uninterrupted one. Only ``epochs`` may differ from the checkpointed run's config.
+        progress
+            Reports one step per epoch, its status the epoch's loss.
 
         Raises
         ------
         InvalidInputError
-            For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows.
+            For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows;
+            for ``resume`` without ``checkpoint``; for a checkpoint of other features, another
+            config or more epochs than ``config.epochs``.
+        CorruptFileError
+            When ``resume`` finds a file at ``checkpoint`` that is not a readable checkpoint.
         """
         cfg = self.config
         x = as_feature_matrix(x, input_dim=cfg.input_dim, what="training features")
@@ -112,37 +143,37 @@ class OneClassAutoencoder:
             raise InvalidInputError(
                 f"Expected at least 2 training images to estimate the error statistics, got {len(x)}."
             )
-        generator = torch.Generator().manual_seed(cfg.seed)
+        if resume and checkpoint is None:
+            raise InvalidInputError(
+                "resume=True needs the checkpoint file to resume from: pass checkpoint=PATH."
+            )
         net = _seeded_net(cfg).to(self.device)
-        optimizer = OPTIMIZERS[cfg.optimizer](
-            net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        state = TrainingState(
+            net=net,
+            optimizer=OPTIMIZERS[cfg.optimizer](
+                net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+            ),
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
+        run = fingerprint(x, cfg) if checkpoint is not None else ""
+        if resume and Path(checkpoint).is_file():
+            restore_checkpoint(checkpoint, state, run=run, epochs=cfg.epochs)
+            logger.info("resuming from %s after epoch %d/%d", checkpoint, state.epoch, cfg.epochs)
+        advance = resolve(progress)("training autoencoder", cfg.epochs)
+        for _ in range(state.epoch):
+            advance("resumed")
         data = x.to(self.device)
-        history = TrainHistory()
         net.train()
-        for epoch in range(cfg.epochs):
-            order = torch.randperm(len(data), generator=generator).to(self.device)
-            total = 0.0
-            for start in range(0, len(data), cfg.batch_size):
-                batch = data[order[start : start + cfg.batch_size]]
-                inputs = batch
-                if cfg.input_noise > 0:
-                    noise = torch.randn(batch.shape, generator=generator).to(self.device)
-                    inputs = (batch + cfg.input_noise * noise).clamp(0.0, 1.0)
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    net(inputs), batch, reduction="sum"
-                )
-                optimizer.zero_grad(set_to_none=True)
-                (loss / len(batch)).backward()
-                optimizer.step()
-                total += loss.item()
-            history.epoch_loss.append(total / len(data))
-            logger.debug("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history.epoch_loss[-1])
-            if progress is not None:
-                progress(epoch + 1, history.epoch_loss[-1])
+        for epoch in range(state.epoch, cfg.epochs):
+            state.epoch_loss.append(_train_epoch(state, data, cfg))
+            state.epoch = epoch + 1
+            logger.debug("epoch %d/%d loss %.4f", state.epoch, cfg.epochs, state.epoch_loss[-1])
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, state, run=run)
+            advance(f"loss {state.epoch_loss[-1]:.3f}")
         net.eval()
         self.net_ = net
-        self.history_ = history
+        self.history_ = TrainHistory(state.epoch_loss)
         train_distances = self.distances(x)
         self.error_mean_ = float(train_distances.mean())
         self.error_std_ = float(train_distances.std())
@@ -192,6 +223,27 @@ class OneClassAutoencoder:
         model.error_mean_ = float(error_mean)
         model.error_std_ = float(error_std)
         return model
+
+
+def _train_epoch(state: TrainingState, data: torch.Tensor, cfg: AutoencoderConfig) -> float:
+    """One pass over ``data`` in a shuffled order; the mean BCE per sample (eq. 4)."""
+    device = data.device
+    order = torch.randperm(len(data), generator=state.generator).to(device)
+    total = 0.0
+    for start in range(0, len(data), cfg.batch_size):
+        batch = data[order[start : start + cfg.batch_size]]
+        inputs = batch
+        if cfg.input_noise > 0:
+            noise = torch.randn(batch.shape, generator=state.generator).to(device)
+            inputs = (batch + cfg.input_noise * noise).clamp(0.0, 1.0)
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            state.net(inputs), batch, reduction="sum"
+        )
+        state.optimizer.zero_grad(set_to_none=True)
+        (loss / len(batch)).backward()
+        state.optimizer.step()
+        total += loss.item()
+    return total / len(data)
 
 
 def _seeded_net(cfg: AutoencoderConfig) -> AutoencoderNet:
