@@ -1,12 +1,132 @@
-"""One check for every set of stored tensors: names, shapes, dtypes and finiteness.
+"""Reading safetensors files and checking their tensors, the same way for every file kind.
 
-Used wherever weights are read from a file or an upload (DOCL autoencoders, the anonymizer, the
-ResNet-20 port), so all of them report mismatches the same way and all at once.
+imgprivacy stores weights as safetensors with its JSON metadata under one key of the header's
+``__metadata__`` (DOCL autoencoders, the anonymizer, the face extractor, the ResNet-20 port).
+:func:`read_safetensors` reads such a file - header length, header JSON, metadata JSON, tensors -
+and turns every way it can be malformed into one :class:`~imgprivacy.errors.CorruptFileError`;
+:func:`tensor_problems` then lists every mismatch between the tensors and an architecture at once.
+
+Examples
+--------
+>>> import json
+>>> from safetensors.torch import save
+>>> data = save({"w": torch.zeros(2)}, metadata={"imgprivacy": json.dumps({"format": "demo"})})
+>>> tensors, metadata = read_safetensors(data, source="demo", expected="a demo file")
+>>> sorted(tensors), metadata
+(['w'], {'format': 'demo'})
+>>> read_safetensors(data[:12], source="demo", expected="a demo file")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+imgprivacy.errors.CorruptFileError: demo is not a demo file (safetensors with 'imgprivacy' metadata): the header declares ... bytes but only 4 follow its length.
 """
 
 from __future__ import annotations
 
+import json
+
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+
+from imgprivacy.errors import CorruptFileError
+
+METADATA_KEY = "imgprivacy"  # the entry of the header's __metadata__ that holds our JSON
+LENGTH_BYTES = 8  # a safetensors file starts with the header length, little-endian uint64
+
+
+def _fail(source: str, expected: str, key: str, reason: str, hint: str) -> CorruptFileError:
+    return CorruptFileError(
+        f"{source} is not {expected} (safetensors with {key!r} metadata): {reason}."
+        + (f" {hint}" if hint else "")
+    )
+
+
+def _parse_json(text: bytes | str, what: str) -> object:
+    """JSON of ``text``, or ValueError naming ``what`` (RecursionError included)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"the {what} is nested too deeply to be a JSON object") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the {what} is not valid JSON ({exc})") from None
+
+
+def _metadata(data: bytes, key: str) -> dict:
+    """The JSON object stored under ``key``, or ValueError saying what is wrong."""
+    if len(data) < LENGTH_BYTES:
+        raise ValueError(
+            f"expected at least {LENGTH_BYTES} bytes (the header length), got {len(data)}"
+        )
+    length = int.from_bytes(data[:LENGTH_BYTES], "little")
+    available = len(data) - LENGTH_BYTES
+    if length == 0 or length > available:
+        raise ValueError(
+            f"the header declares {length} bytes but only {available} follow its length"
+        )
+    header = _parse_json(data[LENGTH_BYTES : LENGTH_BYTES + length], "header")
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, expected an object")
+    entries = header.get("__metadata__")
+    value = entries.get(key) if isinstance(entries, dict) else None
+    if not isinstance(value, str):
+        raise ValueError(f"the header's __metadata__ has no {key!r} text entry")
+    metadata = _parse_json(value, f"{key!r} metadata")
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"the {key!r} metadata is a JSON {type(metadata).__name__}, expected an object"
+        )
+    return metadata
+
+
+def read_metadata(
+    data: bytes, *, source: str, expected: str, hint: str = "", key: str = METADATA_KEY
+) -> dict:
+    """The JSON metadata object of safetensors ``data``, without reading the tensors.
+
+    Parameters
+    ----------
+    data
+        The whole file.
+    source
+        What to call the file in messages (its path, ``"upload"``, ...).
+    expected
+        What the file should be, for messages ("an imgprivacy autoencoder file").
+    hint
+        How to get a good file, appended to messages.
+    key
+        The ``__metadata__`` entry that holds the JSON.
+
+    Raises
+    ------
+    CorruptFileError
+        For a truncated file, a header length beyond the file, a header or metadata that is not a
+        JSON object (bad JSON, another JSON type, nesting too deep) or a missing metadata entry.
+    """
+    try:
+        return _metadata(data, key)
+    except ValueError as exc:
+        raise _fail(source, expected, key, str(exc), hint) from None
+
+
+def read_safetensors(
+    data: bytes, *, source: str, expected: str, hint: str = "", key: str = METADATA_KEY
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, metadata)`` of safetensors ``data``; arguments as in :func:`read_metadata`.
+
+    The tensors are not checked against any architecture: pass them to :func:`tensor_problems`.
+
+    Raises
+    ------
+    CorruptFileError
+        As :func:`read_metadata`, and for tensor entries safetensors cannot read (an unknown
+        dtype, offsets outside the data, data the entries do not cover exactly).
+    """
+    metadata = read_metadata(data, source=source, expected=expected, hint=hint, key=key)
+    try:
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise _fail(source, expected, key, f"unreadable tensors ({exc})", hint) from None
+    return tensors, metadata
 
 
 def _listed(names: list[str], limit: int) -> str:

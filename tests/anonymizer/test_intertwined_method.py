@@ -9,6 +9,7 @@ import torch
 from imgprivacy.anonymizer import Anonymizer
 from imgprivacy.anonymizer.trainer import AnonymizerTrainer
 from imgprivacy.errors import InvalidInputError
+from tests.anonymizer.model_files import without_tensors
 from tests.conftest import tiny_config, tiny_images
 
 
@@ -72,16 +73,13 @@ def test_targeted_model_round_trips(targeted, data, tmp_path):
     path = targeted.save(tmp_path / "targeted.safetensors")
     loaded = Anonymizer.load(path)
     assert loaded.config.target_identity == 2 and loaded.config.substitution == "target"
-    assert torch.equal(loaded.references_, targeted.references_)
-    assert loaded.references_.dtype == torch.uint8
+    assert torch.equal(loaded.substitution_.references_, targeted.substitution_.references_)
+    assert loaded.substitution_.references_.dtype == torch.uint8
     assert np.array_equal(loaded.transform(images), targeted.transform(images))
 
 
 def test_model_file_without_references_is_refused(targeted, tmp_path):
-    from imgprivacy.anonymizer.persistence import model_to_bytes
-
-    weights = dict(targeted.autoencoder_.state_dict())
-    data = model_to_bytes(config=targeted.config, autoencoder=weights, classes=[0, 1], history=[])
+    data = without_tensors(targeted.to_bytes(), ["target_references"])
     (tmp_path / "bad.safetensors").write_bytes(data)
     with pytest.raises(InvalidInputError, match="missing tensors \\['target_references'\\]"):
         Anonymizer.load(tmp_path / "bad.safetensors")

@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from imgprivacy.anonymizer import Anonymizer, AnonymizerConfig
-from imgprivacy.anonymizer.substitution.prototypes import fit_prototypes, gaussian_blur, substitute
+from imgprivacy.anonymizer.substitution import NoSubstitution
+from imgprivacy.anonymizer.substitution.prototypes import (
+    PrototypeSubstitution,
+    fit_prototypes,
+    gaussian_blur,
+    substitute,
+)
 from imgprivacy.errors import InvalidInputError
+from tests.anonymizer.model_files import without_tensors
 from tests.conftest import tiny_config
 
 
@@ -62,15 +69,13 @@ def test_outputs_take_at_most_n_prototypes_values(fitted, tiny_data):
 def test_prototypes_are_saved_and_checked(fitted, tiny_data, tmp_path):
     images, _ = tiny_data
     loaded = Anonymizer.load(fitted.save(tmp_path / "m.safetensors"))
-    assert torch.equal(loaded.prototypes_, fitted.prototypes_)
-    assert torch.equal(loaded.centres_, fitted.centres_)
+    assert isinstance(loaded.substitution_, PrototypeSubstitution)
+    assert torch.equal(loaded.substitution_.prototypes_, fitted.substitution_.prototypes_)
+    assert torch.equal(loaded.substitution_.centres_, fitted.substitution_.centres_)
     assert np.array_equal(loaded.transform(images), fitted.transform(images))
-    # a file that declares prototypes but lacks them is refused with the tensor's name
-    weights = {k: v for k, v in fitted.autoencoder_.state_dict().items()}
-    from imgprivacy.anonymizer.persistence import model_to_bytes
-
-    data = model_to_bytes(config=fitted.config, autoencoder=weights, classes=[0, 1], history=[])
-    (tmp_path / "bad.safetensors").write_bytes(data)
+    # a file that declares prototypes but lacks them is refused with the tensors' names
+    bad = without_tensors(fitted.to_bytes(), ["prototypes", "prototype_centres"])
+    (tmp_path / "bad.safetensors").write_bytes(bad)
     with pytest.raises(
         InvalidInputError, match=r"missing tensors \['prototype_centres', 'prototypes'\]"
     ):
@@ -80,7 +85,7 @@ def test_prototypes_are_saved_and_checked(fitted, tiny_data, tmp_path):
 def test_no_substitution_when_substitution_is_none(tiny_data):
     images, writers = tiny_data
     model = Anonymizer(tiny_config(substitution="none")).fit(images, writers)
-    assert model.prototypes_ is None
+    assert isinstance(model.substitution_, NoSubstitution)
     assert np.array_equal(model.transform(images), model.transform(images, substitution=False))
 
 

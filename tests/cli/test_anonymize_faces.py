@@ -49,14 +49,14 @@ def test_train_on_a_manifest_with_target_and_substitution(manifest, tmp_path):
     model = Anonymizer.load(model_path)
     assert model.config.target_identity == 1 and model.config.image_size == SMALL
     assert model.config.ae_arch == "conv"
-    assert len(model.references_) == int((faces.identity == 1).sum())
+    assert len(model.substitution_.references_) == int((faces.identity == 1).sum())
 
     out = tmp_path / "out"
     result = invoke("anonymize", "apply", "--model", model_path, "--images", csv.parent,
                     "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
     released = np.stack([np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))])
-    references = model.references_.numpy()
+    references = model.substitution_.references_.numpy()
     flat = released.reshape(len(released), 1, -1)
     assert released.shape == (len(faces.images), SMALL, SMALL)
     assert (flat == references[None]).all(-1).any(-1).all()  # each is a person-1 image
@@ -117,4 +117,5 @@ def test_train_on_att_faces_the_single_label_path(tmp_path):
     assert result.exit_code == 0, result.output
     assert "training on 400 images: AT&T faces" in result.output
     model = Anonymizer.load(model_path)
-    assert model.config.n_private == 40 and len(model.references_) == 10  # 10 photos of s6
+    assert model.config.n_private == 40
+    assert len(model.substitution_.references_) == 10  # 10 photos of s6

@@ -1,8 +1,7 @@
 """Configuration of the anonymizer (one frozen dataclass, a comment per field).
 
-Sizes are chosen for a shared 2-core CPU: the three networks are multi-layer perceptrons on the
-flattened 20x20 image (a 3x3 convolution on 20x20 inputs costs ~30x more per multiply-add than a
-matrix product on these machines).
+The defaults fit pen-digits (20x20): the three networks are multi-layer perceptrons on the
+flattened image, which train quickly on a CPU (why: ``docs/anonymizer.md``).
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from imgprivacy.anonymizer.substitution import SUBSTITUTIONS
 from imgprivacy.errors import InvalidInputError
 
-SUBSTITUTIONS = ("none", "prototypes", "target")
 AE_ARCHS = ("mlp", "conv")
 
 # Fields that fix the tensors' shapes: a checkpoint can only be resumed by a config that agrees.
@@ -53,17 +52,16 @@ class AnonymizerConfig:
     target_identity: int | None = None  # private label whose training images alone are the
     # discriminator's "real" samples (None = every training image, the standard method)
     # -- substitution (after the autoencoder) ---------------------------------------------------
-    substitution: str = "prototypes"  # what replaces each autoencoded image (SUBSTITUTIONS):
-    # "none" - nothing (the autoencoder's output is released);
-    # "prototypes" - the nearest of n_prototypes label-free k-means prototypes (prototypes.py);
+    substitution: str = "prototypes"  # what replaces each autoencoded image, a name of
+    # anonymizer.substitution.SUBSTITUTIONS: "none" - nothing (the autoencoder's output is
+    # released); "prototypes" - the nearest of n_prototypes label-free k-means prototypes;
     # "target" - the nearest training image of target_identity (the paper's protocol)
     n_prototypes: int = 40  # number of prototypes when substitution == "prototypes"
     prototype_blur: float = 1.5  # Gaussian sigma (pixels) of the blur before clustering/matching
     # -- objective ------------------------------------------------------------------------------
     lam: float = 1.0  # lambda of eq. (12): weight of |L_obj - L_priv| against the fidelity BCE
-    # weight of the BCE reconstruction anchor added to eq. (12) in phases 2-3; 5 (was 1): the
-    # substitution clusters the outputs, and sharper outputs cluster by digit better (quick
-    # run, lambda = 1: digit 72% -> 85% after substitution at the same writer 8-9%)
+    # weight of the BCE reconstruction anchor added to eq. (12) in phases 2-3 (sharper outputs
+    # cluster by content better before substitution; measured: docs/anonymizer.md)
     recon_weight: float = 5.0
     # -- schedule -------------------------------------------------------------------------------
     pretrain_epochs: int = 8  # phase 1: autoencoder trained alone with the pixel loss (BCE)
@@ -125,30 +123,21 @@ class AnonymizerConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.ae_arch not in AE_ARCHS:
             problems.append(f"ae_arch must be one of {list(AE_ARCHS)}, got {self.ae_arch!r}")
-        if self.substitution not in SUBSTITUTIONS:
+        method = (
+            SUBSTITUTIONS.get(self.substitution) if isinstance(self.substitution, str) else None
+        )
+        if method is None:
             problems.append(
                 f"substitution must be one of {list(SUBSTITUTIONS)}, got {self.substitution!r}"
             )
-        if (
-            self.substitution == "prototypes"
-            and isinstance(self.n_prototypes, int)
-            and self.n_prototypes < 2
-        ):
-            problems.append(
-                f"n_prototypes must be >= 2 with substitution='prototypes', got "
-                f"{self.n_prototypes}; say substitution='none' for the autoencoder's outputs alone"
-            )
+        else:
+            problems += method.config_problems(self)
         if self.target_identity is not None and (
             not isinstance(self.target_identity, int) or isinstance(self.target_identity, bool)
         ):
             problems.append(
                 f"target_identity must be an integer private label or None, got "
                 f"{self.target_identity!r}"
-            )
-        if self.substitution == "target" and self.target_identity is None:
-            problems.append(
-                "substitution='target' needs a target_identity (the identity whose training "
-                "images replace the outputs)"
             )
         if problems:
             raise InvalidInputError([f"Invalid AnonymizerConfig: {p}" for p in problems])

@@ -27,18 +27,14 @@ from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.networks import build_autoencoder
 from imgprivacy.anonymizer.persistence import (
-    CENTRES_KEY,
-    PROTOTYPES_KEY,
-    REFERENCES_KEY,
     load_checkpoint,
     model_from_bytes,
     model_to_bytes,
     save_checkpoint,
 )
-from imgprivacy.anonymizer.substitution.prototypes import fit_prototypes, substitute
-from imgprivacy.anonymizer.substitution.target_nearest import substitute as substitute_nearest
+from imgprivacy.anonymizer.substitution import NoSubstitution, get_substitution
 from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
-from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
+from imgprivacy.anonymizer.trainer import AdversarialHistory, AnonymizerTrainer
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory, resolve
@@ -114,6 +110,17 @@ class Anonymizer:
         Hyper-parameters; ``n_private`` is set from the labels given to :meth:`fit`.
     device
         Torch device for training and anonymization.
+
+    Attributes
+    ----------
+    autoencoder_ : torch.nn.Module
+        The trained autoencoder (outputs are logits; their sigmoid is the image).
+    substitution_ : SubstitutionMethod
+        The fitted substitution ``config.substitution`` names (what :meth:`transform` releases).
+    classes_ : numpy.ndarray
+        The private classes seen by :meth:`fit`, in label-index order.
+    history_ : AdversarialHistory
+        One record per training epoch.
     """
 
     def __init__(self, config: AnonymizerConfig | None = None, *, device: str = "cpu"):
@@ -182,20 +189,8 @@ class Anonymizer:
         self.classes_ = classes
         self.history_ = trainer.history
         self.autoencoder_ = trainer.nets.autoencoder.eval()
-        self.centres_ = self.prototypes_ = self.references_ = None
-        if self.config.substitution == "target":
-            # the target's training images, kept as uint8 (a quarter of float32's size)
-            self.references_ = torch.round(sampler.pool.cpu() * 255).to(torch.uint8)
-        if self.config.substitution == "prototypes":
-            centres, prototypes = fit_prototypes(
-                self._autoencode(x),
-                shown=x,
-                n_prototypes=self.config.n_prototypes,
-                sigma=self.config.prototype_blur,
-                image_size=self.config.image_size,
-                seed=self.config.seed,
-            )
-            self.centres_, self.prototypes_ = centres.to(self.device), prototypes.to(self.device)
+        method = get_substitution(self.config.substitution).from_config(self.config)
+        self.substitution_ = method.fit(x, np.asarray(private_labels), autoencode=self._autoencode)
         return self
 
     def _check_fitted(self) -> None:
@@ -222,48 +217,27 @@ class Anonymizer:
     ) -> np.ndarray:
         """Anonymize grey images (N, S, S) into uint8 (N, S, S), in batches.
 
-        With ``substitution`` each autoencoded image is then replaced as ``config.substitution``
-        says: by its nearest prototype (:mod:`~imgprivacy.anonymizer.substitution.prototypes`) or by the
-        nearest training image of the target identity
-        (:mod:`~imgprivacy.anonymizer.substitution.target_nearest`, the paper's protocol); ``False``
-        returns the autoencoder's outputs alone (for analysis).
+        With ``substitution`` each autoencoded image is then replaced by the fitted
+        ``substitution_`` (the method ``config.substitution`` names, see
+        :mod:`~imgprivacy.anonymizer.substitution`); ``False`` returns the autoencoder's outputs
+        alone (for analysis).
         """
         self._check_fitted()
         x = as_pixels(images, image_size=self.config.image_size)
-        pixels = self._autoencode(x, batch_size)
+        outputs = self._autoencode(x, batch_size)
+        method = self.substitution_ if substitution else NoSubstitution()
+        released = method.transform(outputs, batch_size=batch_size).numpy()
         side = self.config.image_size
-        if substitution and getattr(self, "references_", None) is not None:
-            found = substitute_nearest(pixels, references=self.references_.cpu())
-            return found.images.reshape(len(pixels), side, side)
-        if substitution and getattr(self, "prototypes_", None) is not None:
-            with torch.inference_mode():
-                pixels = torch.cat(
-                    [
-                        substitute(
-                            pixels[start : start + batch_size],
-                            centres=self.centres_.cpu(),
-                            prototypes=self.prototypes_.cpu(),
-                            sigma=self.config.prototype_blur,
-                            image_size=self.config.image_size,
-                        )
-                        for start in range(0, len(pixels), batch_size)
-                    ]
-                )
-        pixels = pixels.numpy()
-        return np.rint(pixels * 255.0).astype(np.uint8).reshape(len(pixels), side, side)
+        return released.reshape(len(released), side, side)
 
     # -- persistence ----------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         self._check_fitted()
         weights = {k: v.detach().cpu() for k, v in self.autoencoder_.state_dict().items()}
-        if getattr(self, "prototypes_", None) is not None:
-            weights[PROTOTYPES_KEY] = self.prototypes_.detach().cpu()
-            weights[CENTRES_KEY] = self.centres_.detach().cpu()
-        if getattr(self, "references_", None) is not None:
-            weights[REFERENCES_KEY] = self.references_.cpu()
         return model_to_bytes(
             config=self.config,
             autoencoder=weights,
+            substitution=self.substitution_,
             classes=[c.item() if hasattr(c, "item") else c for c in self.classes_],
             history=self.history_.epochs,
         )
@@ -280,17 +254,12 @@ class Anonymizer:
             raise DataNotFoundError(
                 f"Expected an anonymizer model file at {path}, but there is none."
             )
-        metadata, tensors = model_from_bytes(path.read_bytes(), source=str(path))
-        config = metadata["config"]
-        model = cls(config, device=device)
-        net = build_autoencoder(config)
-        prototypes = tensors.pop(PROTOTYPES_KEY, None)
-        centres = tensors.pop(CENTRES_KEY, None)
-        model.references_ = tensors.pop(REFERENCES_KEY, None)
-        net.load_state_dict(tensors)
-        model.prototypes_ = None if prototypes is None else prototypes.to(device)
-        model.centres_ = None if centres is None else centres.to(device)
+        contents = model_from_bytes(path.read_bytes(), source=str(path))
+        model = cls(contents.config, device=device)
+        net = build_autoencoder(contents.config)
+        net.load_state_dict(contents.autoencoder)
         model.autoencoder_ = net.to(device).eval()
-        model.classes_ = np.asarray(metadata["private_classes"])
-        model.history_ = TrainHistory(list(metadata.get("history", [])))
+        model.substitution_ = contents.substitution
+        model.classes_ = np.asarray(contents.classes)
+        model.history_ = AdversarialHistory(contents.history)
         return model

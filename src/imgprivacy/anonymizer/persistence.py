@@ -2,8 +2,9 @@
 
 Two kinds, told apart by the metadata's ``format``:
 
-* a **model** (``imgprivacy.anonymizer.model``): the autoencoder's weights, the config, the private
-  classes and the training history - all that :func:`load_anonymizer` needs to anonymize images;
+* a **model** (``imgprivacy.anonymizer.model``): the autoencoder's weights, the fitted
+  substitution's tensors (under their own names, e.g. ``prototypes``), the config, the private
+  classes and the training history - all that :meth:`Anonymizer.load` needs to anonymize images;
 * a **checkpoint** (``imgprivacy.anonymizer.checkpoint``): the three networks, the four optimisers'
   states, the shuffling RNG, the finished epochs and the history - all that resuming needs.
 
@@ -15,28 +16,25 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from imgprivacy import __version__
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.networks import expected_shapes
-from imgprivacy.anonymizer.trainer import AnonymizerTrainer, TrainHistory
+from imgprivacy.anonymizer.substitution import SubstitutionMethod, get_substitution
+from imgprivacy.anonymizer.trainer import AdversarialHistory, AnonymizerTrainer
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
-from imgprivacy.safetensors_io import tensor_problems
+from imgprivacy.safetensors_io import METADATA_KEY, read_safetensors, tensor_problems
 
 MODEL_FORMAT = "imgprivacy.anonymizer.model"
 CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"
 FORMAT_VERSION = 1
-METADATA_KEY = "imgprivacy"
-PROTOTYPES_KEY = "prototypes"  # (n_prototypes, D) images the substitution outputs
-CENTRES_KEY = "prototype_centres"  # (n_prototypes, D) blurred k-means centres they are matched by
-REFERENCES_KEY = "target_references"  # (M, D) uint8 training images of the target identity
+SUBSTITUTION_METADATA_KEY = "substitution_state"  # written only when the method has metadata
 
 
 def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
@@ -46,19 +44,10 @@ def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
 
 def _decode(data: bytes, *, source: str, expected_format: str) -> tuple[dict, dict]:
     """(metadata, tensors) of a file, or a clear :class:`CorruptFileError`."""
-    try:
-        header_len = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or header_len <= 0 or 8 + header_len > len(data):
-            raise ValueError("truncated header")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = json.loads(header["__metadata__"][METADATA_KEY])
-        tensors = load_bytes(data)
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise CorruptFileError(
-            f"{source} is not an imgprivacy anonymizer file (safetensors with "
-            f"'{METADATA_KEY}' metadata): {exc}."
-        ) from exc
-    found = metadata.get("format") if isinstance(metadata, dict) else None
+    tensors, metadata = read_safetensors(
+        data, source=source, expected="an imgprivacy anonymizer file"
+    )
+    found = metadata.get("format")
     if found != expected_format:
         raise CorruptFileError(
             f"{source}: expected a file of format {expected_format!r}, got {found!r}. "
@@ -94,9 +83,13 @@ def check_tensors(
     dtype: torch.dtype = torch.float32,
 ) -> None:
     """Raise once with every name / shape / dtype / finiteness mismatch."""
-    problems = tensor_problems(
-        tensors, expected, dtype=dtype, list_limit=len(expected) + len(tensors)
+    _raise_mismatches(
+        tensor_problems(tensors, expected, dtype=dtype, list_limit=len(expected) + len(tensors)),
+        source=source,
     )
+
+
+def _raise_mismatches(problems: list[str], *, source: str) -> None:
     if problems:
         raise InvalidInputError(
             [f"{source} does not match the architecture its config declares: {p}" for p in problems]
@@ -104,10 +97,32 @@ def check_tensors(
 
 
 # -- models -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelContents:
+    """What a model file holds, validated against its config."""
+
+    config: AnonymizerConfig
+    autoencoder: dict[str, torch.Tensor]  # the autoencoder's state dict
+    substitution: SubstitutionMethod  # fitted, of the method config.substitution names
+    classes: list  # the private classes, in label-index order
+    history: list[dict]  # AdversarialHistory.epochs of the training run
+
+
 def model_to_bytes(
-    *, config: AnonymizerConfig, autoencoder: dict[str, torch.Tensor], classes: list, history: list
+    *,
+    config: AnonymizerConfig,
+    autoencoder: dict[str, torch.Tensor],
+    substitution: SubstitutionMethod,
+    classes: list,
+    history: list,
 ) -> bytes:
-    """Serialise a trained anonymizer (autoencoder weights + config + private classes)."""
+    """Serialise a trained anonymizer (autoencoder weights, substitution state, config, classes)."""
+    state, state_metadata = substitution.state()
+    clashes = sorted(set(state) & set(autoencoder))
+    if clashes:
+        raise InvalidInputError(
+            f"Expected substitution tensor names distinct from the autoencoder's, got {clashes}."
+        )
     metadata = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -116,36 +131,41 @@ def model_to_bytes(
         "private_classes": list(classes),
         "history": history,
     }
-    return _encode(autoencoder, metadata)
+    if state_metadata:
+        metadata[SUBSTITUTION_METADATA_KEY] = state_metadata
+    return _encode({**autoencoder, **state}, metadata)
 
 
-def model_from_bytes(data: bytes, *, source: str = "model") -> tuple[dict, dict]:
-    """(metadata with a parsed ``config``, validated autoencoder tensors)."""
+def model_from_bytes(data: bytes, *, source: str = "model") -> ModelContents:
+    """The validated contents of a model file; every tensor mismatch is reported at once.
+
+    Raises
+    ------
+    CorruptFileError
+        When the bytes are not an anonymizer model file.
+    InvalidInputError
+        When the config is invalid or the tensors do not match the architecture it declares.
+    """
     metadata, tensors = _decode(data, source=source, expected_format=MODEL_FORMAT)
     config = _config_from(metadata, source)
+    method = get_substitution(config.substitution)
+    state = {name: tensors.pop(name) for name in method.tensor_names if name in tensors}
+    state_metadata = metadata.get(SUBSTITUTION_METADATA_KEY, {})
     expected = {
         k.removeprefix("autoencoder."): v
         for k, v in expected_shapes(config).items()
         if k.startswith("autoencoder.")
     }
-    if config.substitution == "prototypes":
-        expected[PROTOTYPES_KEY] = (config.n_prototypes, config.input_dim)
-        expected[CENTRES_KEY] = (config.n_prototypes, config.input_dim)
-    references = None
-    if config.substitution == "target":  # any number M >= 1 of the target's images, uint8 (M, D)
-        references = tensors.pop(REFERENCES_KEY, None)
-        rows = references.shape[0] if references is not None and references.dim() == 2 else 0
-        check_tensors(
-            {} if references is None else {REFERENCES_KEY: references},
-            {REFERENCES_KEY: (max(rows, 1), config.input_dim)},
-            source=source,
-            dtype=torch.uint8,
-        )
-    check_tensors(tensors, expected, source=source)
-    if references is not None:
-        tensors[REFERENCES_KEY] = references
-    metadata["config"] = config
-    return metadata, tensors
+    problems = tensor_problems(tensors, expected, list_limit=len(expected) + len(tensors))
+    problems += method.state_problems(state, state_metadata, config=config)
+    _raise_mismatches(problems, source=source)
+    return ModelContents(
+        config=config,
+        autoencoder=tensors,
+        substitution=method.from_state(state, state_metadata, config=config, source=source),
+        classes=list(metadata["private_classes"]),
+        history=list(metadata.get("history", [])),
+    )
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -224,5 +244,5 @@ def load_checkpoint(
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     trainer.generator.set_state(tensors["rng.generator"])
     trainer.epoch = int(metadata["epoch"])
-    trainer.history = TrainHistory(list(metadata["history"]))
+    trainer.history = AdversarialHistory(list(metadata["history"]))
     return trainer

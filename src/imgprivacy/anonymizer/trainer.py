@@ -75,8 +75,12 @@ def reconstruction_anchor(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor
 
 
 @dataclass
-class TrainHistory:
-    """One dict per finished epoch: ``epoch``, ``phase``, ``seconds`` and the mean losses."""
+class AdversarialHistory:
+    """The log of a three-phase adversarial run: one record per finished epoch.
+
+    Each record holds ``epoch`` (1-based), ``phase`` (one of ``PHASES``), ``seconds`` and the mean
+    of every loss the phase's named updates returned (the keys differ between phases).
+    """
 
     epochs: list[dict] = field(default_factory=list)
 
@@ -128,7 +132,7 @@ class AnonymizerTrainer:
         }
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0  # finished epochs
-        self.history = TrainHistory()
+        self.history = AdversarialHistory()
 
     # -- the named updates -----------------------------------------------------------------
     def _update(self, name: str, loss: torch.Tensor) -> None:
@@ -321,7 +325,7 @@ class AnonymizerTrainer:
         *,
         real_sampler: TargetIdentitySampler | None = None,
         on_epoch: Callable[[AnonymizerTrainer, dict], None] | None = None,
-    ) -> TrainHistory:
+    ) -> AdversarialHistory:
         """Run the remaining epochs; ``on_epoch(trainer, record)`` after each (checkpoints)."""
         x, z = x.to(self.device), z.to(self.device)
         while self.epoch < self.config.total_epochs:

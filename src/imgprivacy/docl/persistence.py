@@ -12,11 +12,9 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from imgprivacy import __version__
+from imgprivacy import __version__, safetensors_io
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
@@ -26,6 +24,8 @@ from imgprivacy.safetensors_io import tensor_problems
 FORMAT = "imgprivacy.docl.autoencoder"
 FORMAT_VERSION = 1
 METADATA_KEY = "imgprivacy"
+_EXPECTED = "an imgprivacy autoencoder file"
+_HINT = "Save models with save_autoencoder()."
 
 
 def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
@@ -67,15 +67,14 @@ def autoencoder_from_bytes(
     InvalidInputError
         When the tensors or statistics do not match the declared architecture.
     """
-    metadata = read_metadata(data, source=source)
+    tensors, metadata = safetensors_io.read_safetensors(
+        data, source=source, expected=_EXPECTED, hint=_HINT
+    )
+    _check_format(metadata, source)
     try:
         config = AutoencoderConfig.from_dict(metadata["config"])
     except (InvalidInputError, TypeError) as exc:
         raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
-    try:
-        tensors = load_bytes(data)
-    except (SafetensorError, ValueError) as exc:
-        raise CorruptFileError(f"{source}: unreadable safetensors data: {exc}") from exc
     problems = check_tensors(tensors, config)
     stats = {k: metadata.get(k) for k in ("error_mean", "error_std")}
     for name, value in stats.items():
@@ -94,18 +93,12 @@ def autoencoder_from_bytes(
 
 def read_metadata(data: bytes, *, source: str = "upload") -> dict:
     """The imgprivacy metadata of a safetensors blob, or :class:`CorruptFileError`."""
-    try:
-        header_len = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or header_len <= 0 or 8 + header_len > len(data):
-            raise ValueError("truncated header")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = json.loads(header["__metadata__"][METADATA_KEY])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptFileError(
-            f"{source} is not an imgprivacy autoencoder file (safetensors with "
-            f"'{METADATA_KEY}' metadata): {exc}. Save models with save_autoencoder()."
-        ) from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+    metadata = safetensors_io.read_metadata(data, source=source, expected=_EXPECTED, hint=_HINT)
+    return _check_format(metadata, source)
+
+
+def _check_format(metadata: dict, source: str) -> dict:
+    if metadata.get("format") != FORMAT:
         raise CorruptFileError(f"{source}: expected format {FORMAT!r} in metadata.")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise CorruptFileError(

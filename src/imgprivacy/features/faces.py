@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import nn
 
 from imgprivacy import __version__
 from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.fileio import write_atomic
+from imgprivacy.safetensors_io import read_safetensors
 
 FORMAT = "imgprivacy.features.faces-cnn"
 FORMAT_VERSION = 1
@@ -192,16 +191,12 @@ def face_extractor_from_bytes(data: bytes, *, source: str = "face extractor") ->
     CorruptFileError
         When the bytes are not an imgprivacy face extractor or do not match their config.
     """
-    try:
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = json.loads(header["__metadata__"][METADATA_KEY])
-        tensors = load_bytes(data)
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise CorruptFileError(
-            f"{source} is not an imgprivacy face extractor (safetensors with metadata): {exc}. "
-            "Write it with `imgprivacy features train-face-extractor`."
-        ) from exc
+    tensors, metadata = read_safetensors(
+        data,
+        source=source,
+        expected="an imgprivacy face extractor",
+        hint="Write it with `imgprivacy features train-face-extractor`.",
+    )
     if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
         raise CorruptFileError(
             f"{source}: expected format {FORMAT!r} version {FORMAT_VERSION}, got "

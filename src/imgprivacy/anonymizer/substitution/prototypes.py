@@ -1,41 +1,33 @@
-"""Prototype substitution: the paper's substitution step, with label-free prototypes.
+"""Prototype substitution: each output is replaced by the nearest of a few label-free prototypes.
 
-After the autoencoder, each output is replaced by the nearest of ``n_prototypes`` prototype
-images. The prototypes are the means of the k-means clusters of the autoencoded *training* images
-(no label of any kind is used: neither the writer nor the digit), clustered after a Gaussian blur
-of ``prototype_blur`` pixels so that nearby strokes count as close. The paper (sec. 3, FERG)
-substitutes each output by the closest training image of one chosen identity; measured here that
-kept too little of the digit (forest: writer 12.5% / digit 68% with one writer's 174 images,
-5-8% / 45-53% with 10-20 of its medoids), while means of clusters of all writers keep it.
-
-Why a substitution at all: the writer is in the *shape* of the strokes, and any output that
-varies continuously with its input lets a random forest read it. Measured with a 100-tree
-forest on the pen-digits split (writer / digit accuracy on test, chance 3.3% / 10%):
-
-* originals 44% / 98%; binarised originals 45% / 98%; blurred (sigma 2) 48% / 99%;
-* the eq. (12) autoencoder of the previous release, lambda = 1: 33% / 90%; binarised 23% / 84%;
-* a narrow bottleneck alone (code 8 / code 4): 36% / 94% and 20% / 83%;
-* a nearest-neighbour private branch (no weights to fool) drove its own loss to the prior's, and
-  the autoencoder collapsed to faint grey blobs (spread 1/255 between images) that the forest
-  still read at 27% / 83%; binarised inside the game, 21-28% / 74-84%;
-* substitution by k-means prototypes of the blurred originals: k = 15: 5.3% / 83%;
-  k = 30: 7.6% / 89%; k = 40 (sigma 1.5): 8.7% / 91%; k = 60: 11% / 93%.
-
-Only the prototype substitution reached the region near chance with the digit near 90%, and it
-bounds every attacker at once: the outputs take ``n_prototypes`` distinct values, so no
-attacker family can recover more than the cluster index tells about the writer.
-``n_prototypes`` is the privacy / utility knob (fewer = more private, less of the digit).
+The prototypes come from k-means on the autoencoded *training* images after a Gaussian blur of
+``prototype_blur`` pixels (so that nearby strokes count as close); no label of any kind is used.
+Each cluster is shown as the mean of its *original* training images. A new output is blurred the
+same way and replaced by the prototype of its nearest centre, so the released images take at
+most ``n_prototypes`` distinct values: no attacker can recover more about the private label than
+the cluster index tells. ``n_prototypes`` is the privacy / utility knob (fewer = more private,
+less of the content). What was measured on the way to this design: ``docs/anonymizer.md``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from imgprivacy.anonymizer.substitution.base import SubstitutionMethod, to_uint8
 from imgprivacy.errors import InvalidInputError
+from imgprivacy.safetensors_io import tensor_problems
+
+if TYPE_CHECKING:
+    from imgprivacy.anonymizer.config import AnonymizerConfig
+
+PROTOTYPES_KEY = "prototypes"  # (n_prototypes, D) images the substitution outputs
+CENTRES_KEY = "prototype_centres"  # (n_prototypes, D) blurred k-means centres they are matched by
 
 
 def gaussian_blur(pixels: torch.Tensor, *, sigma: float, image_size: int) -> torch.Tensor:
@@ -75,10 +67,8 @@ def fit_prototypes(
     ``pixels`` is (N, S*S) float in [0, 1] (the autoencoded training images). ``centres``
     (n_prototypes, S*S) are the k-means centres in the blurred space (what new images are matched
     against); ``prototypes`` are the means of each cluster's rows of ``shown`` (default
-    ``pixels``): the model passes the *original* training images, whose cluster means are clean
-    average digits drawn by many writers, where the means of the autoencoded images were noisy
-    blobs at lambda >= 1. Which image stands for a cluster does not change what an attacker can
-    read (the cluster index), only what a person sees.
+    ``pixels``; the model passes the original training images). Which image stands for a cluster
+    does not change what an attacker can read (the cluster index), only what a person sees.
     """
     from sklearn.cluster import KMeans
 
@@ -120,3 +110,109 @@ def substitute(
     distances = torch.cdist(blurred, centres, compute_mode="donot_use_mm_for_euclid_dist")
     nearest = distances.argmin(dim=1)
     return prototypes.to(pixels)[nearest]
+
+
+class PrototypeSubstitution(SubstitutionMethod):
+    """The nearest of ``n_prototypes`` label-free prototypes (config value ``"prototypes"``).
+
+    Parameters
+    ----------
+    n_prototypes
+        Number of k-means clusters (and of distinct released images).
+    sigma
+        Gaussian blur (pixels) before clustering and matching.
+    image_size
+        Side S of the (S, S) images.
+    seed
+        Seeds k-means.
+
+    Attributes
+    ----------
+    centres_ : torch.Tensor
+        (n_prototypes, S*S) k-means centres in the blurred space.
+    prototypes_ : torch.Tensor
+        (n_prototypes, S*S) the image released for each centre, float in [0, 1].
+    """
+
+    name = "prototypes"
+    tensor_names = (PROTOTYPES_KEY, CENTRES_KEY)
+
+    def __init__(self, *, n_prototypes: int, sigma: float, image_size: int, seed: int = 0):
+        self.n_prototypes = n_prototypes
+        self.sigma = sigma
+        self.image_size = image_size
+        self.seed = seed
+
+    @classmethod
+    def config_problems(cls, config: AnonymizerConfig) -> list[str]:
+        if isinstance(config.n_prototypes, int) and config.n_prototypes < 2:
+            return [
+                f"n_prototypes must be >= 2 with substitution='prototypes', got "
+                f"{config.n_prototypes}; say substitution='none' for the autoencoder's outputs alone"
+            ]
+        return []
+
+    @classmethod
+    def from_config(cls, config: AnonymizerConfig) -> PrototypeSubstitution:
+        return cls(
+            n_prototypes=config.n_prototypes,
+            sigma=config.prototype_blur,
+            image_size=config.image_size,
+            seed=config.seed,
+        )
+
+    def fit(
+        self,
+        images: torch.Tensor,
+        private_labels: np.ndarray,
+        *,
+        autoencode: Callable[[torch.Tensor], torch.Tensor],
+    ) -> PrototypeSubstitution:
+        """Cluster the autoencoded ``images``; show each cluster as the mean of its originals."""
+        del private_labels  # label-free by design
+        self.centres_, self.prototypes_ = fit_prototypes(
+            autoencode(images),
+            shown=images,
+            n_prototypes=self.n_prototypes,
+            sigma=self.sigma,
+            image_size=self.image_size,
+            seed=self.seed,
+        )
+        return self
+
+    def transform(self, outputs: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+        self._check_fitted("centres_", "prototypes_")
+        with torch.inference_mode():
+            chosen = torch.cat(
+                [
+                    substitute(
+                        outputs[start : start + batch_size],
+                        centres=self.centres_,
+                        prototypes=self.prototypes_,
+                        sigma=self.sigma,
+                        image_size=self.image_size,
+                    )
+                    for start in range(0, len(outputs), batch_size)
+                ]
+            )
+        return to_uint8(chosen)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        self._check_fitted("centres_", "prototypes_")
+        return {PROTOTYPES_KEY: self.prototypes_, CENTRES_KEY: self.centres_}, {}
+
+    @classmethod
+    def state_problems(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict, *, config: AnonymizerConfig
+    ) -> list[str]:
+        shape = (config.n_prototypes, config.input_dim)
+        return tensor_problems(tensors, {PROTOTYPES_KEY: shape, CENTRES_KEY: shape})
+
+    @classmethod
+    def _restore(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict, *, config: AnonymizerConfig
+    ) -> PrototypeSubstitution:
+        method = cls.from_config(config)
+        method.prototypes_ = tensors[PROTOTYPES_KEY].cpu()
+        method.centres_ = tensors[CENTRES_KEY].cpu()
+        return method

@@ -19,12 +19,21 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from imgprivacy.anonymizer.substitution.base import SubstitutionMethod
 from imgprivacy.errors import InvalidInputError
+from imgprivacy.safetensors_io import tensor_problems
+
+if TYPE_CHECKING:
+    from imgprivacy.anonymizer.config import AnonymizerConfig
+
+REFERENCES_KEY = "target_references"  # (M, D) uint8 training images of the target identity
 
 
 @dataclass(frozen=True)
@@ -165,3 +174,92 @@ def substitute_with_identity(
         )
     found = substitute(images, references=np.asarray(train_images)[pool], config=config)
     return Substitution(images=found.images, indices=pool[found.indices], distances=found.distances)
+
+
+class TargetSubstitution(SubstitutionMethod):
+    """The nearest training image of the target identity (config value ``"target"``).
+
+    The paper's protocol (intertwined method): every output is replaced by the pixel-nearest of
+    the target identity's training images, kept as uint8 (a quarter of float32's size).
+
+    Parameters
+    ----------
+    target_identity
+        The private label whose training images are released.
+    search
+        Cost knobs of the nearest-neighbour search (the result does not depend on them).
+
+    Attributes
+    ----------
+    references_ : torch.Tensor
+        (M, D) uint8 training images of the target identity, in training-set order.
+    """
+
+    name = "target"
+    tensor_names = (REFERENCES_KEY,)
+
+    def __init__(self, *, target_identity: int, search: SubstitutionConfig | None = None):
+        self.target_identity = target_identity
+        self.search = search
+
+    @classmethod
+    def config_problems(cls, config: AnonymizerConfig) -> list[str]:
+        if config.target_identity is None:
+            return [
+                "substitution='target' needs a target_identity (the identity whose training "
+                "images replace the outputs)"
+            ]
+        return []
+
+    @classmethod
+    def from_config(cls, config: AnonymizerConfig) -> TargetSubstitution:
+        return cls(target_identity=config.target_identity)
+
+    def fit(
+        self,
+        images: torch.Tensor,
+        private_labels: np.ndarray,
+        *,
+        autoencode: Callable[[torch.Tensor], torch.Tensor],
+    ) -> TargetSubstitution:
+        """Keep the training images whose private label is ``target_identity``."""
+        del autoencode  # the references are training images, not outputs
+        labels = np.asarray(private_labels)
+        rows = np.flatnonzero(labels == self.target_identity)
+        if len(rows) == 0:
+            raise InvalidInputError(
+                f"Expected training images of the target identity {self.target_identity!r}, got "
+                f"none; private labels present: {np.unique(labels).tolist()}. Choose one of those."
+            )
+        pool = images.detach().cpu()[torch.as_tensor(rows)]
+        self.references_ = torch.round(pool.float() * 255).to(torch.uint8)
+        return self
+
+    def transform(self, outputs: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+        self._check_fitted("references_")
+        del batch_size  # the search chunks by its own SubstitutionConfig
+        found = substitute(outputs, references=self.references_, config=self.search)
+        return torch.as_tensor(found.images)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        self._check_fitted("references_")
+        return {REFERENCES_KEY: self.references_}, {}
+
+    @classmethod
+    def state_problems(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict, *, config: AnonymizerConfig
+    ) -> list[str]:
+        """Any number M >= 1 of references, uint8 (M, D)."""
+        references = tensors.get(REFERENCES_KEY)
+        rows = references.shape[0] if references is not None and references.dim() == 2 else 0
+        return tensor_problems(
+            tensors, {REFERENCES_KEY: (max(rows, 1), config.input_dim)}, dtype=torch.uint8
+        )
+
+    @classmethod
+    def _restore(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict, *, config: AnonymizerConfig
+    ) -> TargetSubstitution:
+        method = cls.from_config(config)
+        method.references_ = tensors[REFERENCES_KEY].cpu()
+        return method
