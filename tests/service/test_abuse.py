@@ -5,6 +5,8 @@ limits, case-insensitive names, service-wide caps, approval of registrations, UT
 from __future__ import annotations
 
 import datetime as dt
+import json
+import random
 import sqlite3
 
 import pytest
@@ -132,15 +134,46 @@ def test_json_at_the_depth_limit_reaches_the_route(service):
     assert_error(response, 422, "invalid features")
 
 
-def test_brackets_inside_strings_do_not_count():
-    name = '"[[[[\\"{{{{' + "[" * 100 + '"'
-    scanner = JsonDepthScanner(max_depth=3)
-    text = ('{"name": ' + name + ', "x": [[1]]}').encode()
-    # Fed one byte at a time: escapes and strings are followed across chunk boundaries.
-    assert all(scanner.feed(text[i : i + 1]) for i in range(len(text)))
-    assert scanner.depth == 0
-    # An escaped backslash does not escape the closing quote: the brackets after it count.
-    assert not JsonDepthScanner(max_depth=2).feed(b'{"a": "\\\\", "b": [[1]]}')
+def random_json(rng: random.Random, depth: int):
+    """A random JSON value nested about ``depth`` deep, with brackets, quotes and backslashes
+    in its strings and keys."""
+    text = "".join(rng.choice('ab[]{}"\\') for _ in range(rng.randint(0, 6)))
+    if depth == 0:
+        return rng.choice([text, 1.5, None, True])
+    inner = [random_json(rng, depth - 1)] + [random_json(rng, 0) for _ in range(rng.randint(0, 2))]
+    rng.shuffle(inner)
+    return {text: inner[0], "k": inner[1:]} if rng.random() < 0.5 else inner
+
+
+def nesting(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+def test_the_depth_scan_agrees_with_the_nesting_whatever_the_chunks():
+    rng = random.Random(0)
+    for _ in range(300):
+        value = random_json(rng, rng.randint(1, 12))
+        depth = nesting(value)
+        text = json.dumps(value).encode()
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text), rng.randint(0, 6))))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        for limit in (depth - 1, depth):
+            scanner = JsonDepthScanner(max_depth=limit)
+            fits = all([scanner.feed(chunk) for chunk in chunks])
+            assert fits == (limit >= depth), (text, cuts, limit)
+            assert not fits or scanner.depth == 0
+
+
+def test_escapes_are_followed_across_chunk_boundaries():
+    text = b'{"a": "x\\\\", "b": "\\"[[[", "c": [[1]]}'  # an escaped backslash, an escaped quote
+    for cut in range(len(text) + 1):
+        scanner = JsonDepthScanner(max_depth=3)
+        assert scanner.feed(text[:cut]) and scanner.feed(text[cut:]), cut
+        assert not JsonDepthScanner(max_depth=2).feed(text)
 
 
 @pytest.mark.parametrize(
