@@ -57,7 +57,7 @@ class MeOut(BaseModel):
             422,
             429,
             e401="missing token (registration is closed and no admin token was sent)",
-            e403="registration closed / admin token required / user limit reached",
+            e403="registration closed / user limit reached",
             e422="invalid request / json too deeply nested / invalid user name",
         ),
     },
