@@ -262,6 +262,7 @@ def main() -> None:
                     "IMGPRIVACY_BATCH_MAX_SIZE": str(batch),
                     "IMGPRIVACY_ACCESS_LOG": "false",
                     "IMGPRIVACY_PROBE_COUNT": "0",
+                    "IMGPRIVACY_RATE_LIMIT_CHECK_PER_SECOND": "0",  # one token: measure capacity
                 }
                 t0 = time.perf_counter()
                 with start_server(

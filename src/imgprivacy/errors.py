@@ -39,6 +39,34 @@ class NotFittedError(ImgPrivacyError, ValueError, AttributeError):
     """A model was used before ``fit`` (the scikit-learn convention)."""
 
 
+class StorageError(ImgPrivacyError):
+    """A storage operation refused to change anything; ``reason`` is a short stable label.
+
+    The service maps each subclass onto one HTTP status and uses ``reason`` as the response's
+    ``detail``; the message explains what was expected and how to fix it.
+    """
+
+    def __init__(self, message: str, *, reason: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+class AlreadyExistsError(StorageError, ValueError):
+    """A record with this name (compared without case for user names) is already stored."""
+
+
+class RecordNotFoundError(StorageError, UnknownNameError):
+    """No stored record has this name."""
+
+
+class QuotaExceededError(StorageError, ValueError):
+    """One owner already holds as many records as allowed (e.g. models per user)."""
+
+
+class CapacityError(StorageError, ValueError):
+    """The store as a whole is full (e.g. the operator's cap on users or models)."""
+
+
 def check_problems(problems: list[str]) -> None:
     """Raise one :class:`InvalidInputError` listing every collected problem, if any."""
     if problems:

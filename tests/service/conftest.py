@@ -1,4 +1,5 @@
-"""Fixtures of the service tests: real uvicorn servers, SQLite always, PostgreSQL too.
+"""Fixtures of the service tests: real uvicorn servers, SQLite always, PostgreSQL too, and an
+in-process app (:func:`in_process_service`) for what needs a look inside a request.
 
 PostgreSQL tests use the cluster named by ``IMGPRIVACY_TEST_POSTGRES_URL`` (``make test`` starts a
 throwaway one, see scripts/with-postgres.sh); without it they are skipped, unless
@@ -10,7 +11,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
+import anyio.from_thread
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -19,6 +25,7 @@ from imgprivacy.client import GuardClient
 from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.features import get_extractor
+from imgprivacy.service import ServiceSettings, create_app
 from imgprivacy.service.launcher import start_server
 
 ADMIN = "test-admin-token"
@@ -55,6 +62,10 @@ def server_env(database_url: str, **extra) -> dict[str, str]:
         "IMGPRIVACY_ADMIN_TOKEN": ADMIN,
         "IMGPRIVACY_PROBE_COUNT": "200",
         "IMGPRIVACY_SYNC_INTERVAL_SECONDS": "0.3",
+        # The tests register many users from 127.0.0.1 and check in tight loops; the limits
+        # themselves are tested in-process (test_abuse.py).
+        "IMGPRIVACY_RATE_LIMIT_REGISTER_PER_MINUTE": "0",
+        "IMGPRIVACY_RATE_LIMIT_CHECK_PER_SECOND": "0",
     }
     env.update({f"IMGPRIVACY_{k.upper()}": str(v) for k, v in extra.items()})
     return env
@@ -73,6 +84,59 @@ def server(backend, tmp_path_factory, data_dir):
     with start_server(log_path=tmp / "service.log", env=server_env(url)) as process:
         process.database_url = url
         yield process
+
+
+class InProcessService:
+    """An app from ``create_app`` with its lifespan running on a background event loop.
+
+    Requests go through httpx's ASGI transport, which hands the body to the app one chunk per
+    ``receive()``: a test can count how much of a streamed body the app read.
+    """
+
+    def __init__(self, app, portal, client):
+        self.app = app
+        self.portal = portal
+        self.client = client
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return self.portal.call(partial(self.client.request, method, path, **kwargs))
+
+    def register(self, name: str | None = None, **kwargs) -> httpx.Response:
+        return self.request("POST", "/v1/users", json={"name": name or unique("user")}, **kwargs)
+
+    def token(self, prefix: str = "user") -> dict[str, str]:
+        """Register a fresh user; their Authorization header."""
+        response = self.register(unique(prefix))
+        assert response.status_code == 201, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@contextmanager
+def in_process_service(tmp_path, **settings) -> Iterator[InProcessService]:
+    """A fresh SQLite service in this process (no probe set: uploads skip the probe check)."""
+    values = dict(
+        database_url=f"sqlite:///{tmp_path / f'service-{uuid.uuid4().hex[:8]}.db'}",
+        admin_token=ADMIN,
+        probe_count=0,
+        access_log=False,
+        rate_limit_register_per_minute=0,
+        rate_limit_check_per_second=0,
+    )
+    values.update(settings)
+    app = create_app(ServiceSettings(**values))
+    threads = torch.get_num_threads()  # the lifespan sets the service's own
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    try:
+        with (
+            anyio.from_thread.start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+            portal.wrap_async_context_manager(
+                httpx.AsyncClient(transport=transport, base_url="http://service")
+            ) as client,
+        ):
+            yield InProcessService(app, portal, client)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def unique(prefix: str) -> str:

@@ -11,7 +11,8 @@ from PIL import Image
 
 from imgprivacy.client import GuardClient, ServiceRequestError
 from imgprivacy.docl import FilterBank, Guard
-from tests.service.conftest import ADMIN, feature_png, unique
+from imgprivacy.service.launcher import start_server
+from tests.service.conftest import ADMIN, feature_png, server_env, unique
 
 
 def test_owner_shares_and_others_are_blocked_like_in_process(
@@ -202,4 +203,104 @@ def test_health_metrics_and_openapi(server, new_user):
         "application/octet-stream"
         in spec["paths"]["/v1/models/{name}"]["put"]["requestBody"]["content"]
     )
-    assert {"401", "422"} <= set(spec["paths"]["/v1/check"]["post"]["responses"])
+    assert {"401", "413", "415", "422", "429"} <= set(
+        spec["paths"]["/v1/check"]["post"]["responses"]
+    )
+    assert {"409", "413", "422", "429"} <= set(spec["paths"]["/v1/users"]["post"]["responses"])
+    assert "404" in spec["paths"]["/v1/models/{name}"]["get"]["responses"]
+
+
+def test_hostile_bodies_over_http(server, new_user):
+    """Refused while streaming, in the error shape, and the server keeps serving."""
+    sent = []
+
+    def endless():
+        while len(sent) < 400:  # 25 MB, chunked: no Content-Length to refuse early
+            sent.append(1)
+            yield b"x" * 65536
+
+    response = httpx.post(
+        f"{server.url}/v1/users",
+        content=endless(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert (response.status_code, response.json()["detail"]) == (413, "upload too large")
+    user = new_user()
+    deep = b'{"features": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    response = httpx.post(
+        f"{server.url}/v1/check",
+        content=deep,
+        headers={"Authorization": f"Bearer {user.token}", "Content-Type": "application/json"},
+    )
+    assert (response.status_code, response.json()["detail"]) == (422, "json too deeply nested")
+    response = httpx.request("PATCH", f"{server.url}/v1/models/x")
+    assert response.status_code == 405 and response.headers["allow"] == "DELETE, GET, PUT"
+    assert response.json()["detail"] == "method not allowed"
+    with pytest.raises(ServiceRequestError) as info:
+        GuardClient(server.url).register(user.me()["name"].upper())
+    assert (info.value.status, info.value.detail) == (409, "user already exists")
+    assert user.me()["models"] == 0
+
+
+# -- the OpenAPI against a live server ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory):
+    """A live server (SQLite, limits off: the fuzzer registers freely) and a user's token."""
+    pytest.importorskip("schemathesis")  # the dev extra installs it
+    tmp = tmp_path_factory.mktemp("fuzz")
+    env = server_env(f"sqlite:///{tmp / 'fuzz.db'}", probe_count=0)
+    with start_server(log_path=tmp / "service.log", env=env) as server:
+        token = GuardClient(server.url).register(unique("fuzz"))
+        yield server, token
+
+
+def fuzz(operation, *, base_url: str, headers: dict[str, str], examples: int = 30) -> None:
+    """Send ``examples`` generated requests to one operation; raise on the first failure."""
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_headers_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+        response_headers_conformance,
+    ]
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,  # no example database written into the repository
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def run(case):
+        case.call_and_validate(base_url=base_url, headers=headers, checks=checks)
+
+    run()
+
+
+@pytest.mark.slow
+def test_the_live_service_matches_its_openapi(fuzzed):
+    """30 generated requests per operation: no 5xx; every status, body, header and content
+    type as the OpenAPI documents it."""
+    import schemathesis
+
+    server, token = fuzzed
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        secret = ADMIN if operation.path.startswith("/v1/admin") else token
+        try:
+            fuzz(operation, base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+        except Exception as exc:  # collect every operation's failure, then report them all
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert not failures, "\n\n".join(failures)

@@ -17,12 +17,15 @@ from fastapi.concurrency import run_in_threadpool
 from imgprivacy import __version__
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.features import get_extractor
-from imgprivacy.service.errors import install_error_handler
+from imgprivacy.service.errors import install_error_handler, route_methods
 from imgprivacy.service.images import prepare_batch
+from imgprivacy.service.limits import BodyGuardMiddleware
 from imgprivacy.service.logs import AccessLogMiddleware
 from imgprivacy.service.metrics import Metrics
 from imgprivacy.service.probe import build_probe_set
+from imgprivacy.service.ratelimit import build_limiters
 from imgprivacy.service.routes import admin, check, health, models, users
+from imgprivacy.service.routes.common import APP_RESPONSES
 from imgprivacy.service.scorer import MicroBatcher, bank_scorer
 from imgprivacy.service.settings import ServiceSettings
 from imgprivacy.service.state import ServiceState, UserCache
@@ -36,7 +39,9 @@ The DOCL privacy filter as a service. Users register (`POST /v1/users`, the toke
 upload one-class autoencoders trained on their own devices (`PUT /v1/models/{name}`), and ask
 whether an image may be shared (`POST /v1/check`). Nobody can read another user's weights or
 statistics, and a blocked answer never says whose image it is. Errors are
-`{"detail": <stable string>, "problems": [...]}`.
+`{"detail": <stable string>, "problems": [...]}`. Request bodies are capped per endpoint while
+they stream (413), JSON nesting is bounded (422), registrations and checks are rate-limited per
+client (429 with `Retry-After`), and every time is UTC with its offset.
 """
 
 
@@ -83,6 +88,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         users=UserCache(storage, ttl=settings.sync_interval_seconds),
         probes=None,
         probe_alpha=max(settings.probe_alpha, settings.alpha),
+        limiters=build_limiters(settings),
     )
 
     @asynccontextmanager
@@ -119,10 +125,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=APP_RESPONSES,
     )
     app.state.service = state
     install_error_handler(app)
-    for module in (health, users, models, check, admin):
-        app.include_router(module.router)
+    routers = [module.router for module in (health, users, models, check, admin)]
+    for router in routers:
+        app.include_router(router)
+    app.state.route_methods = route_methods([app.router, *routers])  # the Allow header of a 405
+    # Outermost last: the access log also sees the requests the body guard refuses.
+    app.add_middleware(BodyGuardMiddleware, settings=settings)
     app.add_middleware(AccessLogMiddleware, metrics=metrics, log=settings.access_log)
     return app

@@ -15,7 +15,13 @@ import secrets
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from imgprivacy.service.errors import AdminRequired, InvalidToken, MissingToken
+from imgprivacy.service.errors import (
+    AdminRequired,
+    ApprovalPending,
+    InvalidToken,
+    MissingToken,
+    Unprocessable,
+)
 from imgprivacy.service.storage import UserInfo
 
 TOKEN_PREFIX = "ipk_"
@@ -46,6 +52,12 @@ def is_admin(state, token: str) -> bool:
     )
 
 
+def sent_admin_token(request: Request) -> bool:
+    """Whether the request carries the admin token (False when it carries none)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and is_admin(request.app.state.service, token.strip())
+
+
 async def current_user(request: Request) -> UserInfo:
     """FastAPI dependency: the user whose token authorises this request.
 
@@ -57,6 +69,10 @@ async def current_user(request: Request) -> UserInfo:
     user = state.users.cached(token_hash)
     if user is None:
         user = await run_in_threadpool(state.users.lookup, token_hash)
+    if user is None and await run_in_threadpool(state.storage.is_pending, token_hash):
+        raise ApprovalPending(
+            "Your registration waits for the operator's approval; retry once it is approved."
+        )
     if user is None:
         raise InvalidToken(
             "This token belongs to no user (it may have been deleted); register again with "
@@ -74,8 +90,6 @@ def require_admin(request: Request) -> None:
 
 
 def check_name(value: str, *, what: str) -> str:
-    from imgprivacy.service.errors import Unprocessable
-
     if not NAME_PATTERN.match(value):
         raise Unprocessable(
             f"Expected a {what} of 1-64 letters, digits, '.', '_' or '-' starting with a letter "

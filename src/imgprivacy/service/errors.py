@@ -8,6 +8,8 @@ was expected, what was received and how to fix it.
 from __future__ import annotations
 
 import logging
+import math
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,9 +17,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgprivacy.errors import (
+    AlreadyExistsError,
+    CapacityError,
     CorruptFileError,
     ImgPrivacyError,
     InvalidInputError,
+    QuotaExceededError,
+    RecordNotFoundError,
+    StorageError,
     UnknownNameError,
 )
 
@@ -36,15 +43,24 @@ class ServiceError(ImgPrivacyError):
             self.detail = detail
         super().__init__("; ".join([self.detail, *self.problems]))
 
+    def headers(self) -> dict[str, str] | None:
+        return None
+
 
 class MissingToken(ServiceError):
     status_code = 401
     detail = "missing token"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
 
 class InvalidToken(ServiceError):
     status_code = 401
     detail = "invalid token"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class AdminRequired(ServiceError):
@@ -57,14 +73,9 @@ class RegistrationClosed(ServiceError):
     detail = "registration closed"
 
 
-class NotFound(ServiceError):
-    status_code = 404
-    detail = "not found"
-
-
-class Conflict(ServiceError):
-    status_code = 409
-    detail = "conflict"
+class ApprovalPending(ServiceError):
+    status_code = 403
+    detail = "approval pending"
 
 
 class PayloadTooLarge(ServiceError):
@@ -82,10 +93,32 @@ class Unprocessable(ServiceError):
     detail = "invalid input"
 
 
+class TooManyRequests(ServiceError):
+    """429 with ``Retry-After``: whole seconds until the client's next request is allowed."""
+
+    status_code = 429
+    detail = "too many requests"
+
+    def __init__(self, problems: str | list[str] | None = None, *, retry_after: float):
+        super().__init__(problems)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class NotReady(ServiceError):
     status_code = 503
     detail = "not ready"
 
+
+# Storage refusals: the class decides the status, the error's ``reason`` is the detail.
+STORAGE_ERRORS: dict[type[StorageError], int] = {
+    AlreadyExistsError: 409,
+    RecordNotFoundError: 404,
+    QuotaExceededError: 422,
+    CapacityError: 403,
+}
 
 # Library errors that escape a route: their class decides the status, the message the problems.
 LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
@@ -99,32 +132,78 @@ def _body(detail: str, problems: list[str]) -> dict:
     return {"detail": detail, "problems": problems}
 
 
+def error_response(exc: ServiceError) -> JSONResponse:
+    """The response of a :class:`ServiceError` (also sent by middleware, outside the router)."""
+    return JSONResponse(
+        _body(exc.detail, exc.problems), status_code=exc.status_code, headers=exc.headers()
+    )
+
+
+def route_methods(routers) -> list[tuple[re.Pattern, frozenset[str]]]:
+    """(path regex, methods) of every route of ``routers`` (kept for the ``Allow`` header)."""
+    return [
+        (route.path_regex, frozenset(route.methods))
+        for router in routers
+        for route in router.routes
+        if getattr(route, "methods", None) and hasattr(route, "path_regex")
+    ]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this request's path (the ``Allow`` header of a 405).
+
+    Starlette names only the first route whose path matched, but one path often has several
+    routes (``GET``, ``PUT`` and ``DELETE /v1/models/{name}`` are three).
+    """
+    path = request.scope["path"]
+    table = getattr(request.app.state, "route_methods", [])
+    return sorted({m for regex, methods in table if regex.match(path) for m in methods})
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(exc.headers or {})
+    problems = []
+    if exc.status_code == 405:
+        allow = allowed_methods(request) or sorted(headers.get("Allow", "").split(", "))
+        headers["Allow"] = ", ".join(allow)
+        problems.append(f"{request.method} is not served on this path; use {', '.join(allow)}.")
+    body = _body(str(exc.detail).lower(), problems)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
-    """The one handler: service errors, library errors, FastAPI validation and HTTP errors."""
-    headers = None
+    """The one handler: service, storage and library errors, FastAPI validation, HTTP errors.
+
+    Anything else is a bug: logged with its traceback and answered 500 in the same shape.
+    """
     if isinstance(exc, ServiceError):
-        status, body = exc.status_code, _body(exc.detail, exc.problems)
-        if status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, RequestValidationError):
+        return error_response(exc)
+    if isinstance(exc, RequestValidationError):
         problems = [
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
             for err in exc.errors()
         ]
-        status, body = 422, _body("invalid request", problems)
-    elif isinstance(exc, StarletteHTTPException):
-        status, body = exc.status_code, _body(str(exc.detail).lower(), [])
-    else:
-        for cls, (code, detail) in LIBRARY_ERRORS.items():
-            if isinstance(exc, cls):
-                status, body = code, _body(detail, [str(exc)])
-                break
-        else:
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            status, body = 500, _body("internal error", [])
-    return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse(_body("invalid request", problems), status_code=422)
+    if isinstance(exc, StarletteHTTPException):
+        return _http_error(request, exc)
+    if isinstance(exc, StorageError):
+        status = next((code for cls, code in STORAGE_ERRORS.items() if isinstance(exc, cls)), 400)
+        return JSONResponse(_body(exc.reason, [str(exc)]), status_code=status)
+    for cls, (code, detail) in LIBRARY_ERRORS.items():
+        if isinstance(exc, cls):
+            return JSONResponse(_body(detail, [str(exc)]), status_code=code)
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(_body("internal error", []), status_code=500)
 
 
 def install_error_handler(app: FastAPI) -> None:
-    for cls in (ServiceError, ImgPrivacyError, RequestValidationError, StarletteHTTPException):
+    # Exception last: Starlette answers it from its outermost middleware, so even an error in
+    # another middleware gets the JSON shape instead of a plain-text 500.
+    for cls in (
+        ServiceError,
+        ImgPrivacyError,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
         app.add_exception_handler(cls, handle_error)

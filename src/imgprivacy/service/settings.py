@@ -53,3 +53,21 @@ class ServiceSettings(BaseSettings):
     sync_interval_seconds: float = Field(default=1.0, gt=0)
     # Log one JSON line per request (structured access log).
     access_log: bool = True
+    # Request bodies, counted while they stream (see imgprivacy.service.limits): uploads are
+    # capped at max_upload_bytes, checks at max_image_bytes + max_form_overhead_bytes, every
+    # other endpoint (small JSON bodies) at max_body_bytes; past the cap: 413 at once.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    max_form_overhead_bytes: int = Field(default=16 * 1024, ge=0)  # multipart framing of a check
+    max_json_depth: int = Field(default=32, ge=1)  # arrays/objects nested deeper: 422
+    # Rate limits per client, a token bucket in each worker's memory (see .ratelimit); 0 disables.
+    # Registrations count per IP address (bursts of a minute's worth), checks per user (bursts of
+    # a second's worth); over the rate: 429 with Retry-After.
+    rate_limit_register_per_minute: float = Field(default=10.0, ge=0)
+    rate_limit_check_per_second: float = Field(default=100.0, ge=0)
+    # Caps on the whole service, 0 = none: users (pending registrations included) and stored
+    # models (every model sits in each worker's memory: ~0.2 MB for 784-32-784, 1.6 MB at M=256).
+    max_users: int = Field(default=10_000, ge=0)
+    max_models: int = Field(default=2_000, ge=0)
+    # When true, a new user's token works only after the admin approves the registration
+    # (POST /v1/admin/registrations/{name}/approve); until then requests get 403.
+    approve_registrations: bool = False

@@ -11,6 +11,7 @@ import torch
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.features import FeatureExtractor
 from imgprivacy.service.metrics import Metrics
+from imgprivacy.service.ratelimit import RateLimiter
 from imgprivacy.service.scorer import MicroBatcher
 from imgprivacy.service.settings import ServiceSettings
 from imgprivacy.service.storage import Storage, UserInfo
@@ -70,5 +71,6 @@ class ServiceState:
     users: UserCache
     probes: torch.Tensor  # (P, D) public probe features
     probe_alpha: float
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)  # "register", "check"
     ready: bool = False
     background: list = field(default_factory=list)

@@ -4,129 +4,48 @@ Every write runs in one transaction that also bumps the single ``bank_state.revi
 and stamps the written model with it. The row lock on that counter orders concurrent writers, so
 revisions become visible in commit order: a replica that has seen revision R and later reads R'
 > R finds every change up to R' by comparing per-model revisions (see :mod:`.sync`).
+
+Refusals are storage errors from :mod:`imgprivacy.errors` (``AlreadyExistsError``,
+``RecordNotFoundError``, ``QuotaExceededError``, ``CapacityError``), each with a stable
+``reason``; the service's one exception handler turns them into HTTP answers.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from sqlalchemy import (
-    ForeignKey,
-    LargeBinary,
-    String,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    Session,
-    defer,
-    mapped_column,
-    relationship,
-    sessionmaker,
+from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.schema import CreateIndex
+
+from imgprivacy.errors import (
+    AlreadyExistsError,
+    CapacityError,
+    QuotaExceededError,
+    RecordNotFoundError,
+)
+from imgprivacy.service.tables import (
+    NAME_KEY_INDEXES,
+    BankState,
+    Base,
+    GuardModel,
+    ModelInfo,
+    NewModel,
+    PendingInfo,
+    PendingUser,
+    User,
+    UserInfo,
+    now,
 )
 
-from imgprivacy.service.errors import Conflict, NotFound, Unprocessable
+__all__ = ["ModelInfo", "NewModel", "PendingInfo", "Storage", "UserInfo", "make_engine"]
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    models: Mapped[list[GuardModel]] = relationship(
-        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
-    )
-
-
-class GuardModel(Base):
-    __tablename__ = "guard_models"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(64))
-    blob: Mapped[bytes] = mapped_column(LargeBinary)  # the validated safetensors file
-    sha256: Mapped[str] = mapped_column(String(64))
-    size_bytes: Mapped[int]
-    hidden_dim: Mapped[int]
-    error_mean: Mapped[float]
-    error_std: Mapped[float]
-    probe_claim: Mapped[float]  # fraction of public probe images the model claimed at upload
-    revision: Mapped[int] = mapped_column(index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    owner: Mapped[User] = relationship(back_populates="models")
-
-
-class BankState(Base):
-    """One row: the revision of the last change to any model."""
-
-    __tablename__ = "bank_state"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    revision: Mapped[int] = mapped_column(default=0)
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    id: int
-    name: str
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """A model's metadata (never its weights)."""
-
-    owner: str
-    name: str
-    sha256: str
-    size_bytes: int
-    hidden_dim: int
-    error_mean: float
-    error_std: float
-    probe_claim: float
-    revision: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-    @property
-    def key(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-
-@dataclass(frozen=True)
-class NewModel:
-    """A validated upload, ready to store."""
-
-    blob: bytes
-    sha256: str
-    hidden_dim: int
-    error_mean: float
-    error_std: float
-    probe_claim: float
+logger = logging.getLogger(__name__)
 
 
 def _info(model: GuardModel, owner: str) -> ModelInfo:
@@ -184,6 +103,16 @@ class Storage:
                     session.add(BankState(id=1, revision=0))
         except IntegrityError:
             pass  # another worker inserted it first
+        for index in NAME_KEY_INDEXES:  # tables made by earlier versions lack them
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(CreateIndex(index, if_not_exists=True))
+            except DBAPIError as exc:  # stored names that differ only in case, say
+                logger.warning(
+                    "index %s not created (%s); registrations still compare names without case",
+                    index.name,
+                    str(exc.orig).splitlines()[0],
+                )
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -193,19 +122,76 @@ class Storage:
         with self._sessions() as session, session.begin():
             yield session
 
+    def _lock(self, session: Session) -> None:
+        """Queue behind other writers (row lock; SQLite's write lock) without a new revision."""
+        session.execute(
+            update(BankState).where(BankState.id == 1).values(revision=BankState.revision)
+        )
+
     # -- users ------------------------------------------------------------------------------
-    def add_user(self, name: str, token_hash: str) -> UserInfo:
+    def add_user(self, name: str, token_hash: str, *, max_users: int | None = None) -> UserInfo:
+        """Create user ``name`` (unique without regard to case), at most ``max_users`` in all."""
         try:
             with self.session() as session:
+                self._lock(session)  # the checks below and the insert are one step
+                _check_name_free(session, name)
+                _check_capacity(session, max_users)
                 user = User(name=name, token_hash=token_hash)
                 session.add(user)
                 session.flush()
                 return UserInfo(user.id, user.name, user.created_at)
+        except IntegrityError:  # a database without the lower(name) index, raced
+            raise _user_exists(name) from None
+
+    def add_pending_user(
+        self, name: str, token_hash: str, *, max_users: int | None = None
+    ) -> PendingInfo:
+        """Record a registration that waits for :meth:`approve_user`; its token works after."""
+        try:
+            with self.session() as session:
+                self._lock(session)
+                _check_name_free(session, name)
+                _check_capacity(session, max_users)
+                pending = PendingUser(name=name, token_hash=token_hash)
+                session.add(pending)
+                session.flush()
+                return PendingInfo(pending.name, pending.created_at)
         except IntegrityError:
-            raise Conflict(
-                f"A user called {name!r} already exists; choose another name.",
-                detail="user already exists",
-            ) from None
+            raise _user_exists(name) from None
+
+    def pending_users(self) -> list[PendingInfo]:
+        with self.session() as session:
+            rows = session.scalars(select(PendingUser).order_by(PendingUser.created_at)).all()
+            return [PendingInfo(p.name, p.created_at) for p in rows]
+
+    def is_pending(self, token_hash: str) -> bool:
+        with self.session() as session:
+            found = session.scalar(
+                select(PendingUser.id).where(PendingUser.token_hash == token_hash)
+            )
+            return found is not None
+
+    def approve_user(self, name: str, *, max_users: int | None = None) -> UserInfo:
+        """Turn the pending registration ``name`` into a user (same name, same token)."""
+        with self.session() as session:
+            self._lock(session)
+            pending = session.scalar(select(PendingUser).where(PendingUser.name == name))
+            if pending is None:
+                raise _no_pending(name)
+            _check_capacity(session, max_users, pending=-1)  # it counts already
+            user = User(name=pending.name, token_hash=pending.token_hash)
+            session.delete(pending)
+            session.add(user)
+            session.flush()
+            return UserInfo(user.id, user.name, user.created_at)
+
+    def reject_user(self, name: str) -> None:
+        """Forget the pending registration ``name``."""
+        with self.session() as session:
+            pending = session.scalar(select(PendingUser).where(PendingUser.name == name))
+            if pending is None:
+                raise _no_pending(name)
+            session.delete(pending)
 
     def user_by_token_hash(self, token_hash: str) -> UserInfo | None:
         with self.session() as session:
@@ -228,7 +214,7 @@ class Storage:
             self._bump(session)  # write lock first (SQLite), and replicas drop the models
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
-                raise NotFound(f"No user called {name!r}.", detail="user not found")
+                raise RecordNotFoundError(f"No user called {name!r}.", reason="user not found")
             names = list(
                 session.scalars(select(GuardModel.name).where(GuardModel.user_id == user.id))
             )
@@ -243,9 +229,19 @@ class Storage:
         return session.scalar(select(BankState.revision).where(BankState.id == 1))
 
     def put_model(
-        self, user: UserInfo, name: str, new: NewModel, *, max_models: int
+        self,
+        user: UserInfo,
+        name: str,
+        new: NewModel,
+        *,
+        max_models: int,
+        max_total_models: int | None = None,
     ) -> tuple[ModelInfo, bool]:
-        """Create or replace ``user``'s model ``name``; returns (info, created)."""
+        """Create or replace ``user``'s model ``name``; returns (info, created).
+
+        A new model needs ``user`` to hold fewer than ``max_models`` and the whole store fewer
+        than ``max_total_models`` (None: no cap); replacing one needs neither.
+        """
         with self.session() as session:
             revision = self._bump(session)  # takes the row lock first: writers queue here
             model = session.scalar(
@@ -259,12 +255,19 @@ class Storage:
                     ).all()
                 )
                 if count >= max_models:
-                    raise Unprocessable(
+                    raise QuotaExceededError(
                         f"You already have {count} models, the most this service keeps per user; "
                         "delete one or replace it by uploading under its name.",
-                        detail="too many models",
+                        reason="too many models",
                     )
-                model = GuardModel(user_id=user.id, name=name, created_at=_now())
+                total = session.scalar(select(func.count()).select_from(GuardModel))
+                if max_total_models is not None and total >= max_total_models:
+                    raise CapacityError(
+                        f"The service holds {total} models, the most its operator allows; "
+                        "replace one of yours by uploading under its name, or ask the operator.",
+                        reason="model limit reached",
+                    )
+                model = GuardModel(user_id=user.id, name=name, created_at=now())
                 session.add(model)
             model.blob = new.blob
             model.sha256 = new.sha256
@@ -274,7 +277,7 @@ class Storage:
             model.error_std = new.error_std
             model.probe_claim = new.probe_claim
             model.revision = revision
-            model.updated_at = _now()
+            model.updated_at = now()
             session.flush()
             return _info(model, user.name), created
 
@@ -348,7 +351,45 @@ class Storage:
         return out
 
 
-def _model_not_found(name: str) -> NotFound:
-    return NotFound(
-        f"You have no model called {name!r}; GET /v1/models lists yours.", detail="model not found"
+def _model_not_found(name: str) -> RecordNotFoundError:
+    return RecordNotFoundError(
+        f"You have no model called {name!r}; GET /v1/models lists yours.", reason="model not found"
     )
+
+
+def _user_exists(name: str) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"A user called {name!r} already exists (names are compared without case); "
+        "choose another name.",
+        reason="user already exists",
+    )
+
+
+def _no_pending(name: str) -> RecordNotFoundError:
+    return RecordNotFoundError(
+        f"No registration called {name!r} waits for approval; GET /v1/admin/registrations "
+        "lists them.",
+        reason="registration not found",
+    )
+
+
+def _check_name_free(session: Session, name: str) -> None:
+    key = name.lower()  # names are ASCII: SQL lower() agrees
+    for table in (User, PendingUser):
+        if session.scalar(select(table.id).where(func.lower(table.name) == key)) is not None:
+            raise _user_exists(name)
+
+
+def _check_capacity(session: Session, max_users: int | None, *, pending: int = 0) -> None:
+    """Refuse one more user when users and pending registrations (+ ``pending``) fill the cap."""
+    if max_users is None:
+        return
+    count = sum(
+        session.scalar(select(func.count()).select_from(table)) for table in (User, PendingUser)
+    )
+    if count + pending >= max_users:
+        raise CapacityError(
+            f"The service has {max_users} users, the most its operator allows; ask the operator "
+            "to raise max_users or remove unused accounts.",
+            reason="user limit reached",
+        )

@@ -1,25 +1,45 @@
-"""``/v1/admin``: the operator lists users and models' metadata and removes abusive ones.
+"""``/v1/admin``: the operator lists users and models' metadata, removes abusive ones and, with
+``approve_registrations``, approves or rejects new users.
 
 Even the admin sees no weights and no statistics through the API.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from imgprivacy.service.auth import require_admin
-from imgprivacy.service.routes.common import ERROR_RESPONSES, service
+from imgprivacy.service.routes.common import error_responses, service
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+ADMIN_RESPONSES = error_responses(401, 403, e401="missing token", e403="admin token required")
+
+
+def _by_name(not_found: str, *, forbidden: str = "admin token required") -> dict[int, dict]:
+    """Responses of an admin route that names a user, model or registration in its path."""
+    return error_responses(
+        401,
+        403,
+        404,
+        422,
+        e401="missing token",
+        e403=forbidden,
+        e404=not_found,
+        e422="invalid request",
+    )
 
 
 class UserRow(BaseModel):
     name: str
-    created_at: dt.datetime
+    created_at: AwareDatetime  # UTC
     models: int
+
+
+class PendingRow(BaseModel):
+    name: str
+    created_at: AwareDatetime  # when they registered (UTC)
 
 
 class ModelRow(BaseModel):
@@ -30,10 +50,10 @@ class ModelRow(BaseModel):
     hidden_dim: int
     probe_claim: float
     revision: int
-    updated_at: dt.datetime
+    updated_at: AwareDatetime  # UTC
 
 
-@router.get("/users", response_model=list[UserRow], responses=ERROR_RESPONSES)
+@router.get("/users", response_model=list[UserRow], responses=ADMIN_RESPONSES)
 def list_users(request: Request) -> list[UserRow]:
     return [
         UserRow(name=u.name, created_at=u.created_at, models=n)
@@ -41,7 +61,7 @@ def list_users(request: Request) -> list[UserRow]:
     ]
 
 
-@router.get("/models", response_model=list[ModelRow], responses=ERROR_RESPONSES)
+@router.get("/models", response_model=list[ModelRow], responses=ADMIN_RESPONSES)
 def list_models(request: Request) -> list[ModelRow]:
     return [
         ModelRow(**{k: getattr(m, k) for k in ModelRow.model_fields})
@@ -49,7 +69,11 @@ def list_models(request: Request) -> list[ModelRow]:
     ]
 
 
-@router.delete("/models/{owner}/{name}", status_code=204, responses=ERROR_RESPONSES)
+@router.delete(
+    "/models/{owner}/{name}",
+    status_code=204,
+    responses=_by_name("model not found"),
+)
 def delete_model(owner: str, name: str, request: Request) -> Response:
     state = service(request)
     state.storage.delete_model(owner, name)
@@ -57,11 +81,49 @@ def delete_model(owner: str, name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("/users/{name}", status_code=204, responses=ERROR_RESPONSES)
+@router.delete(
+    "/users/{name}",
+    status_code=204,
+    responses=_by_name("user not found"),
+)
 def delete_user(name: str, request: Request) -> Response:
     """Remove a user, their token and all their models."""
     state = service(request)
     state.storage.delete_user(name)
     state.users.forget_user(name)
     state.sync.sync()
+    return Response(status_code=204)
+
+
+@router.get("/registrations", response_model=list[PendingRow], responses=ADMIN_RESPONSES)
+def list_registrations(request: Request) -> list[PendingRow]:
+    """Registrations waiting for approval, oldest first."""
+    return [
+        PendingRow(name=p.name, created_at=p.created_at)
+        for p in service(request).storage.pending_users()
+    ]
+
+
+@router.post(
+    "/registrations/{name}/approve",
+    response_model=UserRow,
+    responses=_by_name(
+        "registration not found", forbidden="admin token required / user limit reached"
+    ),
+)
+def approve_registration(name: str, request: Request) -> UserRow:
+    """Turn a pending registration into a user: their token works from now on."""
+    state = service(request)
+    user = state.storage.approve_user(name, max_users=state.settings.max_users or None)
+    return UserRow(name=user.name, created_at=user.created_at, models=0)
+
+
+@router.delete(
+    "/registrations/{name}",
+    status_code=204,
+    responses=_by_name("registration not found"),
+)
+def reject_registration(name: str, request: Request) -> Response:
+    """Refuse a pending registration: its token never works and the name is free again."""
+    service(request).storage.reject_user(name)
     return Response(status_code=204)

@@ -15,7 +15,13 @@ from pydantic import BaseModel
 
 from imgprivacy.service.auth import current_user
 from imgprivacy.service.images import IMAGE_TYPES, check_image_bytes, json_features, unsupported
-from imgprivacy.service.routes.common import ERROR_RESPONSES, read_capped, service
+from imgprivacy.service.ratelimit import limit_checks
+from imgprivacy.service.routes.common import (
+    AUTH_RESPONSES,
+    error_responses,
+    read_capped,
+    service,
+)
 from imgprivacy.service.storage import UserInfo
 
 logger = logging.getLogger(__name__)
@@ -82,11 +88,18 @@ async def _features(request: Request):
     "/check",
     response_model=CheckOut,
     openapi_extra=CHECK_BODY,
+    dependencies=[Depends(limit_checks)],
     responses={
-        **ERROR_RESPONSES,
-        413: {"description": "upload too large"},
-        415: {"description": "unsupported media type"},
-        422: {"description": "invalid image / invalid features"},
+        **AUTH_RESPONSES,
+        **error_responses(
+            400,
+            413,
+            415,
+            422,
+            429,
+            e400="bad request (a multipart form that could not be parsed)",
+            e422="invalid image / invalid features / json too deeply nested",
+        ),
     },
 )
 async def check(request: Request, user: UserInfo = Depends(current_user)) -> CheckOut:

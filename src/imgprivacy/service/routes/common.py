@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from imgprivacy.service.errors import PayloadTooLarge
 from imgprivacy.service.state import ServiceState
@@ -35,11 +33,52 @@ class ErrorOut(BaseModel):
     problems: list[str]  # what was expected, what was received, how to fix it
 
 
-ERROR_RESPONSES = {
-    401: {"model": ErrorOut, "description": "missing token / invalid token"},
-    403: {"model": ErrorOut, "description": "admin token required / registration closed"},
-    422: {"model": ErrorOut, "description": "invalid request (see detail)"},
+# Every ``detail`` a status can carry, as the OpenAPI describes it.
+ERROR_DETAILS = {
+    400: "bad request (a body the framework could not parse, e.g. a broken multipart form)",
+    401: "missing token / invalid token",
+    403: "admin token required / registration closed / approval pending / user limit reached "
+    "/ model limit reached",
+    404: "not found / user not found / model not found / registration not found",
+    409: "user already exists (user names are compared without case)",
+    413: "upload too large (the body passed this endpoint's cap; refused while streaming)",
+    415: "unsupported media type",
+    422: "invalid request / json too deeply nested / invalid user name / invalid model name / "
+    "invalid image / invalid features / invalid model file / model does not match this "
+    "service / model claims public probe images / too many models",
+    429: "too many requests (wait Retry-After seconds)",
+    503: "not ready",
 }
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until this client may try again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int, dict]:
+    """OpenAPI ``responses`` for these error statuses, all in the ``ErrorOut`` shape.
+
+    ``descriptions`` (``e404="model not found"``) narrow a status to the details this route
+    can give; the default lists every detail of the status.
+    """
+    out = {}
+    for code in codes:
+        out[code] = {
+            "model": ErrorOut,
+            "description": descriptions.get(f"e{code}", ERROR_DETAILS[code]),
+        }
+        if code == 429:
+            out[code]["headers"] = RETRY_AFTER
+    return out
+
+
+# Any route: a body past the endpoint's cap (413), even where the route reads no body.
+APP_RESPONSES = error_responses(413)
+# Routes that need a user's token.
+AUTH_RESPONSES = error_responses(401, 403, e403="approval pending")
 
 
 class ModelOut(BaseModel):
@@ -53,8 +92,8 @@ class ModelOut(BaseModel):
     error_std: float
     probe_claim: float
     revision: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: AwareDatetime  # UTC
+    updated_at: AwareDatetime
 
     @classmethod
     def of(cls, info: ModelInfo) -> ModelOut:

@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from imgprivacy.service.errors import NotReady
-from imgprivacy.service.routes.common import service
+from imgprivacy.service.routes.common import error_responses, service
 
 router = APIRouter(tags=["health"])
 
@@ -32,7 +32,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={503: {"description": "not ready"}})
+@router.get("/readyz", response_model=Ready, responses=error_responses(503))
 async def readyz(request: Request) -> Ready:
     """The bank is loaded and the database answers."""
     state = service(request)

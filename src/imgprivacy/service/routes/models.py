@@ -9,12 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from imgprivacy.errors import StorageError
 from imgprivacy.service.auth import check_name, current_user
 from imgprivacy.service.errors import ServiceError
 from imgprivacy.service.routes.common import (
-    ERROR_RESPONSES,
+    AUTH_RESPONSES,
     ModelOut,
     binary_body,
+    error_responses,
     read_capped,
     service,
 )
@@ -24,12 +26,19 @@ from imgprivacy.service.validation import validate_upload
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 UPLOAD_RESPONSES = {
-    **ERROR_RESPONSES,
-    413: {"description": "upload too large"},
-    422: {
-        "description": "invalid model file / model does not match this service / model claims "
-        "public probe images / too many models / invalid model name"
-    },
+    **AUTH_RESPONSES,
+    **error_responses(
+        403,
+        413,
+        422,
+        e403="approval pending / model limit reached (the service-wide cap, max_models)",
+        e422="invalid model file / model does not match this service / model claims public "
+        "probe images / too many models / invalid model name",
+    ),
+}
+NOT_FOUND = {
+    **AUTH_RESPONSES,
+    **error_responses(404, 422, e404="model not found", e422="invalid request"),
 }
 
 
@@ -62,9 +71,14 @@ async def put_model(
             probe_max_claim=settings.probe_max_claim,
         )
         info, created = await run_in_threadpool(
-            state.storage.put_model, user, name, new, max_models=settings.max_models_per_user
+            state.storage.put_model,
+            user,
+            name,
+            new,
+            max_models=settings.max_models_per_user,
+            max_total_models=settings.max_models or None,
         )
-    except ServiceError as exc:
+    except (ServiceError, StorageError) as exc:
         state.metrics.uploads.labels("refused").inc()
         raise exc
     state.metrics.uploads.labels("accepted").inc()
@@ -73,7 +87,7 @@ async def put_model(
     return ModelOut.of(info)
 
 
-@router.get("", response_model=list[ModelOut], responses=ERROR_RESPONSES)
+@router.get("", response_model=list[ModelOut], responses=AUTH_RESPONSES)
 def list_models(request: Request, user: UserInfo = Depends(current_user)) -> list[ModelOut]:
     """Your models' metadata (never anyone else's)."""
     return [ModelOut.of(m) for m in service(request).storage.list_models(user)]
@@ -82,7 +96,7 @@ def list_models(request: Request, user: UserInfo = Depends(current_user)) -> lis
 @router.get(
     "/{name}",
     response_model=ModelOut,
-    responses={404: {"description": "model not found"}, **ERROR_RESPONSES},
+    responses=NOT_FOUND,
 )
 def get_model(name: str, request: Request, user: UserInfo = Depends(current_user)) -> ModelOut:
     """One of your models' metadata."""
@@ -92,7 +106,7 @@ def get_model(name: str, request: Request, user: UserInfo = Depends(current_user
 @router.delete(
     "/{name}",
     status_code=204,
-    responses={404: {"description": "model not found"}, **ERROR_RESPONSES},
+    responses=NOT_FOUND,
 )
 def delete_model(name: str, request: Request, user: UserInfo = Depends(current_user)) -> Response:
     """Delete one of your models; the next check no longer uses it."""

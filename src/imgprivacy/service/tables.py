@@ -1,0 +1,162 @@
+"""The SQL tables of the service (SQLAlchemy 2, SQLite and PostgreSQL) and the records read from them.
+
+Two choices keep databases created by earlier versions working without a migration:
+
+- Times are stored as they always were (``TIMESTAMP`` without a time zone, in UTC) and read back
+  timezone-aware by :class:`UTCDateTime`, so every API answer carries its UTC offset.
+- User names are unique without regard to case through a unique index on ``lower(name)`` (names
+  are ASCII, where SQL ``lower`` and Python ``str.lower`` agree). New databases get it with their
+  tables; :meth:`Storage.create_schema <imgprivacy.service.storage.Storage.create_schema>` adds
+  it to older ones when their names allow it, and the storage checks names in the same
+  transaction as the insert in any case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def now() -> dt.datetime:
+    """The current UTC time, to the second, timezone-aware."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+class UTCDateTime(TypeDecorator):
+    """A ``DateTime`` column holding naive UTC, read back as an aware UTC ``datetime``."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=now)
+    models: Mapped[list[GuardModel]] = relationship(
+        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class PendingUser(Base):
+    """A registration waiting for the admin's approval (``approve_registrations``)."""
+
+    __tablename__ = "pending_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=now)
+
+
+class GuardModel(Base):
+    __tablename__ = "guard_models"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    blob: Mapped[bytes] = mapped_column(LargeBinary)  # the validated safetensors file
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int]
+    hidden_dim: Mapped[int]
+    error_mean: Mapped[float]
+    error_std: Mapped[float]
+    probe_claim: Mapped[float]  # fraction of public probe images the model claimed at upload
+    revision: Mapped[int] = mapped_column(index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=now)
+    owner: Mapped[User] = relationship(back_populates="models")
+
+
+class BankState(Base):
+    """One row: the revision of the last change to any model (and the writers' lock)."""
+
+    __tablename__ = "bank_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(default=0)
+
+
+# Case-insensitive uniqueness of names (see the module docstring).
+USER_NAME_KEY = Index("uq_users_name_lower", func.lower(User.name), unique=True)
+PENDING_NAME_KEY = Index("uq_pending_users_name_lower", func.lower(PendingUser.name), unique=True)
+NAME_KEY_INDEXES = (USER_NAME_KEY, PENDING_NAME_KEY)
+
+
+# -- what the storage returns (plain records, detached from any session) ---------------------
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    name: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PendingInfo:
+    """A registration waiting for the admin's approval."""
+
+    name: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's metadata (never its weights)."""
+
+    owner: str
+    name: str
+    sha256: str
+    size_bytes: int
+    hidden_dim: int
+    error_mean: float
+    error_std: float
+    probe_claim: float
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """A validated upload, ready to store."""
+
+    blob: bytes
+    sha256: str
+    hidden_dim: int
+    error_mean: float
+    error_std: float
+    probe_claim: float
