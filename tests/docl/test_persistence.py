@@ -13,7 +13,12 @@ from imgprivacy.docl import (
     save_autoencoder,
 )
 from imgprivacy.docl.persistence import METADATA_KEY
-from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
+from imgprivacy.errors import (
+    CorruptFileError,
+    DataNotFoundError,
+    InvalidInputError,
+    NotFittedError,
+)
 
 CFG = AutoencoderConfig(input_dim=12, hidden_dim=3, layer_widths=(), epochs=2)
 
@@ -26,12 +31,38 @@ def model():
 
 
 def test_round_trip_keeps_weights_config_and_statistics(tmp_path, model):
-    path = save_autoencoder(model, tmp_path / "m.safetensors")
-    loaded = load_autoencoder(path)
+    path = model.save(tmp_path / "m.safetensors")
+    loaded = OneClassAutoencoder.load(path)
     assert loaded.config == model.config
     assert (loaded.error_mean_, loaded.error_std_) == (model.error_mean_, model.error_std_)
     x = torch.rand(5, 12)
     torch.testing.assert_close(loaded.distances(x), model.distances(x))
+
+
+def test_bytes_round_trip_through_the_methods(model):
+    loaded = OneClassAutoencoder.from_bytes(model.to_bytes())
+    assert loaded.config == model.config and loaded.error_std_ == model.error_std_
+    for name, tensor in model.weights().items():
+        assert torch.equal(loaded.weights()[name], tensor)
+
+
+def test_free_functions_are_the_methods(tmp_path, model):
+    assert autoencoder_to_bytes(model) == model.to_bytes()
+    by_function = save_autoencoder(model, tmp_path / "f.safetensors")
+    by_method = model.save(tmp_path / "m.safetensors")
+    assert by_function.read_bytes() == by_method.read_bytes()
+    loaded = load_autoencoder(by_method)
+    assert isinstance(loaded, OneClassAutoencoder) and loaded.error_mean_ == model.error_mean_
+
+
+def test_saving_an_unfitted_model_raises_and_writes_nothing(tmp_path):
+    unfitted = OneClassAutoencoder(CFG)
+    for call in (unfitted.to_bytes, lambda: unfitted.save(tmp_path / "m.safetensors")):
+        with pytest.raises(NotFittedError, match=r"not fitted yet.*OneClassAutoencoder\.load"):
+            call()
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        unfitted.distances(torch.rand(2, 12))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_file_is_plain_safetensors_with_json_metadata(tmp_path, model):
@@ -91,6 +122,12 @@ def test_rejects_foreign_safetensors_file():
         autoencoder_from_bytes(save_bytes({"w": torch.zeros(2)}))
 
 
-def test_missing_file(tmp_path):
+@pytest.mark.parametrize("load", [OneClassAutoencoder.load, load_autoencoder])
+def test_missing_file(tmp_path, load):
     with pytest.raises(DataNotFoundError, match="no.safetensors"):
-        load_autoencoder(tmp_path / "no.safetensors")
+        load(tmp_path / "no.safetensors")
+
+
+def test_from_bytes_names_the_source_in_errors(model):
+    with pytest.raises(CorruptFileError, match="^alice.safetensors is not an imgprivacy"):
+        OneClassAutoencoder.from_bytes(b"garbage", source="alice.safetensors")

@@ -8,7 +8,10 @@ user's privacy interval.
 
 ``fit`` is imgprivacy's one training loop (the edge client calls it too): with ``checkpoint=`` it
 saves its whole state after every epoch, and ``resume=True`` continues a run exactly
-(:mod:`imgprivacy.docl.checkpoint`).
+(:mod:`imgprivacy.docl.checkpoint`). ``save`` / ``load`` (and ``to_bytes`` / ``from_bytes``) store
+a fitted model as safetensors with its config and statistics (:mod:`imgprivacy.docl.persistence`).
+The scikit-learn / PyOD outlier-detector interface (``predict``, ``score_samples``, ...) is
+:class:`imgprivacy.docl.detector.OneClassAutoencoderDetector`, a thin estimator around this model.
 
 Score convention (everywhere in imgprivacy): the *distance* of an input to a model is its squared
 Euclidean reconstruction error, lower = closer to the owner's data.
@@ -34,7 +37,8 @@ from imgprivacy.docl.checkpoint import (
 )
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.validation import as_feature_matrix
-from imgprivacy.errors import InvalidInputError, NotFittedError
+from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
+from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory, resolve
 
 logger = logging.getLogger(__name__)
@@ -96,6 +100,8 @@ class OneClassAutoencoder:
     >>> model.distances(x).shape
     torch.Size([64])
     >>> model.error_std_ > 0
+    True
+    >>> OneClassAutoencoder.from_bytes(model.to_bytes()).error_mean_ == model.error_mean_
     True
     """
 
@@ -183,8 +189,8 @@ class OneClassAutoencoder:
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
             raise NotFittedError(
-                "This OneClassAutoencoder is not fitted yet. Call fit(features) or "
-                "load a saved model with imgprivacy.docl.load_autoencoder(path)."
+                "This OneClassAutoencoder is not fitted yet. Call fit(features) first, or "
+                "load a saved model with OneClassAutoencoder.load(path)."
             )
 
     def reconstruct(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -195,9 +201,20 @@ class OneClassAutoencoder:
             return torch.sigmoid(self.net_(x.to(self.device))).cpu()
 
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Squared reconstruction distance (eq. 6) of each row of ``x``; lower = closer."""
+        """Squared reconstruction distance (eq. 6) of each row of ``x``; lower = closer.
+
+        Returns a float32 tensor of shape (B,) on the CPU.
+        """
+        self._check_fitted()
         x = as_feature_matrix(x, input_dim=self.config.input_dim, what="features")
-        return squared_distances(x, self.reconstruct(x))
+        return self._distances(x)
+
+    def _distances(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`distances` of an already validated float32 (B, D) tensor, without the [0, 1]
+        check (the detector's ``rescale`` scores inputs beyond the training range)."""
+        with torch.inference_mode():
+            reconstruction = torch.sigmoid(self.net_(x.to(self.device))).cpu()
+        return squared_distances(x, reconstruction)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The parameter tensors by name: ``layers.{i}.weight`` is (out_i, in_i)."""
@@ -223,6 +240,65 @@ class OneClassAutoencoder:
         model.error_mean_ = float(error_mean)
         model.error_std_ = float(error_std)
         return model
+
+    # -- persistence ----------------------------------------------------------------------
+    # The file format lives in imgprivacy.docl.persistence, which imports this module; hence the
+    # imports inside the methods.
+    def to_bytes(self) -> bytes:
+        """The fitted model as safetensors bytes: weights plus JSON metadata (config, mu, sigma).
+
+        Raises
+        ------
+        NotFittedError
+            When the model has not been fitted or loaded.
+        """
+        from imgprivacy.docl.persistence import encode
+
+        self._check_fitted()
+        return encode(self)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, source: str = "upload", device: str = "cpu"
+    ) -> OneClassAutoencoder:
+        """Parse and validate bytes written by :meth:`to_bytes` (``source`` names them in errors).
+
+        Raises
+        ------
+        CorruptFileError
+            When the bytes are not a safetensors file written by imgprivacy.
+        InvalidInputError
+            Listing every tensor or statistic that does not match the declared architecture.
+        """
+        from imgprivacy.docl.persistence import autoencoder_from_bytes
+
+        return autoencoder_from_bytes(data, source=source, device=device)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to ``path`` atomically (temporary file, then rename).
+
+        Raises
+        ------
+        NotFittedError
+            When the model has not been fitted or loaded.
+        """
+        return write_atomic(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> OneClassAutoencoder:
+        """Read a model written by :meth:`save`, validating everything in it.
+
+        Raises
+        ------
+        DataNotFoundError
+            When there is no file at ``path``.
+        CorruptFileError, InvalidInputError
+            As :meth:`from_bytes`.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataNotFoundError(f"Expected an autoencoder file at {path}, but there is none.")
+        return cls.from_bytes(path.read_bytes(), source=str(path), device=device)
 
 
 def _train_epoch(state: TrainingState, data: torch.Tensor, cfg: AutoencoderConfig) -> float:

@@ -2,6 +2,12 @@
 
 A file alone rebuilds the model: the safetensors header's metadata holds ``imgprivacy`` = JSON with
 the format version, the config, the error statistics, the feature extractor and the input dimension.
+
+The public API is the model's own methods, the style the anonymizer uses too:
+``model.save(path)`` / ``OneClassAutoencoder.load(path)`` and ``model.to_bytes()`` /
+``OneClassAutoencoder.from_bytes(data)``. This module holds the format they use; the free
+functions ``save_autoencoder``, ``load_autoencoder`` and ``autoencoder_to_bytes`` are kept as thin
+wrappers of those methods, and ``autoencoder_from_bytes`` is the parser ``from_bytes`` calls.
 """
 
 from __future__ import annotations
@@ -17,8 +23,7 @@ from safetensors.torch import save as save_bytes
 from imgprivacy import __version__, safetensors_io
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
-from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
-from imgprivacy.fileio import write_atomic
+from imgprivacy.errors import CorruptFileError, InvalidInputError
 from imgprivacy.safetensors_io import tensor_problems
 
 FORMAT = "imgprivacy.docl.autoencoder"
@@ -39,7 +44,13 @@ def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
 
 
 def autoencoder_to_bytes(model: OneClassAutoencoder) -> bytes:
-    """Serialise a fitted model to safetensors bytes."""
+    """Serialise a fitted model to safetensors bytes; the same as ``model.to_bytes()``."""
+    return model.to_bytes()
+
+
+def encode(model: OneClassAutoencoder) -> bytes:
+    """The safetensors bytes of a fitted model (:meth:`OneClassAutoencoder.to_bytes` checks it is
+    fitted, then calls this)."""
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -114,14 +125,11 @@ def check_tensors(tensors: dict[str, torch.Tensor], config: AutoencoderConfig) -
 
 
 def save_autoencoder(model: OneClassAutoencoder, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
-    data = autoencoder_to_bytes(model)
-    return write_atomic(Path(path), data)
+    """Write ``model`` to ``path`` atomically; the same as ``model.save(path)``."""
+    return model.save(path)
 
 
 def load_autoencoder(path: str | os.PathLike, *, device: str = "cpu") -> OneClassAutoencoder:
-    """Read a model written by :func:`save_autoencoder`, validating everything in it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"Expected an autoencoder file at {path}, but there is none.")
-    return autoencoder_from_bytes(path.read_bytes(), source=str(path), device=device)
+    """Read a model written by :func:`save_autoencoder`; the same as
+    ``OneClassAutoencoder.load(path)``."""
+    return OneClassAutoencoder.load(path, device=device)
