@@ -45,6 +45,14 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def started(monkeypatch):
+    """uvicorn never starts here: the calls `imgprivacy serve` would make are recorded."""
+    calls = []
+    monkeypatch.setattr("imgprivacy.service.server.run_server", lambda **kw: calls.append(kw))
+    return calls
+
+
 @pytest.fixture()
 def images(tmp_path):
     folder = tmp_path / "images"
@@ -84,8 +92,9 @@ def images(tmp_path):
         (["guard", "trian"], ["No such command 'trian'", "Did you mean 'train'"]),
     ],
 )
-def test_wrong_paths_and_names_are_usage_errors(args, fragments):
+def test_wrong_paths_and_names_are_usage_errors(args, fragments, started):
     assert_error(run(*args), USAGE, *fragments)
+    assert started == []
 
 
 @pytest.mark.parametrize(
@@ -231,8 +240,8 @@ SERVICE_VARIABLES = (
 
 
 @pytest.fixture()
-def serve_in(tmp_path, monkeypatch):
-    """A working folder with a data dir holding fashion_mnist.npz; run_server records its call."""
+def serve_in(tmp_path, monkeypatch, started):
+    """A working folder with a data dir holding fashion_mnist.npz, and run_server's calls."""
     for name in SERVICE_VARIABLES:  # set then delete: serve's writes are undone after the test
         monkeypatch.setenv(f"IMGPRIVACY_{name}", "")
         monkeypatch.delenv(f"IMGPRIVACY_{name}")
@@ -240,10 +249,6 @@ def serve_in(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     (data / "fashion_mnist.npz").write_bytes(b"")
-    started = []
-    monkeypatch.setattr(
-        "imgprivacy.service.server.run_server", lambda **kwargs: started.append(kwargs)
-    )
     return tmp_path, data, started
 
 
