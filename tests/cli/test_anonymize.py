@@ -40,7 +40,7 @@ def test_apply_reports_a_missing_model(tmp_path):
             str(tmp_path / "o"),
         ],
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2 and "Invalid value for '--model'" in result.output
 
 
 @pytest.mark.skipif(

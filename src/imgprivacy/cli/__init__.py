@@ -8,7 +8,7 @@ import typer
 
 from imgprivacy import __version__
 from imgprivacy.cli.anonymize import anonymize_app
-from imgprivacy.cli.common import ImgPrivacyApp, setup_logging
+from imgprivacy.cli.common import EXIT_CODES_HELP, ImgPrivacyApp, ShowsChoices, setup_logging
 from imgprivacy.cli.demo import demo_app
 from imgprivacy.cli.features import features_app
 from imgprivacy.cli.guard import check, guard_app
@@ -20,7 +20,7 @@ app = ImgPrivacyApp(
     help=(
         "Protect the people in shared images: the DOCL privacy filter (one-class autoencoders "
         "trained on users' devices, a Guard that blocks other people's private images) and the "
-        "mutual-information anonymizer."
+        "mutual-information anonymizer.\n\n" + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -30,7 +30,7 @@ app.add_typer(anonymize_app, name="anonymize")
 app.add_typer(guard_app, name="guard")
 app.add_typer(demo_app, name="demo")
 app.add_typer(features_app, name="features")
-app.command("serve")(serve)
+app.command("serve", cls=ShowsChoices)(serve)
 app.command("check")(check)
 
 

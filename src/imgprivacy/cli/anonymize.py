@@ -1,4 +1,7 @@
-"""``imgprivacy anonymize ...``: train an anonymizer (pen-digits, faces, a manifest), apply one."""
+"""``imgprivacy anonymize ...``: train an anonymizer (pen-digits, faces, a manifest), apply one.
+
+The anonymizer (torch, scikit-learn) is imported inside the commands, never by ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,45 @@ from typing import Annotated
 
 import typer
 
-from imgprivacy.anonymizer.config import AnonymizerConfig
-from imgprivacy.anonymizer.presets import faces_anonymizer_config
-from imgprivacy.cli.common import DataDirOption, DeviceOption, SeedOption, console, progress_bar
+from imgprivacy.cli.common import (
+    AE_ARCH_NAMES,
+    DATASET_NAMES,
+    DataDirOption,
+    DeviceOption,
+    SeedOption,
+    ShowsChoices,
+    console,
+    progress_bar,
+)
 
-_DIGITS, _FACES = AnonymizerConfig(), faces_anonymizer_config()  # the defaults per data kind
+PER_KIND = "(default: per data kind)"  # replaced by the values when the help is shown
+PER_KIND_FIELDS = (
+    "lam",
+    "recon_weight",
+    "pretrain_epochs",
+    "disc_pretrain_epochs",
+    "adversarial_epochs",
+    "n_prototypes",
+)
 
 
-def _defaults(name: str) -> str:
-    return f" (default: {getattr(_DIGITS, name)} pen-digits, {getattr(_FACES, name)} faces)"
+class _ShowsPerKindDefaults(ShowsChoices):
+    """Help that shows the defaults of pen-digits and of faces (read from the configs, which
+    import torch, so only when the help is shown)."""
+
+    def format_help(self, ctx, formatter):
+        from imgprivacy.anonymizer.config import AnonymizerConfig
+        from imgprivacy.anonymizer.presets import faces_anonymizer_config
+
+        digits, faces = AnonymizerConfig(), faces_anonymizer_config()
+        for param in self.get_params(ctx):
+            if param.name in PER_KIND_FIELDS and PER_KIND in (param.help or ""):
+                values = (
+                    f"(default: {getattr(digits, param.name)} pen-digits, "
+                    f"{getattr(faces, param.name)} faces)"
+                )
+                param.help = param.help.replace(PER_KIND, values)
+        return super().format_help(ctx, formatter)
 
 
 anonymize_app = typer.Typer(
@@ -55,22 +88,28 @@ def training_images(
     return data.images, data.private, data.description
 
 
-@anonymize_app.command("train")
+@anonymize_app.command("train", cls=_ShowsPerKindDefaults)
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Model file to write (.safetensors).")] = Path(
-        "anonymizer.safetensors"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Model file to write (.safetensors).", dir_okay=False),
+    ] = Path("anonymizer.safetensors"),
     dataset: Annotated[
         str,
         typer.Option(
+            parser=DATASET_NAMES,
             help="Bundled training data: 'pendigits' (20x20, writer private), 'ferg-like' "
             "(50x50 faces, identity private) or 'att-faces' (AT&T, identity only). Ignored "
-            "with --manifest."
+            "with --manifest.",
         ),
     ] = "pendigits",
     manifest: Annotated[
         Path | None,
-        typer.Option(help="Train on your images: a CSV with a 'path' column and label columns."),
+        typer.Option(
+            help="Train on your images: a CSV with a 'path' column and label columns.",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     private_label: Annotated[
         str, typer.Option(help="With --manifest: the column of the label to hide.")
@@ -78,6 +117,7 @@ def train(
     image_size: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="Images are resized to SIZE x SIZE grey (default: 20 for pendigits, 50 otherwise).",
             show_default=False,
         ),
@@ -85,6 +125,7 @@ def train(
     ae_arch: Annotated[
         str | None,
         typer.Option(
+            parser=AE_ARCH_NAMES,
             help="Autoencoder: 'mlp' or 'conv' (default: mlp for pendigits, conv otherwise).",
             show_default=False,
         ),
@@ -93,7 +134,7 @@ def train(
         float | None,
         typer.Option(
             "--lambda",
-            help="Weight of the private term of eq. (12), >= 0." + _defaults("lam"),
+            help="Weight of the private term of eq. (12), >= 0. " + PER_KIND,
             show_default=False,
         ),
     ] = None,
@@ -101,7 +142,7 @@ def train(
         float | None,
         typer.Option(
             "--recon-weight",
-            help="Weight of the BCE reconstruction anchor." + _defaults("recon_weight"),
+            help="Weight of the BCE reconstruction anchor. " + PER_KIND,
             show_default=False,
         ),
     ] = None,
@@ -123,34 +164,38 @@ def train(
     ] = False,
     pretrain_epochs: Annotated[
         int | None,
-        typer.Option(help="Phase 1 epochs." + _defaults("pretrain_epochs"), show_default=False),
+        typer.Option(help="Phase 1 epochs. " + PER_KIND, show_default=False),
     ] = None,
     disc_pretrain_epochs: Annotated[
         int | None,
-        typer.Option(
-            help="Phase 2 epochs." + _defaults("disc_pretrain_epochs"), show_default=False
-        ),
+        typer.Option(help="Phase 2 epochs. " + PER_KIND, show_default=False),
     ] = None,
     adversarial_epochs: Annotated[
         int | None,
-        typer.Option(help="Phase 3 epochs." + _defaults("adversarial_epochs"), show_default=False),
+        typer.Option(help="Phase 3 epochs. " + PER_KIND, show_default=False),
     ] = None,
     n_prototypes: Annotated[
         int | None,
         typer.Option(
             help="Without --substitute: replace each output by the nearest of this many "
             "label-free prototypes (0 = release the autoencoder's output; fewer = more "
-            "private, less of the content)." + _defaults("n_prototypes"),
+            "private, less of the content). " + PER_KIND,
             show_default=False,
         ),
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Write the training state here after every epoch (atomic)."),
+        typer.Option(
+            help="Write the training state here after every epoch (atomic).", dir_okay=False
+        ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from --checkpoint if it exists.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--resume/--restart",
+            help="With --checkpoint: continue from it if it exists, or start over.",
+        ),
+    ] = True,
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -162,17 +207,17 @@ def train(
     (the intertwined method on FERG-like faces); `imgprivacy anonymize train --manifest
     faces.csv --private-label identity --target-identity 3 --substitute`.
     """
-    from imgprivacy.anonymizer import Anonymizer
-    from imgprivacy.errors import InvalidInputError
-
     if substitute and target_identity is None:
-        raise InvalidInputError(
+        raise typer.BadParameter(
             "--substitute replaces outputs by training images of the target identity: give "
-            "--target-identity K as well."
+            "--target-identity K as well.",
+            param_hint="'--substitute'",
         )
+    from imgprivacy.anonymizer import Anonymizer, AnonymizerConfig
+    from imgprivacy.anonymizer.presets import faces_anonymizer_config
     from imgprivacy.data.registry import get_dataset
 
-    spec = get_dataset(dataset)  # an unknown name fails here, before any training
+    spec = get_dataset(dataset)
     bundled_digits = manifest is None and dataset == "pendigits"
     size = image_size or (spec.image_size if manifest is None else 50)
     # the base config of the data kind: pen-digits' defaults or the faces reproduction's
@@ -208,6 +253,8 @@ def train(
         seed=seed,
     )
     console.print(f"training on {len(images)} images: {source}")
+    if resume and checkpoint is not None and checkpoint.is_file():
+        console.print(f"resuming from {checkpoint} (--restart starts over)")
     with progress_bar() as progress:
         model = Anonymizer(config, device=device).fit(
             images,
@@ -226,10 +273,22 @@ def train(
 
 @anonymize_app.command("apply")
 def apply(
-    model: Annotated[Path, typer.Option("--model", help="A model from `anonymize train`.")],
-    images: Annotated[Path, typer.Option("--images", help="Folder of images to anonymize.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the anonymized PNGs.")],
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 2048,
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="A model from `anonymize train`.", exists=True, dir_okay=False
+        ),
+    ],
+    images: Annotated[
+        Path,
+        typer.Option(
+            "--images", help="Folder of images to anonymize.", exists=True, file_okay=False
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the anonymized PNGs.", file_okay=False)
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 2048,
     device: DeviceOption = "cpu",
 ) -> None:
     """Anonymize every image of a folder (resized to the model's size, grey) into PNGs."""

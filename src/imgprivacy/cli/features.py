@@ -33,9 +33,10 @@ def train_face_extractor(
             help="Where to write it (default: $IMGPRIVACY_FACE_EXTRACTOR or "
             "~/.cache/imgprivacy/faces-cnn.safetensors, where `faces-cnn` looks).",
             show_default=False,
+            dir_okay=False,
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the faces.")] = 30,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the faces.")] = 30,
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",

@@ -1,4 +1,5 @@
-"""``imgprivacy guard ...``: train a guard on your images, register, upload, list, delete."""
+"""``imgprivacy guard ...``: train a guard on your images, register, upload, list, delete; and
+``imgprivacy check``. Only ``guard train`` imports torch (inside the command)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from imgprivacy.cli.common import DeviceOption, SeedOption, console, progress_bar
+from imgprivacy.cli.common import (
+    EXIT_BLOCK,
+    FEATURE_NAMES,
+    DeviceOption,
+    SeedOption,
+    ShowsChoices,
+    console,
+    progress_bar,
+)
 
 guard_app = typer.Typer(
     help="Your guard models: train one on a folder of your private images (on this machine), "
@@ -31,31 +40,41 @@ def client(server: str, token: str | None = None):
     return GuardClient(server, token)
 
 
-def run_remote(call):
-    """Run a client call; print a service error clearly and exit 1."""
-    from imgprivacy.client import ServiceRequestError
-
-    try:
-        return call()
-    except ServiceRequestError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-
-
-@guard_app.command("train")
+@guard_app.command("train", cls=ShowsChoices)
 def train(
-    images: Annotated[Path, typer.Option("--images", help="Folder of your private images.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the guard (.safetensors).")],
-    features: Annotated[str, typer.Option("--features", help="Feature extractor name.")] = "pixels",
-    hidden_dim: Annotated[int, typer.Option("--hidden-dim", help="Representation size M.")] = 32,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over your images.")] = 50,
+    images: Annotated[
+        Path,
+        typer.Option(
+            "--images", help="Folder of your private images.", exists=True, file_okay=False
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the guard (.safetensors).", dir_okay=False)
+    ],
+    features: Annotated[
+        str,
+        typer.Option(
+            "--features",
+            parser=FEATURE_NAMES,
+            help="Feature extractor (the service's; `imgprivacy features list`).",
+        ),
+    ] = "pixels",
+    hidden_dim: Annotated[
+        int, typer.Option("--hidden-dim", min=1, help="Representation size M.")
+    ] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over your images.")] = 50,
     resume: Annotated[
-        bool, typer.Option("--resume/--restart", help="Continue an interrupted run.")
+        bool,
+        typer.Option(
+            "--resume/--restart",
+            help="Continue an interrupted run from <out>.ckpt, or start over.",
+        ),
     ] = True,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this machine)."""
+    """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this
+    machine). A model whose sigma would be 0 (identical images) is refused, not written."""
     from imgprivacy.cli.reproduce import rich_progress
     from imgprivacy.client import train_guard
     from imgprivacy.docl import AutoencoderConfig
@@ -82,22 +101,31 @@ def register(
 ) -> None:
     """Create an account; prints the API token once (keep it)."""
     with client(server) as c:
-        token = run_remote(lambda: c.register(name))
+        token = c.register(name)
     typer.echo(token)
 
 
 @guard_app.command("upload")
 def upload(
-    model: Annotated[Path, typer.Argument(help="The .safetensors file from `guard train`.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="The .safetensors file from `guard train`.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
     token: TokenOption,
     name: Annotated[
         str | None, typer.Option("--name", help="Model name (default: file stem).")
     ] = None,
     server: ServerOption = "http://127.0.0.1:8000",
 ) -> None:
-    """Upload (or replace) a guard; the service validates and probes it first."""
+    """Upload (or replace) a guard; it is checked here first (statistics, finite weights), then
+    the service validates and probes it."""
     with client(server, token) as c:
-        info = run_remote(lambda: c.upload(name or model.stem, model))
+        info = c.upload(name or model.stem, model)
     typer.echo(json.dumps(info, indent=2))
 
 
@@ -105,7 +133,7 @@ def upload(
 def list_models(token: TokenOption, server: ServerOption = "http://127.0.0.1:8000") -> None:
     """Your guards' metadata."""
     with client(server, token) as c:
-        typer.echo(json.dumps(run_remote(c.models), indent=2))
+        typer.echo(json.dumps(c.models(), indent=2))
 
 
 @guard_app.command("delete")
@@ -116,18 +144,27 @@ def delete(
 ) -> None:
     """Delete one of your guards."""
     with client(server, token) as c:
-        run_remote(lambda: c.delete(name))
+        c.delete(name)
     console.print(f"deleted {name}")
 
 
 def check(
-    image: Annotated[Path, typer.Argument(help="A PNG or JPEG you want to share.")],
+    image: Annotated[
+        Path,
+        typer.Argument(
+            help="A PNG or JPEG you want to share.", exists=True, dir_okay=False, readable=True
+        ),
+    ],
     token: TokenOption,
     server: ServerOption = "http://127.0.0.1:8000",
 ) -> None:
-    """Ask the service whether IMAGE may be shared (exit code 0 share, 2 block)."""
+    """Ask the service whether IMAGE may be shared; prints "share: ..." or "block: ...".
+
+    Exit code 0: share; 1: block; 2: usage error (wrong option, missing file); 3: input or
+    server error (not a PNG/JPEG, a refused request, no service at --server).
+    """
     with client(server, token) as c:
-        result = run_remote(lambda: c.check_image(image))
+        result = c.check_image(image)
     typer.echo(f"{result.decision}: {result.reason}")
     if not result.share:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BLOCK)

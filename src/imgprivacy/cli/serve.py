@@ -1,27 +1,35 @@
-"""``imgprivacy serve``: run the DOCL service with uvicorn.
+"""``imgprivacy serve``: check the configuration, then run the DOCL service with uvicorn.
 
 Flags are written to the ``IMGPRIVACY_*`` environment, which ``create_app()`` reads in every
-worker; a flag left out keeps the environment's (or the default) value.
+worker; a flag left out keeps the environment's (or the default) value. Before uvicorn starts,
+everything a worker needs at start-up is checked here (policy, feature extractor, probe images,
+database, address), so a wrong value ends with one message listing every problem, and nothing
+(no SQLite file) is left behind.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from imgprivacy.cli.common import console
+from imgprivacy.cli.common import FEATURE_NAMES, POLICY_NAMES, console, error_message
+from imgprivacy.errors import ImgPrivacyError, InvalidInputError
 
 
-def _opt(help_text: str, *names: str):
-    return typer.Option(*names, help=help_text, show_default=False)
+def _opt(help_text: str, *names: str, **kwargs):
+    return typer.Option(*names, help=help_text, show_default=False, **kwargs)
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free port, printed at start).")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes sharing the database.")] = 1,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port (0 = any free port, printed at start).")
+    ] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes sharing the database.")] = 1,
     database_url: Annotated[
         str | None,
         _opt("SQLAlchemy URL (default: sqlite:///imgprivacy-service.db)", "--database-url"),
@@ -30,20 +38,30 @@ def serve(
         str | None, _opt("Admin token (or IMGPRIVACY_ADMIN_TOKEN).", "--admin-token")
     ] = None,
     policy: Annotated[
-        str | None, _opt("Guard policy (imgprivacy.docl.POLICIES).", "--policy")
+        str | None, _opt("Guard policy (default: margin).", "--policy", parser=POLICY_NAMES)
     ] = None,
     alpha: Annotated[
         float | None, _opt("Privacy interval width in standard deviations.", "--alpha")
     ] = None,
     data_dir: Annotated[
-        str | None, _opt("Folder with fashion_mnist.npz (probe images).", "--data-dir")
+        Path | None,
+        _opt(
+            "Folder with fashion_mnist.npz (probe images).",
+            "--data-dir",
+            exists=True,
+            file_okay=False,
+        ),
     ] = None,
     features: Annotated[
         str | None,
-        _opt("Feature extractor every model must use (imgprivacy features list).", "--features"),
+        _opt(
+            "Feature extractor every model must use (default: pixels).",
+            "--features",
+            parser=FEATURE_NAMES,
+        ),
     ] = None,
     batch_max_size: Annotated[
-        int | None, _opt("Checks per bank pass (1 = no batching).", "--batch-max-size")
+        int | None, _opt("Checks per bank pass (1 = no batching).", "--batch-max-size", min=1)
     ] = None,
     access_log: Annotated[
         bool | None,
@@ -53,8 +71,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the DOCL filter over HTTP (OpenAPI docs at /docs)."""
-    from imgprivacy.docl import POLICIES
-    from imgprivacy.service import ServiceSettings
     from imgprivacy.service.server import run_server
 
     flags = {
@@ -62,19 +78,153 @@ def serve(
         "admin_token": admin_token,
         "policy": policy,
         "alpha": alpha,
-        "data_dir": data_dir,
+        "data_dir": None if data_dir is None else str(data_dir),
         "feature_extractor": features,
         "batch_max_size": batch_max_size,
         "access_log": access_log,
     }
+    flags = {name: value for name, value in flags.items() if value is not None}
+    settings = load_settings(flags)
+    check_settings(settings)
+    check_address(host, port)
     for name, value in flags.items():
-        if value is not None:
-            os.environ[f"IMGPRIVACY_{name.upper()}"] = str(value)
-    settings = ServiceSettings()  # fail here, before forking workers, on a bad value
-    if settings.policy not in POLICIES:
-        raise typer.BadParameter(
-            f"Unknown policy {settings.policy!r}; valid: {', '.join(POLICIES)}"
-        )
+        os.environ[f"IMGPRIVACY_{name.upper()}"] = str(value)
     if settings.admin_token is None:
         console.print("[yellow]no admin token set: the /v1/admin endpoints refuse every request")
     run_server(host=host, port=port, workers=workers)
+
+
+def load_settings(flags: dict):
+    """The service settings from ``flags`` over the ``IMGPRIVACY_*`` environment."""
+    from pydantic import ValidationError
+
+    from imgprivacy.service import ServiceSettings
+
+    try:
+        return ServiceSettings(**flags)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            [
+                f"IMGPRIVACY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} "
+                f"(got {e.get('input')!r})"
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def check_settings(settings) -> None:
+    """Every problem a worker would hit while starting, collected and raised at once.
+
+    Raises
+    ------
+    InvalidInputError
+        Listing the problems: policy or alpha, feature extractor (its weights), probe images,
+        database URL.
+    """
+    problems = []
+    for check in (_check_guard, _check_extractor, _check_probe_images, _check_database):
+        try:
+            check(settings)
+        except (ImgPrivacyError, OSError) as exc:
+            problems += getattr(exc, "problems", None) or [error_message(exc)]
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _check_guard(settings) -> None:
+    from imgprivacy.docl import Guard
+
+    margin = {} if settings.margin is None else {"margin": settings.margin}
+    Guard(policy=settings.policy, alpha=settings.alpha, **margin)
+
+
+def _check_extractor(settings) -> None:
+    import numpy as np
+
+    from imgprivacy.features import get_extractor
+
+    extractor = get_extractor(settings.feature_extractor)
+    height, width = extractor.input_size
+    shape = (1, height, width) if extractor.mode == "L" else (1, height, width, 3)
+    extractor.transform(np.zeros(shape, np.uint8))  # loads the extractor's weights
+
+
+def _check_probe_images(settings) -> None:
+    from imgprivacy.data.paths import data_file
+
+    if settings.probe_count > 0:
+        data_file("fashion_mnist.npz", settings.data_dir)
+
+
+def _check_database(settings) -> None:
+    """The URL parses, its driver is installed and the database answers; a SQLite file is only
+    looked at, never created here."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    given = settings.database_url
+    try:
+        url = make_url(given)
+    except SQLAlchemyError:
+        raise InvalidInputError(
+            f"database URL {given!r} is not a SQLAlchemy URL; use e.g. "
+            "sqlite:///imgprivacy-service.db or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    if url.get_backend_name() == "sqlite":
+        _check_sqlite_file(url.database)
+        return
+    shown = url.render_as_string()  # the password hidden
+    connect_args = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise InvalidInputError(f"database URL {shown!r}: {exc}; install its driver") from None
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise InvalidInputError(f"cannot connect to the database {shown}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    folder = path.absolute().parent
+    if path.is_dir():
+        raise InvalidInputError(f"the SQLite database {path} is a folder; name a file")
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"the folder of the SQLite database {path} does not exist; create {folder}"
+        )
+    if not os.access(folder, os.W_OK):
+        raise InvalidInputError(f"the folder of the SQLite database {path} is not writable")
+    if path.is_file():
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:  # an empty file is a new database to SQLite
+            raise InvalidInputError(
+                f"{path} is not a SQLite database; move it away or name another file"
+            )
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse an address uvicorn could not listen on (unknown host, port in use)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind(address)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --host "
+            "or --port (0 = any free port)"
+        ) from None

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from imgprivacy.errors import ImgPrivacyError
+from imgprivacy.client.model_file import check_guard_bytes
+from imgprivacy.errors import ImgPrivacyError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class GuardClient:
         The API token from :meth:`register` (``None`` for registration and health only).
     retries
         Extra attempts after a transient failure; ``backoff`` seconds doubles each time.
+
+    Raises
+    ------
+    InvalidInputError
+        When ``server`` is not an ``http://`` or ``https://`` URL with a host.
     """
 
     def __init__(
@@ -89,7 +95,7 @@ class GuardClient:
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
     ):
-        self.server = server.rstrip("/")
+        self.server = _service_url(server)
         self.token = token
         self.retries = retries
         self.backoff = backoff
@@ -129,6 +135,10 @@ class GuardClient:
                     ) from exc
                 self._wait(attempt, None, f"{type(exc).__name__}")
                 continue
+            except httpx.HTTPError as exc:  # not transient: a proxy, protocol or URL error
+                raise ServiceRequestError(
+                    None, f"request to {self.server} failed", [str(exc)]
+                ) from exc
             if response.status_code in RETRY_STATUS and not last:
                 self._wait(
                     attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}"
@@ -139,6 +149,22 @@ class GuardClient:
             return response
         raise AssertionError("unreachable")
 
+    def _json(self, method: str, path: str, **kwargs):
+        """The JSON body of a successful request (an error if the answer is not JSON)."""
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise _not_the_service(self.server, response) from exc
+
+    def _check_result(self, body) -> CheckResult:
+        try:
+            return CheckResult(**body)
+        except TypeError as exc:
+            raise ServiceRequestError(
+                200, f"unexpected answer from {self.server}/v1/check", [str(body)[:200]]
+            ) from exc
+
     def _wait(self, attempt: int, retry_after: str | None, why: str) -> None:
         delay = self.backoff * 2**attempt
         if retry_after and retry_after.isdigit():
@@ -148,50 +174,100 @@ class GuardClient:
 
     # -- API --------------------------------------------------------------------------------
     def health(self) -> dict:
-        return self._request("GET", "/healthz").json()
+        return self._json("GET", "/healthz")
 
     def ready(self) -> dict:
-        return self._request("GET", "/readyz").json()
+        return self._json("GET", "/readyz")
 
     def register(self, name: str) -> str:
         """Create user ``name``; returns their token and uses it for later calls."""
-        body = self._request("POST", "/v1/users", json={"name": name}, idempotent=False).json()
+        body = self._json("POST", "/v1/users", json={"name": name}, idempotent=False)
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            raise ServiceRequestError(
+                200, f"unexpected answer from {self.server}/v1/users", [str(body)[:200]]
+            )
         self.token = body["token"]
         return self.token
 
     def me(self) -> dict:
-        return self._request("GET", "/v1/me").json()
+        return self._json("GET", "/v1/me")
 
-    def upload(self, name: str, model: str | os.PathLike | bytes) -> dict:
-        """Upload (or replace) your guard ``name`` from a .safetensors path or its bytes."""
+    def upload(self, name: str, model: str | os.PathLike | bytes, *, check: bool = True) -> dict:
+        """Upload (or replace) your guard ``name`` from a .safetensors path or its bytes.
+
+        With ``check`` (the default) the file is checked here first (:func:`check_guard_bytes`:
+        sigma and mu finite and > 0, finite weights), so a guard the service would refuse is
+        not sent.
+
+        Raises
+        ------
+        CorruptFileError, InvalidInputError
+            From the local check.
+        ServiceRequestError
+            When the service refuses the upload or cannot be reached.
+        """
         data = model if isinstance(model, bytes) else Path(model).read_bytes()
-        response = self._request(
+        if check:
+            check_guard_bytes(data, source="upload" if isinstance(model, bytes) else str(model))
+        return self._json(
             "PUT",
             f"/v1/models/{name}",
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
-        return response.json()
 
     def models(self) -> list[dict]:
-        return self._request("GET", "/v1/models").json()
+        return self._json("GET", "/v1/models")
 
     def delete(self, name: str) -> None:
         self._request("DELETE", f"/v1/models/{name}")
 
     def check_image(self, image: str | os.PathLike | bytes) -> CheckResult:
-        """Ask whether a PNG/JPEG (path or bytes) may be shared."""
+        """Ask whether a PNG/JPEG (path or bytes) may be shared.
+
+        Raises
+        ------
+        InvalidInputError
+            When the bytes are not a PNG or JPEG (checked here, before anything is sent).
+        ServiceRequestError
+            When the service refuses the request or cannot be reached.
+        """
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        content_type = next(
-            (t for magic, t in IMAGE_MAGIC.items() if data.startswith(magic)),
-            "application/octet-stream",
-        )
-        response = self._request(
-            "POST", "/v1/check", content=data, headers={"Content-Type": content_type}
-        )
-        return CheckResult(**response.json())
+        content_type = next((t for magic, t in IMAGE_MAGIC.items() if data.startswith(magic)), None)
+        if content_type is None:
+            source = "the image" if isinstance(image, bytes) else str(image)
+            raise InvalidInputError(
+                f"Expected a PNG or JPEG image, but {source} starts with {data[:8]!r}. The "
+                "service reads only these two formats: convert the file (e.g. with Pillow: "
+                "Image.open(path).save('image.png'))."
+            )
+        body = self._json("POST", "/v1/check", content=data, headers={"Content-Type": content_type})
+        return self._check_result(body)
 
     def check_features(self, features) -> CheckResult:
         """Ask about one feature vector of the service's dimension D (values in [0, 1])."""
         values = np.asarray(features, dtype=np.float32).reshape(-1).tolist()
-        return CheckResult(**self._request("POST", "/v1/check", json={"features": values}).json())
+        return self._check_result(self._json("POST", "/v1/check", json={"features": values}))
+
+
+def _service_url(server: str) -> str:
+    """``server`` without a trailing slash, once it is known to be an http(s) URL with a host."""
+    try:
+        url = httpx.URL(server)
+        valid = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, TypeError):
+        valid = False
+    if not valid:
+        raise InvalidInputError(
+            f"Expected the service URL as http://HOST:PORT or https://HOST, got {server!r}. "
+            "Pass it with --server or IMGPRIVACY_SERVER."
+        )
+    return str(server).rstrip("/")
+
+
+def _not_the_service(server: str, response: httpx.Response) -> ServiceRequestError:
+    return ServiceRequestError(
+        response.status_code,
+        f"{server} did not answer with JSON: is it an imgprivacy service?",
+        [response.text[:200]],
+    )

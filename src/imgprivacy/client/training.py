@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.data import load_image_folder
-from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, save_autoencoder
+from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
+from imgprivacy.errors import InvalidInputError
 from imgprivacy.features import get_extractor
+from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,12 @@ def train_guard(
 
     Training checkpoints to ``<out>.ckpt`` after every epoch; with ``resume`` an interrupted run
     continues from it, without it starts over. The checkpoint is removed at the end.
+
+    Raises
+    ------
+    InvalidInputError
+        When the trained guard would be refused by the service (sigma = 0 because the images
+        are identical, or non-finite weights); nothing is written then.
     """
     config = config or AutoencoderConfig()
     features = folder_features(images, feature_extractor=config.feature_extractor)
@@ -85,7 +94,13 @@ def train_guard(
         progress=progress,
         device=device,
     )
-    save_autoencoder(model, out)
+    data = autoencoder_to_bytes(model)
+    try:
+        check_guard_bytes(data, source=f"refusing to write {out}")
+    except InvalidInputError:
+        checkpoint.unlink(missing_ok=True)  # the run is over: resuming it gives the same model
+        raise
+    write_atomic(out, data)
     checkpoint.unlink(missing_ok=True)
     logger.info(
         "trained a guard on %d images: mu=%.4g sigma=%.4g -> %s",
