@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -6,6 +8,7 @@ from typer.testing import CliRunner
 from imgprivacy.cli import app
 from imgprivacy.data.paths import resolve_data_dir
 from tests.conftest import tiny_config
+from tests.reproduce.result_keys import assert_same_keys
 
 
 def test_apply_anonymizes_a_folder(fitted, tiny_data, tmp_path):
@@ -66,4 +69,7 @@ def test_reproduce_anonymizer_pendigits_prints_the_sweep(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert "lambda=1" in result.output and "originals" in result.output
     assert "best lambda=" in result.output and "results.json" in result.output
-    assert (out / "results.json").is_file()
+    assert_same_keys(out / "results.json", "anonymizer-pendigits")
+    stored = json.loads((out / "results.json").read_text())
+    assert [row["lambda"] for row in stored["sweep"]] == [0.0, 1.0]
+    assert f"best lambda={stored['best']['lambda']:g}: writer" in result.output

@@ -15,6 +15,7 @@ from imgprivacy.anonymizer import Anonymizer
 from imgprivacy.cli import app
 from imgprivacy.data.paths import resolve_data_dir
 from imgprivacy.data.synthetic.ferg_like import FERG_VARIATIONS, generate_ferg_like
+from tests.reproduce.result_keys import assert_same_keys
 
 SMALL = 24  # the manifest's images are 64x64 PNGs, trained at SMALL x SMALL
 
@@ -102,6 +103,7 @@ def test_reproduce_anonymizer_faces_prints_table1(monkeypatch, tmp_path):
     stored = json.loads((out / "results.json").read_text())
     assert [r["target_identity"] for r in stored["intertwined"]] == [3]
     assert "variation=studio" in stored["data"]["source"]
+    assert_same_keys(out / "results.json", "anonymizer-faces")
 
 
 @pytest.mark.skipif(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.evaluate import AttackConfig
 from imgprivacy.anonymizer.presets import faces_anonymizer_config
 from imgprivacy.errors import InvalidInputError
+from imgprivacy.reports.results import results_json
 from imgprivacy.reproduce.anonymizer_faces import FacesSettings, reproduce_anonymizer_faces
 from imgprivacy.reproduce.anonymizer_faces_output import summary_rows
+from imgprivacy.reproduce.anonymizer_results import FacesGoal, FacesResult
+from tests.reproduce.result_keys import assert_same_keys
 
 TINY = FacesSettings(
     per_cell=4,
@@ -50,9 +55,23 @@ def test_results_hold_the_issue_keys(tiny_run):
         "expression_accuracy": 0.7746,
     }
     assert stored["chance"]["identity_accuracy"] == pytest.approx(1 / 6)
-    rows = summary_rows(stored)
+    rows = summary_rows(results)
     assert rows[0][0] == "originals" and rows[-3][0] == "intertwined, target 2"
     assert rows[-3][5] == "38.2%"  # the paper's identity accuracy for target 2
+
+
+def test_results_json_keeps_its_keys_and_is_the_typed_result(tiny_run):
+    out, results = tiny_run
+    assert isinstance(results, FacesResult)
+    assert_same_keys(out / "results.json", "anonymizer-faces")
+    stored = json.loads((out / "results.json").read_text())
+    assert stored == results_json(dataclasses.asdict(results))
+    assert isinstance(results.config, AnonymizerConfig) and results.config.seed == 0
+    assert stored["config"] == results.config.to_dict()
+    assert isinstance(results.goal, FacesGoal)
+    assert results.goal.identity_accuracy_at_most == pytest.approx(1 / 6 + 0.10)
+    assert results.paper_chance == {"identity_accuracy": 1 / 6, "expression_accuracy": 1 / 7}
+    assert results.attack.families == ["cnn", "random_forest"] and results.attack.trees == 5
 
 
 def test_processed_images_are_saved_per_run(tiny_run):
@@ -91,7 +110,7 @@ def test_figures_are_written(tiny_run):
         "fig4_pairs_intertwined_target_0.png",
         "fig4_pairs_intertwined_target_0_released.png",
     } <= names
-    assert all(str(out / n) in results["figures"] for n in names)
+    assert all(str(out / n) in results.figures for n in names)
     with Image.open(out / "fig3_evolution_intertwined_target_0.png") as image:
         assert image.size[0] > 200
 
@@ -128,8 +147,11 @@ def test_runs_on_a_manifest(tmp_path):
         private_label="person",
         utility_label="mood",
     )
-    assert results["data"]["private_classes"] == ["p0", "p1", "p2", "p3", "p4", "p5"]
-    assert "person_accuracy" in results["intertwined"][0]
-    assert results["intertwined"][0]["paper"] is None
+    assert results.data.private_classes == ["p0", "p1", "p2", "p3", "p4", "p5"]
+    assert results.private_key == "person_accuracy" and results.utility_key == "mood_accuracy"
+    assert "person_accuracy" in results.intertwined[0]
+    assert results.intertwined[0]["paper"] is None and results.paper_chance is None
+    rows = summary_rows(results)
+    assert rows[-2][5:] == ("-", "-")  # no FERG chance beside a manifest's
     with np.load(tmp_path / "out" / "anonymized" / "intertwined_target_1.npz") as run:
         assert set(run.files) == {"images", "person", "mood", "split"}

@@ -34,16 +34,17 @@ def rich_progress(progress):
     return factory
 
 
-def run_and_report(reproduce, summary_tables, *, out: Path, **kwargs) -> dict:
-    """Run a reproduction behind a progress bar, print its tables and where its files went."""
+def run_and_report(reproduce, summary_tables, *, out: Path, **kwargs):
+    """Run a reproduction behind a progress bar, print its tables and where its files went;
+    return its result (a dataclass with ``seconds`` and ``figures``)."""
     from imgprivacy.reports.results import print_tables
 
     with progress_bar() as progress:
         results = reproduce(out=out, progress=rich_progress(progress), **kwargs)
     print_tables(summary_tables(results))
     console.print(
-        f"{results['seconds'] / 60:.1f} min; results: {Path(out) / 'results.json'}; "
-        f"figures: {len(results['figures'])} PNG in {out}"
+        f"{results.seconds / 60:.1f} min; results: {Path(out) / 'results.json'}; "
+        f"figures: {len(results.figures)} PNG in {out}"
     )
     return results
 
@@ -90,7 +91,7 @@ def anonymizer_pendigits(
     )
 
     def tables(results):
-        families = " / ".join(results["attack"]["families"])
+        families = " / ".join(results.attack.families)
         return [
             comparison_table(
                 "Anonymizer on pen-digits (test accuracy of fresh attackers)"
@@ -116,7 +117,7 @@ def anonymizer_pendigits(
         seed=seed,
         device=device,
     )
-    best = results["best"]
+    best = results.best  # a typed dict: its key "lambda" cannot be a field name
     console.print(
         f"best lambda={best['lambda']:g}: writer {100 * best['writer_accuracy']:.1f}% "
         f"(goal <= 6.7%), digit {100 * best['digit_accuracy']:.1f}% (goal >= 95%)"
@@ -182,6 +183,7 @@ def anonymizer_faces(
     settings = dataclasses.replace(settings, variation=variation)
 
     def tables(results):
+        families = f"({' / '.join(results.attack.families)})"
         return [
             comparison_table(
                 "Anonymizer on faces (test accuracy of fresh attackers)"
@@ -189,10 +191,10 @@ def anonymizer_faces(
                 summary_rows(results),
                 columns=(
                     "images",
-                    f"{results['data']['private_label']} (best)",
-                    f"({' / '.join(results['attack']['families'])})",
-                    f"{results['data']['utility_label']} (best)",
-                    f"({' / '.join(results['attack']['families'])})",
+                    f"{results.data.private_label} (best)",
+                    families,
+                    f"{results.data.utility_label} (best)",
+                    families,
                     "paper identity",
                     "paper expression",
                 ),
@@ -253,8 +255,9 @@ def docl_faces(
         Path | None,
         typer.Option(
             "--extractor",
-            help="Face extractor file (default: $IMGPRIVACY_FACE_EXTRACTOR or the user cache); "
-            "trained first when missing.",
+            help="Face extractor file to use as it is (trained there first when missing). "
+            "Default: one trained with --seed into OUT/models, reused there only when it was "
+            "trained with the same settings.",
             show_default=False,
         ),
     ] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -70,11 +71,40 @@ def train_face_net(
     if len(identities) < 2:
         raise InvalidInputError(f"Expected faces of at least 2 identities, got {len(identities)}.")
     targets = torch.as_tensor(np.searchsorted(identities, labels))
-    generator = torch.Generator().manual_seed(config.seed)
-    with torch.random.fork_rng(devices=[]):
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+    # Initialisation and dropout draw from torch's global generator (and dropout on a GPU from
+    # the device's): seed it for this training only and give the caller's state back afterwards.
+    target = torch.device(device)
+    with torch.random.fork_rng(devices=[target.index or 0] if target.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        net = FaceNet(config)
-    net.to(device)
+        net = FaceNet(config).to(device)
+        _fit(net, images, targets, generator=generator, progress=progress)
+    net.eval().cpu()
+    model = FaceExtractorModel(net=net, scale=torch.ones(config.embedding_dim), info={})
+    raw = model.raw_features(images)
+    model.scale = torch.quantile(raw, SCALE_QUANTILE, dim=0).clamp_min(1e-3)
+    accuracy = float((model.predict(images) == targets.numpy()).mean())
+    model.info = {
+        "identities": [int(i) for i in identities],
+        "train_images": len(images),
+        "train_data_sha256": faces_fingerprint(images, labels),
+        "train_accuracy": accuracy,
+        "scale_quantile": SCALE_QUANTILE,
+    }
+    return model
+
+
+def _fit(
+    net: FaceNet,
+    images: np.ndarray,
+    targets: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    progress: Callable[[int, float, float], None] | None,
+) -> None:
+    """Adam with a cosine schedule on shuffled, augmented batches (``generator`` draws both)."""
+    config = net.config
+    device = next(net.parameters()).device
     x = net.prepare(torch.as_tensor(images))
     optimizer = torch.optim.Adam(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -99,15 +129,11 @@ def train_face_net(
         logger.debug("face net epoch %d loss %.4f", epoch + 1, total / len(x))
         if progress is not None:
             progress(epoch + 1, total / len(x), correct / len(x))
-    net.eval().cpu()
-    model = FaceExtractorModel(net=net, scale=torch.ones(config.embedding_dim), info={})
-    raw = model.raw_features(images)
-    model.scale = torch.quantile(raw, SCALE_QUANTILE, dim=0).clamp_min(1e-3)
-    accuracy = float((model.predict(images) == targets.numpy()).mean())
-    model.info = {
-        "identities": [int(i) for i in identities],
-        "train_images": len(images),
-        "train_accuracy": accuracy,
-        "scale_quantile": SCALE_QUANTILE,
-    }
-    return model
+
+
+def faces_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of the training faces and their identities: which data an extractor saw."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -11,14 +11,22 @@ from imgprivacy.reports.plotting import new_figure, save
 FAMILY_STYLES = {"cnn": ":", "random_forest": "-.", "extra_trees": (0, (1, 3))}
 
 
-def accuracy_vs_lambda(results: dict, path: str | Path) -> Path:
+def accuracy_vs_lambda(
+    path: str | Path,
+    *,
+    sweep: list[dict],
+    original: dict[str, float],
+    chance_writer_accuracy: float,
+) -> Path:
     """Fig. 2: writer and digit accuracy of the fresh attackers against lambda.
 
-    Solid lines are the headline numbers (strongest writer attacker, best digit classifier),
-    thin lines each attacker family, the black dashed line random guessing of the writer, and the
-    dotted grey lines the accuracies on the original images.
+    ``sweep`` holds one row per lambda (``lambda``, ``<task>_accuracy`` and
+    ``<task>_accuracy_by_family`` for the tasks ``writer`` and ``digit``); ``original`` the
+    headline accuracy per task on the original images. Solid lines are the headline numbers
+    (strongest writer attacker, best digit classifier), thin lines each attacker family, the black
+    dashed line random guessing of the writer, and the dotted grey lines the accuracies on the
+    original images.
     """
-    sweep = results["sweep"]
     lambdas = [row["lambda"] for row in sweep]
     fig, ax = new_figure(6.4, 4.2)
     for task, colour in (("writer", "tab:red"), ("digit", "tab:blue")):
@@ -41,11 +49,9 @@ def accuracy_vs_lambda(results: dict, path: str | Path) -> Path:
                     alpha=0.7,
                     label=f"{task}: {family}",
                 )
-        ax.axhline(
-            100 * results["baseline"][f"{task}_accuracy"], color=colour, linestyle=":", alpha=0.4
-        )
+        ax.axhline(100 * original[task], color=colour, linestyle=":", alpha=0.4)
     ax.axhline(
-        100 * results["chance_writer_accuracy"],
+        100 * chance_writer_accuracy,
         color="black",
         linestyle="--",
         label="random guessing (writer)",
@@ -153,14 +159,19 @@ def pairs(
     return save(fig, path)
 
 
-def table1_bars(results: dict, path: str | Path, *, private_key: str, utility_key: str) -> Path:
-    """Table 1 as bars: identity and expression accuracy per run, the paper's values as marks."""
-    rows = [("originals", results["baseline"], None)]
-    rows.append(("standard", results["standard_no_substitution"], None))
-    rows += [(f"std+sub {r['target_identity']}", r, None) for r in results["standard"]]
-    rows += [
-        (f"intertw. {r['target_identity']}", r, r.get("paper")) for r in results["intertwined"]
-    ]
+def table1_bars(
+    path: str | Path,
+    *,
+    rows: list[tuple[str, dict, dict | None]],
+    chance: dict[str, float],
+    private_key: str,
+    utility_key: str,
+) -> Path:
+    """Table 1 as bars: identity and expression accuracy per run, the paper's values as marks.
+
+    ``rows`` are (name, accuracies by key, the paper's ``identity_accuracy`` and
+    ``expression_accuracy`` or None); ``chance`` is the chance accuracy by key.
+    """
     fig, ax = new_figure(max(6.0, 0.7 * len(rows) + 1.5), 4.0)
     x = np.arange(len(rows))
     for offset, key, colour, name in (
@@ -173,8 +184,8 @@ def table1_bars(results: dict, path: str | Path, *, private_key: str, utility_ke
         if marks:
             ax.scatter(*zip(*marks), marker="_", s=300, color="black", zorder=3)
     ax.scatter([], [], marker="_", color="black", label="paper (Table 1)")
-    ax.axhline(100 * results["chance"][private_key], color="tab:red", linestyle="--", linewidth=1)
-    ax.axhline(100 * results["chance"][utility_key], color="tab:blue", linestyle="--", linewidth=1)
+    ax.axhline(100 * chance[private_key], color="tab:red", linestyle="--", linewidth=1)
+    ax.axhline(100 * chance[utility_key], color="tab:blue", linestyle="--", linewidth=1)
     ax.set_xticks(x, [name for name, _, _ in rows], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("test accuracy of the strongest attacker (%)")
     ax.set_ylim(0, 100)

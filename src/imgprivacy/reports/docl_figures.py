@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgprivacy.docl.evaluate import GuardPoint
 from imgprivacy.reports.plotting import new_figure, save
 
 
@@ -31,15 +32,15 @@ def per_class_accuracy(
     return save(fig, path)
 
 
-def accuracy_vs_acceptance(path: Path, *, guard: dict[str, list[dict]], title: str) -> Path:
+def accuracy_vs_acceptance(path: Path, *, guard: dict[str, list[GuardPoint]], title: str) -> Path:
     """Paper Fig. 3 (left panel) plus the owners' share rate against alpha (right panel)."""
     fig, (left, right) = new_figure(10, 4, ncols=2)
     for policy, points in guard.items():
-        acc = [p["accuracy"] for p in points]
-        accept = [p["acceptance_rate"] for p in points]
+        acc = [p.accuracy for p in points]
+        accept = [p.acceptance_rate for p in points]
         left.plot(accept, acc, marker="o", ms=3, label=policy)
-        alphas = [p["alpha"] for p in points]
-        right.plot(alphas, [p["owner_share_rate"] for p in points], marker="o", ms=3, label=policy)
+        alphas = [p.alpha for p in points]
+        right.plot(alphas, [p.owner_share_rate for p in points], marker="o", ms=3, label=policy)
     left.set_xlabel("acceptance rate (non-sensitive images shared)")
     left.set_ylabel("accuracy (others' private images blocked)")
     left.set_title(title)

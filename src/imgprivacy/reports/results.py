@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -29,9 +30,18 @@ def _plain(value):
     return value
 
 
-def write_results(results: dict, out: str | Path) -> Path:
-    """Write ``out/results.json`` atomically and return its path."""
-    text = json.dumps(_plain(results), indent=2)
+def results_json(results) -> dict:
+    """What results.json holds for ``results``: a reproduction's result dataclass as
+    ``dataclasses.asdict`` (its field names are the keys) or a dict, with numpy values and NaN
+    made JSON-friendly."""
+    if dataclasses.is_dataclass(results) and not isinstance(results, type):
+        results = dataclasses.asdict(results)
+    return _plain(results)
+
+
+def write_results(results, out: str | Path) -> Path:
+    """Write :func:`results_json` to ``out/results.json`` atomically and return its path."""
+    text = json.dumps(results_json(results), indent=2)
     return write_atomic(Path(out) / "results.json", text.encode())
 
 

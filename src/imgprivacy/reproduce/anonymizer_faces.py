@@ -20,6 +20,7 @@ the headline is the strongest identity attacker and the best expression classifi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -40,6 +41,13 @@ from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports.results import write_results
 from imgprivacy.reproduce.anonymizer_faces_output import EvolutionRecorder, write_figures
 from imgprivacy.reproduce.anonymizer_pendigits import output_spread, save_processed
+from imgprivacy.reproduce.anonymizer_results import (
+    FacesAttack,
+    FacesData,
+    FacesGoal,
+    FacesResult,
+    FacesRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +95,13 @@ class FacesSettings:
         return cls(anonymizer=faces_anonymizer_config(seed), attack=AttackConfig(seed=seed))
 
 
-def goal_for(original_expression: float, chance: float) -> dict:
+def goal_for(original_expression: float, chance: float) -> FacesGoal:
     """The goal in absolute terms for this data: identity and expression bounds."""
-    return {
-        "identity_accuracy_at_most": chance + GOALS["identity_accuracy_above_chance_at_most"],
-        "expression_accuracy_at_least": GOALS["expression_accuracy_relative_to_original_at_least"]
+    return FacesGoal(
+        identity_accuracy_at_most=chance + GOALS["identity_accuracy_above_chance_at_most"],
+        expression_accuracy_at_least=GOALS["expression_accuracy_relative_to_original_at_least"]
         * original_expression,
-    }
+    )
 
 
 def reproduce_anonymizer_faces(
@@ -107,7 +115,7 @@ def reproduce_anonymizer_faces(
     private_label: str = "identity",
     utility_label: str | None = "expression",
     progress: ProgressFactory | None = None,
-) -> dict:
+) -> FacesResult:
     """Run the standard and the intertwined method, assess them, write figures and results."""
     out = Path(out)
     started = time.perf_counter()
@@ -134,7 +142,7 @@ def reproduce_anonymizer_faces(
     labels = {data.private_name: data.private, data.utility_name: data.utility}
     p_key, u_key = f"{data.private_name}_accuracy", f"{data.utility_name}_accuracy"
 
-    def assessed(images: np.ndarray, description: str) -> dict:
+    def assessed(images: np.ndarray, description: str) -> FacesRow:
         t0 = time.perf_counter()
         result = task_summary(
             assess_tasks(
@@ -197,7 +205,7 @@ def reproduce_anonymizer_faces(
 
     runs: dict[str, dict] = {}  # name -> figures' inputs
 
-    def release(name: str, images: np.ndarray, raw: np.ndarray, recorder, entry: dict) -> dict:
+    def release(name: str, images: np.ndarray, raw: np.ndarray, recorder, entry: dict) -> FacesRow:
         save_processed(out / "anonymized" / f"{name}.npz", images, labels=labels, split=data.split)
         row = {
             **entry,
@@ -256,48 +264,44 @@ def reproduce_anonymizer_faces(
     meets = [
         row["target_identity"]
         for row in intertwined
-        if row[p_key] <= goal["identity_accuracy_at_most"]
-        and row[u_key] >= goal["expression_accuracy_at_least"]
+        if row[p_key] <= goal.identity_accuracy_at_most
+        and row[u_key] >= goal.expression_accuracy_at_least
     ]
-    results = {
-        "experiment": "anonymizer-faces",
-        "quick": quick,
-        "seed": seed,
-        "data": {
-            "source": data.source,
-            "images": len(data.images),
-            "train_images": int(train.sum()),
-            "validation_images": int((data.split == 1).sum()),
-            "test_images": int((data.split == 2).sum()),
-            "private_label": data.private_name,
-            "utility_label": data.utility_name,
-            "private_classes": list(data.private_classes),
-            "utility_classes": list(data.utility_classes),
-            "image_size": base.image_size,
-        },
-        "baseline": {**baseline, "spread": output_spread(data.images)},
-        "chance": {
-            p_key: chance,
-            u_key: 1.0 / len(data.utility_classes),
-        },
-        "standard_no_substitution": standard_no_sub,
-        "standard": standard,
-        "intertwined": intertwined,
-        "paper_table1": {str(k): v for k, v in PAPER_TABLE1.items()},
-        "paper_chance": PAPER_CHANCE if manifest is None else None,
-        "goal": goal,
-        "targets_meeting_goal": meets,
-        "config": base.to_dict(),
-        "attack": {
-            "families": list(settings.attack.families),
-            "cnn_epochs": settings.attack.cnn_epochs,
-            "trees": settings.attack.trees,
-        },
-    }
-    results["figures"] = [
-        str(p)
-        for p in write_figures(results, data, runs, start_frame, evolution_picks, pair_picks, out)
-    ]
-    results["seconds"] = time.perf_counter() - started
+    results = FacesResult(
+        experiment="anonymizer-faces",
+        quick=quick,
+        seed=seed,
+        data=FacesData(
+            source=data.source,
+            images=len(data.images),
+            train_images=int(train.sum()),
+            validation_images=int((data.split == 1).sum()),
+            test_images=int((data.split == 2).sum()),
+            private_label=data.private_name,
+            utility_label=data.utility_name,
+            private_classes=list(data.private_classes),
+            utility_classes=list(data.utility_classes),
+            image_size=base.image_size,
+        ),
+        baseline={**baseline, "spread": output_spread(data.images)},
+        chance={p_key: chance, u_key: 1.0 / len(data.utility_classes)},
+        standard_no_substitution=standard_no_sub,
+        standard=standard,
+        intertwined=intertwined,
+        paper_table1={str(k): dict(v) for k, v in PAPER_TABLE1.items()},
+        paper_chance=dict(PAPER_CHANCE) if manifest is None else None,
+        goal=goal,
+        targets_meeting_goal=meets,
+        config=base,
+        attack=FacesAttack(
+            families=list(settings.attack.families),
+            cnn_epochs=settings.attack.cnn_epochs,
+            trees=settings.attack.trees,
+        ),
+    )
+    figures = write_figures(results, data, runs, start_frame, evolution_picks, pair_picks, out)
+    results = dataclasses.replace(
+        results, figures=[str(p) for p in figures], seconds=time.perf_counter() - started
+    )
     write_results(results, out)
     return results

@@ -9,6 +9,7 @@ import torch
 
 from imgprivacy.anonymizer.model import as_pixels
 from imgprivacy.reports import anonymizer_figures
+from imgprivacy.reproduce.anonymizer_results import FacesResult
 
 
 class EvolutionRecorder:
@@ -34,12 +35,20 @@ class EvolutionRecorder:
         self.record(trainer.nets.autoencoder, record["epoch"])
 
 
-def write_figures(results, data, runs, start_frame, evolution_picks, pair_picks, out: Path):
-    p_key = f"{data.private_name}_accuracy"
-    u_key = f"{data.utility_name}_accuracy"
+def write_figures(
+    results: FacesResult, data, runs, start_frame, evolution_picks, pair_picks, out: Path
+) -> list[Path]:
+    rows = [("originals", results.baseline, None)]
+    rows.append(("standard", results.standard_no_substitution, None))
+    rows += [(f"std+sub {r['target_identity']}", r, None) for r in results.standard]
+    rows += [(f"intertw. {r['target_identity']}", r, r.get("paper")) for r in results.intertwined]
     paths = [
         anonymizer_figures.table1_bars(
-            results, out / "table1_accuracy.png", private_key=p_key, utility_key=u_key
+            out / "table1_accuracy.png",
+            rows=rows,
+            chance=results.chance,
+            private_key=results.private_key,
+            utility_key=results.utility_key,
         )
     ]
     for name, run in runs.items():
@@ -78,10 +87,9 @@ def write_figures(results, data, runs, start_frame, evolution_picks, pair_picks,
     return paths
 
 
-def summary_rows(results: dict) -> list[tuple[str, ...]]:
+def summary_rows(results: FacesResult) -> list[tuple[str, ...]]:
     """Rows of the printed Table 1: run, identity, expression (ours; per family; paper)."""
-    p_key = f"{results['data']['private_label']}_accuracy"
-    u_key = f"{results['data']['utility_label']}_accuracy"
+    p_key, u_key = results.private_key, results.utility_key
 
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
@@ -100,14 +108,14 @@ def summary_rows(results: dict) -> list[tuple[str, ...]]:
             pct(paper["expression_accuracy"]) if paper else "-",
         )
 
-    rows = [line("originals", results["baseline"])]
-    rows.append(line("standard, no substitution", results["standard_no_substitution"]))
-    for row in results["standard"]:
+    rows = [line("originals", results.baseline)]
+    rows.append(line("standard, no substitution", results.standard_no_substitution))
+    for row in results.standard:
         rows.append(line(f"standard + substitution, target {row['target_identity']}", row))
-    for row in results["intertwined"]:
+    for row in results.intertwined:
         rows.append(line(f"intertwined, target {row['target_identity']}", row, row.get("paper")))
-    chance = results["chance"]
-    paper_chance = results["paper_chance"]  # FERG's, shown only beside FERG-like data
+    chance = results.chance
+    paper_chance = results.paper_chance  # FERG's, shown only beside FERG-like data
     rows.append(
         (
             "chance",
@@ -119,13 +127,13 @@ def summary_rows(results: dict) -> list[tuple[str, ...]]:
             pct(paper_chance and paper_chance["expression_accuracy"]),
         )
     )
-    goal = results["goal"]
+    goal = results.goal
     rows.append(
         (
             "goal",
-            f"<= {pct(goal['identity_accuracy_at_most'])}",
+            f"<= {pct(goal.identity_accuracy_at_most)}",
             "",
-            f">= {pct(goal['expression_accuracy_at_least'])}",
+            f">= {pct(goal.expression_accuracy_at_least)}",
             "",
             "",
             "",

@@ -35,6 +35,14 @@ from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import anonymizer_figures
 from imgprivacy.reports.results import write_results
+from imgprivacy.reproduce.anonymizer_results import (
+    BestLambda,
+    PendigitsAttack,
+    PendigitsBaseline,
+    PendigitsData,
+    PendigitsResult,
+    SweepRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ def reproduce_anonymizer_pendigits(
     device: str = "cpu",
     settings: SweepSettings | None = None,
     progress: ProgressFactory | None = None,
-) -> dict:
+) -> PendigitsResult:
     """Run the sweep, write ``out/results.json``, the PNG figures, the processed images of every
     lambda (``out/anonymized/lambda_<v>.npz``) and the models (``out/models``); return the results.
     """
@@ -190,13 +198,13 @@ def reproduce_anonymizer_pendigits(
         else:
             autoencoder_only = None
         distortion = np.abs(processed.astype(np.float32) - data.images.astype(np.float32)) / 255.0
-        row = {
+        row: SweepRow = {
             "lambda": lam,
             **assessment.to_dict(),
             "distortion": float(distortion.mean()),
             "rmse": float(np.sqrt((distortion**2).mean())),
             # mean over pixels of the std across images, in [0, 1]: 0 = one image for every
-            # input (collapse); the originals' is in results["original_spread"]
+            # input (collapse); the originals' is the result's original_spread
             "output_spread": output_spread(processed),
             "autoencoder_only": autoencoder_only,
             "train_seconds": train_seconds,
@@ -207,36 +215,36 @@ def reproduce_anonymizer_pendigits(
         processed_by_lambda[tag] = processed
         histories[tag] = anonymizer.history_.epochs
 
-    results = {
-        "experiment": "anonymizer-pendigits",
-        "quick": quick,
-        "seed": seed,
-        "data": {
-            "writers": N_WRITERS,
-            "train_images": int(train.sum()),
-            "validation_images": int((data.split == 1).sum()),
-            "test_images": int((data.split == 2).sum()),
-            "image_size": 20,
-        },
-        "baseline": {**baseline.to_dict(), "seconds": baseline_seconds},
-        "chance_writer_accuracy": 1.0 / N_WRITERS,
-        "original_spread": output_spread(data.images),
-        "chance_digit_accuracy": 0.1,
-        "sweep": sweep,
-        "best": best_lambda(sweep, baseline.digit.best),
-        "goals": GOALS,
-        "config": base_config.to_dict(),
-        "attack": {
-            "families": list(settings.attack.families),
-            "cnn_epochs": settings.attack.cnn_epochs,
-            "cnn_channels": settings.attack.cnn_channels,
-            "trees": settings.attack.trees,
-        },
-        "shared_pretraining": settings.shared_pretraining,
-        "history": histories,
-    }
-    results["figures"] = [str(p) for p in write_figures(results, data, processed_by_lambda, out)]
-    results["seconds"] = time.perf_counter() - started
+    results = PendigitsResult(
+        experiment="anonymizer-pendigits",
+        quick=quick,
+        seed=seed,
+        data=PendigitsData(
+            writers=N_WRITERS,
+            train_images=int(train.sum()),
+            validation_images=int((data.split == 1).sum()),
+            test_images=int((data.split == 2).sum()),
+            image_size=20,
+        ),
+        baseline=PendigitsBaseline(**baseline.to_dict(), seconds=baseline_seconds),
+        chance_writer_accuracy=1.0 / N_WRITERS,
+        original_spread=output_spread(data.images),
+        chance_digit_accuracy=0.1,
+        sweep=sweep,
+        best=best_lambda(sweep, baseline.digit.best),
+        goals=dict(GOALS),
+        config=base_config,
+        attack=PendigitsAttack(
+            families=list(settings.attack.families),
+            cnn_epochs=settings.attack.cnn_epochs,
+            cnn_channels=settings.attack.cnn_channels,
+            trees=settings.attack.trees,
+        ),
+        shared_pretraining=settings.shared_pretraining,
+        history=histories,
+    )
+    figures = [str(p) for p in write_figures(results, data, processed_by_lambda, out)]
+    results = dataclasses.replace(results, figures=figures, seconds=time.perf_counter() - started)
     write_results(results, out)
     return results
 
@@ -246,7 +254,7 @@ def output_spread(images: np.ndarray) -> float:
     return float(images.reshape(len(images), -1).astype(np.float64).std(axis=0).mean() / 255.0)
 
 
-def best_lambda(sweep: list[dict], original_digit_accuracy: float) -> dict:
+def best_lambda(sweep: list[SweepRow], original_digit_accuracy: float) -> BestLambda:
     """The lambda with the lowest writer accuracy among those keeping the digit (>= 95% and
     >= 97% of the original accuracy); else the lowest writer accuracy overall."""
     keeps = [
@@ -269,10 +277,20 @@ def best_lambda(sweep: list[dict], original_digit_accuracy: float) -> dict:
     }
 
 
-def write_figures(results: dict, data, processed: dict[str, np.ndarray], out: Path) -> list[Path]:
-    picks = sample_indices(data, seed=results["seed"])
+def write_figures(
+    results: PendigitsResult, data, processed: dict[str, np.ndarray], out: Path
+) -> list[Path]:
+    picks = sample_indices(data, seed=results.seed)
     paths = [
-        anonymizer_figures.accuracy_vs_lambda(results, out / "fig2_accuracy_vs_lambda.png"),
+        anonymizer_figures.accuracy_vs_lambda(
+            out / "fig2_accuracy_vs_lambda.png",
+            sweep=results.sweep,
+            original={
+                "writer": results.baseline.writer_accuracy,
+                "digit": results.baseline.digit_accuracy,
+            },
+            chance_writer_accuracy=results.chance_writer_accuracy,
+        ),
         anonymizer_figures.sample_grid(
             data.images[picks],
             {f"lambda={tag}": images[picks] for tag, images in processed.items()},
@@ -280,7 +298,7 @@ def write_figures(results: dict, data, processed: dict[str, np.ndarray], out: Pa
             title="test images (one per digit): original and anonymized",
         ),
     ]
-    for tag, history in results["history"].items():
+    for tag, history in results.history.items():
         paths.append(
             anonymizer_figures.training_curves(
                 history, out / f"training_lambda_{tag}.png", title=f"training, lambda={tag}"
@@ -289,24 +307,24 @@ def write_figures(results: dict, data, processed: dict[str, np.ndarray], out: Pa
     return paths
 
 
-def summary_rows(results: dict) -> list[tuple[str, ...]]:
+def summary_rows(results: PendigitsResult) -> list[tuple[str, ...]]:
     """Rows of the printed table: lambda, writer (max, per family), digit, distortion."""
 
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    base = results["baseline"]
+    base = results.baseline
     rows = [
         (
             "originals",
-            pct(base["writer_accuracy"]),
-            " / ".join(pct(v) for v in base["writer_accuracy_by_family"].values()),
-            pct(base["digit_accuracy"]),
-            " / ".join(pct(v) for v in base["digit_accuracy_by_family"].values()),
+            pct(base.writer_accuracy),
+            " / ".join(pct(v) for v in base.writer_accuracy_by_family.values()),
+            pct(base.digit_accuracy),
+            " / ".join(pct(v) for v in base.digit_accuracy_by_family.values()),
             "0",
         )
     ]
-    for row in results["sweep"]:
+    for row in results.sweep:
         rows.append(
             (
                 f"lambda={lambda_tag(row['lambda'])}",
@@ -317,6 +335,6 @@ def summary_rows(results: dict) -> list[tuple[str, ...]]:
                 f"{row['distortion']:.3f}",
             )
         )
-    rows.append(("chance", pct(results["chance_writer_accuracy"]), "", "10.0%", "", ""))
+    rows.append(("chance", pct(results.chance_writer_accuracy), "", "10.0%", "", ""))
     rows.append(("goal", "<= 6.7%", "", ">= 95%", "", ""))
     return rows

@@ -20,11 +20,13 @@ from imgprivacy.progress import ProgressFactory
 from imgprivacy.reproduce.docl_data_cifar import cifar10_experiment
 from imgprivacy.reproduce.docl_features import (
     WIDE_ALPHAS,
-    assemble_results,
+    feature_data,
+    finish,
     run_configurations,
 )
 from imgprivacy.reproduce.docl_features import summary_tables as feature_tables
 from imgprivacy.reproduce.docl_protocol import ProtocolSettings
+from imgprivacy.reproduce.docl_results import DoclCifar10Result, run_fields
 
 FEATURES = "resnet20-cifar"
 # What the paper reports for CIFAR-10 (sec. 3, Fig. 2); our goal is >= 85%.
@@ -55,7 +57,7 @@ def reproduce_docl_cifar10(
     seed: int = 0,
     device: str = "cpu",
     progress: ProgressFactory | None = None,
-) -> dict:
+) -> DoclCifar10Result:
     """Run the experiment, write ``out/results.json`` and the PNG figures, return the results."""
     started = time.perf_counter()
     variant = "jpeg" if jpeg else "lossless"
@@ -69,24 +71,27 @@ def reproduce_docl_cifar10(
         device=device,
     )
     runs = run_configurations(data, configurations(), settings=settings, progress=progress)
-    extra = {
-        "quick": quick,
-        "seed": seed,
-        "variant": variant,
-        "comparable_with_paper": not jpeg,
-        "note": (
+    main = next(iter(runs))
+    results = DoclCifar10Result(
+        experiment="docl-cifar10",
+        quick=quick,
+        seed=seed,
+        variant=variant,
+        comparable_with_paper=not jpeg,
+        note=(
             "JPEG-degraded CIFAR-10 copy (quality 75): the ResNet-20 itself drops from 91.5% to "
             "80.8% on it; do not compare absolute numbers with the paper."
             if jpeg
             else "exact CIFAR-10 pixels (train 0-3999, test 0-999)"
         ),
-    }
-    return assemble_results(
-        experiment="docl-cifar10",
-        data=data,
+        data=feature_data(data),
+        main_run=main,
+        **run_fields(runs[main]),
         runs=runs,
-        paper=PAPER_CIFAR10,
-        extra=extra,
+        paper=dict(PAPER_CIFAR10),
+    )
+    return finish(
+        results,
         out=Path(out),
         started=started,
         titles={
@@ -97,12 +102,12 @@ def reproduce_docl_cifar10(
     )
 
 
-def summary_tables(results: dict) -> list[Table]:
-    flags = (" (--quick)" if results["quick"] else "") + (
-        " [JPEG copy: not comparable]" if not results["comparable_with_paper"] else ""
+def summary_tables(results: DoclCifar10Result) -> list[Table]:
+    flags = (" (--quick)" if results.quick else "") + (
+        " [JPEG copy: not comparable]" if not results.comparable_with_paper else ""
     )
     return feature_tables(
         results,
-        title=f"DOCL on CIFAR-10 ({results['variant']}, ResNet-20 features): ours beside the paper{flags}",
+        title=f"DOCL on CIFAR-10 ({results.variant}, ResNet-20 features): ours beside the paper{flags}",
         paper_accuracy={"default": "80% (goal >= 85%)", "paper_faithful": "80%"},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -9,11 +10,13 @@ from pathlib import Path
 from rich.table import Table
 
 from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.evaluate import GuardPoint
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import docl_figures
 from imgprivacy.reports.results import percent, write_results
 from imgprivacy.reproduce.docl_data import mnist_experiment
 from imgprivacy.reproduce.docl_protocol import ProtocolSettings, evaluate_configuration
+from imgprivacy.reproduce.docl_results import DoclMnistResult, MnistData, run_fields
 
 # What the paper reports for MNIST (sec. 3, Fig. 2 and Fig. 4); None where it gives no number.
 PAPER_MNIST = {
@@ -55,7 +58,7 @@ def reproduce_docl_mnist(
     seed: int = 0,
     device: str = "cpu",
     progress: ProgressFactory | None = None,
-) -> dict:
+) -> DoclMnistResult:
     """Run the experiment, write ``out/results.json`` and the PNG figures, return the results."""
     out = Path(out)
     started = time.perf_counter()
@@ -79,102 +82,104 @@ def reproduce_docl_mnist(
         runs[label] = evaluate_configuration(
             data, cfg, settings=settings, label=label, progress=progress
         )
-    results = {
-        "experiment": "docl-mnist",
-        "quick": quick,
-        "seed": seed,
-        "data": {
-            "train_images": len(data.train_y),
-            "test_images": len(data.test_y),
-            "non_sensitive_images": len(data.public_x),
-            "non_sensitive_source": data.public_name,
-        },
-        **runs["default"],
-        "paper_faithful": runs["paper_faithful"],
-        "paper": PAPER_MNIST,
-        "one_class_baselines_mean_auc": ONE_CLASS_BASELINES_MEAN_AUC,
-    }
-    results["figures"] = [str(p) for p in write_figures(results, out)]
-    results["seconds"] = time.perf_counter() - started
+    main = runs["default"]
+    results = DoclMnistResult(
+        experiment="docl-mnist",
+        quick=quick,
+        seed=seed,
+        data=MnistData(
+            train_images=len(data.train_y),
+            test_images=len(data.test_y),
+            non_sensitive_images=len(data.public_x),
+            non_sensitive_source=data.public_name,
+        ),
+        **run_fields(main),
+        paper_faithful=runs["paper_faithful"],
+        paper=dict(PAPER_MNIST),
+        one_class_baselines_mean_auc=dict(ONE_CLASS_BASELINES_MEAN_AUC),
+    )
+    figures = [str(p) for p in write_figures(results, out)]
+    results = dataclasses.replace(results, figures=figures, seconds=time.perf_counter() - started)
     write_results(results, out)
     return results
 
 
-def write_figures(results: dict, out: Path) -> list[Path]:
-    faithful = results["paper_faithful"]
+def write_figures(results: DoclMnistResult, out: Path) -> list[Path]:
+    faithful = results.paper_faithful
     paths = [
         docl_figures.per_class_accuracy(
             out / "fig2_per_class_accuracy.png",
             series={
-                "imgprivacy default": results["per_class_accuracy"],
-                "paper-exact model": faithful["per_class_accuracy"],
+                "imgprivacy default": results.per_class_accuracy,
+                "paper-exact model": faithful.per_class_accuracy,
             },
             paper_overall=PAPER_MNIST["overall_accuracy"],
             title="MNIST per-class accuracy (paper Fig. 2)",
         ),
         docl_figures.accuracy_vs_acceptance(
             out / "fig3_accuracy_vs_acceptance.png",
-            guard=results["guard"],
+            guard=results.guard,
             title="MNIST, alpha in [1, 2], Fashion-MNIST uploads (paper Fig. 3)",
         ),
         docl_figures.scalability(
             out / "fig5_scalability.png",
-            per_size=results["scalability"],
+            per_size=results.scalability,
             title="MNIST per-class accuracy vs users (paper Fig. 5)",
         ),
         docl_figures.auc_per_class(
             out / "one_class_auc.png",
             series={
-                "imgprivacy default": results["per_class_auc"],
-                "paper-exact model": faithful["per_class_auc"],
+                "imgprivacy default": results.per_class_auc,
+                "paper-exact model": faithful.per_class_auc,
             },
             title="One-class ROC-AUC per digit (Deep SVDD protocol)",
         ),
     ]
-    if "adversary" in results:
+    if results.adversary is not None:
         paths.append(
             docl_figures.adversary_matrices(
                 out / "fig4_adversary.png",
-                matrices=results["adversary"],
-                alpha=results["adversary_alpha"],
+                matrices=results.adversary,
+                alpha=results.adversary_alpha,
             )
         )
+    if faithful.adversary is not None:
         paths.append(
             docl_figures.adversary_matrices(
                 out / "fig4_adversary_paper_faithful.png",
-                matrices=faithful["adversary"],
-                alpha=faithful["adversary_alpha"],
+                matrices=faithful.adversary,
+                alpha=faithful.adversary_alpha,
             )
         )
     return paths
 
 
-def summary_tables(results: dict) -> list[Table]:
+def summary_tables(results: DoclMnistResult) -> list[Table]:
     """The printed comparison: accuracy, Guard operating points and adversaries."""
-    faithful = results["paper_faithful"]
+    faithful = results.paper_faithful
     models = {"default": results, "paper-exact": faithful}
     accuracy = Table(
-        title="DOCL on MNIST: ours beside the paper" + (" (--quick)" if results["quick"] else "")
+        title="DOCL on MNIST: ours beside the paper" + (" (--quick)" if results.quick else "")
     )
     for column in ("quantity", "ours (default)", "ours (paper-exact model)", "paper"):
         accuracy.add_column(column)
     accuracy.add_row(
-        "overall accuracy", *(percent(r["overall_accuracy"]) for r in models.values()), "97%"
+        "overall accuracy", *(percent(r.overall_accuracy) for r in models.values()), "97%"
     )
     accuracy.add_row(
-        "digit 0 accuracy", *(percent(r["per_class_accuracy"][0]) for r in models.values()), "> 99%"
+        "digit 0 accuracy", *(percent(r.per_class_accuracy[0]) for r in models.values()), "> 99%"
     )
     accuracy.add_row(
-        "digit 9 accuracy", *(percent(r["per_class_accuracy"][9]) for r in models.values()), "~ 95%"
+        "digit 9 accuracy", *(percent(r.per_class_accuracy[9]) for r in models.values()), "~ 95%"
     )
     accuracy.add_row(
         "mean one-class ROC-AUC",
-        *(percent(r["mean_auc"]) for r in models.values()),
+        *(percent(r.mean_auc) for r in models.values()),
         "- (Deep SVDD 94.8%)",
     )
     accuracy.add_row(
         "training seconds per user",
-        *(f"{r['train_seconds_per_user']:.1f}" for r in models.values()),
+        *(f"{r.train_seconds_per_user:.1f}" for r in models.values()),
         "-",
     )
 
@@ -183,15 +188,15 @@ def summary_tables(results: dict) -> list[Table]:
     )
     for column in ("policy", "alpha", "default model", "paper-exact model"):
         guard.add_column(column)
-    for policy, points in results["guard"].items():
-        for point, fpoint in zip(points, faithful["guard"][policy]):
-            if point["alpha"] in (1.0, 1.5, 2.0):
-                guard.add_row(policy, f"{point['alpha']:g}", _point(point), _point(fpoint))
+    for policy, points in results.guard.items():
+        for point, fpoint in zip(points, faithful.guard[policy]):
+            if point.alpha in (1.0, 1.5, 2.0):
+                guard.add_row(policy, f"{point.alpha:g}", _point(point), _point(fpoint))
 
     tables = [accuracy, guard]
-    if "adversary" in results:
+    if results.adversary is not None and faithful.adversary is not None:
         attack = Table(
-            title=f"Adversaries (alpha={results['adversary_alpha']:g}): victim images blocked"
+            title=f"Adversaries (alpha={results.adversary_alpha:g}): victim images blocked"
         )
         for column in (
             "policy",
@@ -200,20 +205,20 @@ def summary_tables(results: dict) -> list[Table]:
             "paper",
         ):
             attack.add_column(column)
-        for policy in results["adversary"]:
+        for policy in results.adversary:
             attack.add_row(
                 policy,
-                f"{percent(results['adversary'][policy][7][2])} / {percent(faithful['adversary'][policy][7][2])}",
-                f"{percent(results['adversary_min_blocked_off_diagonal'][policy])} / "
-                f"{percent(faithful['adversary_min_blocked_off_diagonal'][policy])}",
+                f"{percent(results.adversary[policy][7][2])} / {percent(faithful.adversary[policy][7][2])}",
+                f"{percent(results.adversary_min_blocked_off_diagonal[policy])} / "
+                f"{percent(faithful.adversary_min_blocked_off_diagonal[policy])}",
                 "u7 vs u2 ~70%" if policy == "paper" else "-",
             )
         tables.append(attack)
     return tables
 
 
-def _point(point: dict) -> str:
+def _point(point: GuardPoint) -> str:
     return (
-        f"{percent(point['accuracy'])} / {percent(point['acceptance_rate'])} / "
-        f"{percent(point['owner_share_rate'])}"
+        f"{percent(point.accuracy)} / {percent(point.acceptance_rate)} / "
+        f"{percent(point.owner_share_rate)}"
     )

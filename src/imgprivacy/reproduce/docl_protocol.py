@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgprivacy.docl.config import AutoencoderConfig
-from imgprivacy.docl.evaluate import guard_point, nearest_model_accuracy, one_class_auc
+from imgprivacy.docl.evaluate import GuardPoint, guard_point, nearest_model_accuracy, one_class_auc
 from imgprivacy.docl.guard import POLICIES, Guard
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.progress import ProgressFactory, resolve
@@ -21,6 +22,7 @@ from imgprivacy.reproduce.docl_experiments import (
     train_class_models,
     user_name,
 )
+from imgprivacy.reproduce.docl_results import DoclRun, ErrorStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def evaluate_configuration(
     settings: ProtocolSettings,
     label: str,
     progress: ProgressFactory | None = None,
-) -> dict:
+) -> DoclRun:
     """Train one model per class with ``config`` and measure everything the paper reports."""
     progress = resolve(progress)
     if config.feature_extractor != data.feature_extractor:
@@ -78,7 +80,7 @@ def evaluate_configuration(
     owner_of_row = [owners[classes.index(int(c))] for c in data.test_y]
 
     step = progress(f"{label}: guard sweep", len(settings.policies) * len(settings.alphas))
-    guard = {}
+    guard: dict[str, list[GuardPoint]] = {}
     for policy in settings.policies:
         guard[policy] = []
         for alpha in settings.alphas:
@@ -88,25 +90,26 @@ def evaluate_configuration(
                 private_owner=owner_of_row,
                 public=public_scores,
             )
-            guard[policy].append(point.to_dict())
+            guard[policy].append(point)
             step(f"{policy} alpha={alpha:g}")
 
-    result = {
-        "config": config.to_dict(),
-        "overall_accuracy": accuracy.overall,
-        "per_class_accuracy": accuracy.per_class,
-        "per_class_auc": aucs,
-        "mean_auc": float(np.mean(aucs)),
-        "guard": guard,
-        "scalability": scalability(
+    run = DoclRun(
+        config=config,
+        overall_accuracy=accuracy.overall,
+        per_class_accuracy=accuracy.per_class,
+        per_class_auc=aucs,
+        mean_auc=float(np.mean(aucs)),
+        guard=guard,
+        scalability=scalability(
             test_scores, data.test_y, classes, sizes=settings.scalability_sizes, seed=settings.seed
         ),
-        "error_statistics": [
-            {"user": o, "mu": m.error_mean_, "sigma": m.error_std_} for o, m in zip(owners, models)
+        error_statistics=[
+            ErrorStatistics(user=o, mu=m.error_mean_, sigma=m.error_std_)
+            for o, m in zip(owners, models)
         ],
-        "train_seconds_total": train_seconds,
-        "train_seconds_per_user": train_seconds / len(classes),
-    }
+        train_seconds_total=train_seconds,
+        train_seconds_per_user=train_seconds / len(classes),
+    )
     if settings.adversary:
         step = progress(f"{label}: adversaries", len(classes) ** 2)
         guards = {p: Guard(policy=p, alpha=settings.adversary_alpha) for p in settings.policies}
@@ -125,13 +128,14 @@ def evaluate_configuration(
             device=settings.device,
             progress=step,
         )
-        result["adversary_alpha"] = settings.adversary_alpha
-        result["adversary_epochs"] = attack_config.epochs
-        result["adversary"] = {p: m.tolist() for p, m in matrices.items()}
-        result["adversary_min_blocked_off_diagonal"] = {
-            p: float(np.min(m[~np.eye(len(m), dtype=bool)])) for p, m in matrices.items()
-        }
-    logger.info(
-        "%s: overall accuracy %.4f, mean AUC %.4f", label, accuracy.overall, result["mean_auc"]
-    )
-    return result
+        run = dataclasses.replace(
+            run,
+            adversary_alpha=settings.adversary_alpha,
+            adversary_epochs=attack_config.epochs,
+            adversary={p: m.tolist() for p, m in matrices.items()},
+            adversary_min_blocked_off_diagonal={
+                p: float(np.min(m[~np.eye(len(m), dtype=bool)])) for p, m in matrices.items()
+            },
+        )
+    logger.info("%s: overall accuracy %.4f, mean AUC %.4f", label, accuracy.overall, run.mean_auc)
+    return run

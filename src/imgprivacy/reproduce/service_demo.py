@@ -248,16 +248,16 @@ def run_service_demo(
     step("done")
     stat_diff = max(
         max(
-            abs(s["mu"] - models[s["user"]].error_mean_),
-            abs(s["sigma"] - models[s["user"]].error_std_),
+            abs(s.mu - models[s.user].error_mean_),
+            abs(s.sigma - models[s.user].error_std_),
         )
-        for s in reproduction["error_statistics"]
+        for s in reproduction.error_statistics
     )
-    point = reproduction["guard"][service_policy][0]
+    point = reproduction.guard[service_policy][0]
     expected = {
-        CATEGORIES[0]: ("share", point["owner_share_rate"]),
-        CATEGORIES[1]: ("block", point["accuracy"]),
-        CATEGORIES[2]: ("share", point["acceptance_rate"]),
+        CATEGORIES[0]: ("share", point.owner_share_rate),
+        CATEGORIES[1]: ("block", point.accuracy),
+        CATEGORIES[2]: ("share", point.acceptance_rate),
     }
 
     def category_of(source: str, row: int, uploader: str) -> str:
@@ -292,5 +292,8 @@ def run_service_demo(
         examples=examples,
         policy=service_policy,
         alpha=service_alpha,
-        reproduction={"overall_accuracy": reproduction["overall_accuracy"], "guard_point": point},
+        reproduction={
+            "overall_accuracy": reproduction.overall_accuracy,
+            "guard_point": point.to_dict(),
+        },
     )
