@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-service test test-fast bench bench-service lint venv clean
+.PHONY: demo demo-service reproduce test test-fast bench bench-service lint venv clean
 
 venv: $(STAMP)
 
@@ -17,12 +17,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The DOCL MNIST reproduction (~20 min on 2 idle cores), then the live service demo (~5 min):
-# the service on 127.0.0.1, 10 users training and uploading through the edge client, uploads
-# replayed over HTTP and checked against the in-process decisions. Both end by themselves.
+# The main jobs end to end in a few minutes: the DOCL service on 127.0.0.1 with 10 MNIST users
+# training guards on their own digit and uploading them through the edge client, uploads checked
+# over HTTP beside the in-process decisions; then a short anonymizer run on pen-digits with its
+# before / after picture. Both end by themselves and print where their outputs are.
 demo: $(STAMP)
+	$(VENV)/bin/imgprivacy demo service --out reports/demo/service --replay 300 --train-per-user 500 --epochs 8
+	$(VENV)/bin/imgprivacy demo anonymizer --out reports/demo/anonymizer
+
+# Every paper reproduction at full size (several hours on a 2-core CPU), results in reports/.
+reproduce: $(STAMP)
 	$(VENV)/bin/imgprivacy reproduce docl-mnist --out reports/docl-mnist
-	$(VENV)/bin/imgprivacy demo service --out reports/docl-service
+	$(VENV)/bin/imgprivacy reproduce docl-cifar10 --out reports/docl-cifar10
+	$(VENV)/bin/imgprivacy reproduce docl-faces --out reports/docl-faces
+	$(VENV)/bin/imgprivacy reproduce anonymizer-pendigits --out reports/anonymizer-pendigits
+	$(VENV)/bin/imgprivacy reproduce anonymizer-faces --out reports/anonymizer-faces
 
 # The live DOCL service demo: starts the service on 127.0.0.1 (SQLite), 10 MNIST users train on
 # their digit with the edge client and upload, MNIST/Fashion-MNIST uploads replayed over HTTP and
