@@ -173,6 +173,18 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend,
         assert service.request("GET", "/readyz").json()["models"] == 0  # deletion cascades
 
 
+def test_an_older_database_gets_what_its_version_lacked(backend, tmp_path):
+    url = created_by_the_tables(fresh_database(backend, tmp_path))
+    engine = create_engine(url)
+    with engine.begin() as connection:  # the first release: no approvals, no name keys
+        connection.execute(text("DROP TABLE pending_users"))
+        connection.execute(text("DROP INDEX uq_users_name_lower"))
+    engine.dispose()
+    upgrade_schema(url)
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    assert revisions(url) == [head_revision()]
+
+
 def test_downgrade_to_nothing_and_upgrade_again(backend, tmp_path):
     url = fresh_database(backend, tmp_path)
     upgrade_schema(url)
