@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # The CPU torch wheel is installed first and pinned: a bare `torch` requirement would pull a
-# multi-GB CUDA build on these machines.
+# multi-GB CUDA build on these machines. pyproject's `ml` range must admit this version
+# (tests/test_packaging.py); `.[dev]` pulls `service`, which pulls `ml` and `client`.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

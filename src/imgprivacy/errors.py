@@ -39,6 +39,10 @@ class NotFittedError(ImgPrivacyError, ValueError, AttributeError):
     """A model was used before ``fit`` (the scikit-learn convention)."""
 
 
+class SchemaError(ImgPrivacyError, RuntimeError):
+    """A database's schema is not one this version can use (a newer release wrote it, say)."""
+
+
 class StorageError(ImgPrivacyError):
     """A storage operation refused to change anything; ``reason`` is a short stable label.
 

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from imgprivacy import __version__
 from imgprivacy.docl import FilterBank, Guard
+from imgprivacy.errors import SchemaError
 from imgprivacy.features import get_extractor
 from imgprivacy.service.errors import install_error_handler, route_methods
 from imgprivacy.service.images import prepare_batch
@@ -94,7 +95,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.torch_threads)
-        await run_in_threadpool(storage.create_schema)
+        try:  # schema migrations up to this version's (see imgprivacy.service.migrations)
+            await run_in_threadpool(storage.create_schema)
+        except SchemaError as exc:  # a newer release's database, say: one clear line first
+            logger.error("refusing to start: %s", exc)
+            raise
         state.probes = await run_in_threadpool(
             build_probe_set,
             feature_extractor=extractor.name,

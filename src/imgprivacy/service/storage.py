@@ -12,16 +12,13 @@ Refusals are storage errors from :mod:`imgprivacy.errors` (``AlreadyExistsError`
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
-from sqlalchemy.schema import CreateIndex
 
 from imgprivacy.errors import (
     AlreadyExistsError,
@@ -29,10 +26,9 @@ from imgprivacy.errors import (
     QuotaExceededError,
     RecordNotFoundError,
 )
+from imgprivacy.service.migrations import upgrade_schema
 from imgprivacy.service.tables import (
-    NAME_KEY_INDEXES,
     BankState,
-    Base,
     GuardModel,
     ModelInfo,
     NewModel,
@@ -44,8 +40,6 @@ from imgprivacy.service.tables import (
 )
 
 __all__ = ["ModelInfo", "NewModel", "PendingInfo", "Storage", "UserInfo", "make_engine"]
-
-logger = logging.getLogger(__name__)
 
 
 def _info(model: GuardModel, owner: str) -> ModelInfo:
@@ -84,35 +78,18 @@ class Storage:
     """Transactions over users and models; each public method is one transaction."""
 
     def __init__(self, url: str):
+        self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        """Create missing tables and the revision row (idempotent, safe for several workers)."""
-        for attempt in range(3):  # workers starting together may race on CREATE TABLE
-            try:
-                Base.metadata.create_all(self.engine)
-                break
-            except DBAPIError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        try:
-            with self.session() as session:
-                if session.get(BankState, 1) is None:
-                    session.add(BankState(id=1, revision=0))
-        except IntegrityError:
-            pass  # another worker inserted it first
-        for index in NAME_KEY_INDEXES:  # tables made by earlier versions lack them
-            try:
-                with self.engine.begin() as connection:
-                    connection.execute(CreateIndex(index, if_not_exists=True))
-            except DBAPIError as exc:  # stored names that differ only in case, say
-                logger.warning(
-                    "index %s not created (%s); registrations still compare names without case",
-                    index.name,
-                    str(exc.orig).splitlines()[0],
-                )
+        """Bring the schema to this version's (Alembic migrations, see :mod:`.migrations`).
+
+        Idempotent and safe for several workers starting together. Raises
+        :class:`~imgprivacy.errors.SchemaError`, changing nothing, when a newer release wrote
+        the database.
+        """
+        upgrade_schema(self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,14 +1,14 @@
 """The SQL tables of the service (SQLAlchemy 2, SQLite and PostgreSQL) and the records read from them.
 
-Two choices keep databases created by earlier versions working without a migration:
+The schema is versioned by Alembic (:mod:`imgprivacy.service.migrations`): a change to these
+tables needs a new revision there. Two choices kept databases of earlier versions working:
 
 - Times are stored as they always were (``TIMESTAMP`` without a time zone, in UTC) and read back
   timezone-aware by :class:`UTCDateTime`, so every API answer carries its UTC offset.
 - User names are unique without regard to case through a unique index on ``lower(name)`` (names
   are ASCII, where SQL ``lower`` and Python ``str.lower`` agree). New databases get it with their
-  tables; :meth:`Storage.create_schema <imgprivacy.service.storage.Storage.create_schema>` adds
-  it to older ones when their names allow it, and the storage checks names in the same
-  transaction as the insert in any case.
+  tables; adopting an older one adds it when its names allow it, and the storage checks names in
+  the same transaction as the insert in any case.
 """
 
 from __future__ import annotations
@@ -110,7 +110,6 @@ class BankState(Base):
 # Case-insensitive uniqueness of names (see the module docstring).
 USER_NAME_KEY = Index("uq_users_name_lower", func.lower(User.name), unique=True)
 PENDING_NAME_KEY = Index("uq_pending_users_name_lower", func.lower(PendingUser.name), unique=True)
-NAME_KEY_INDEXES = (USER_NAME_KEY, PENDING_NAME_KEY)
 
 
 # -- what the storage returns (plain records, detached from any session) ---------------------

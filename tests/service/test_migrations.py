@@ -1,0 +1,242 @@
+"""Schema migrations (Alembic): a new database, one created before migrations existed, a round
+trip down and up, a database from a newer release, workers migrating together; SQLite and
+PostgreSQL (``backend``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import SAWarning
+from sqlalchemy.orm import Session
+
+from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
+from imgprivacy.errors import SchemaError
+from imgprivacy.service.auth import hash_token, new_token
+from imgprivacy.service.migrations import (
+    alembic_config,
+    head_revision,
+    migration_engine,
+    upgrade_schema,
+)
+from imgprivacy.service.storage import Storage
+from imgprivacy.service.tables import BankState, Base, GuardModel, User
+from tests.service.conftest import ADMIN, fresh_database, in_process_service
+
+
+def schema(url: str) -> dict:
+    """Everything about the service's tables a migration could get wrong, as plain values."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection, warnings.catch_warnings():
+            # SQLite's reflection skips the lower(name) indexes; its DDL below has them.
+            warnings.simplefilter("ignore", SAWarning)
+            inspector = inspect(connection)
+            tables = sorted(set(inspector.get_table_names()) - {"alembic_version"})
+            out = {
+                name: {
+                    "columns": [
+                        (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                        for c in inspector.get_columns(name)
+                    ],
+                    "primary key": inspector.get_pk_constraint(name)["constrained_columns"],
+                    "foreign keys": sorted(
+                        (
+                            tuple(f["constrained_columns"]),
+                            f["referred_table"],
+                            tuple(f["referred_columns"]),
+                            f["options"].get("ondelete"),
+                        )
+                        for f in inspector.get_foreign_keys(name)
+                    ),
+                    "indexes": sorted(
+                        (
+                            i["name"],
+                            bool(i["unique"]),
+                            str(i["column_names"]),
+                            str(i.get("expressions", "")),
+                        )
+                        for i in inspector.get_indexes(name)
+                    ),
+                    "unique": sorted(
+                        tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)
+                    ),
+                }
+                for name in tables
+            }
+            if connection.dialect.name == "sqlite":  # and the exact DDL
+                rows = connection.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE tbl_name != 'alembic_version'")
+                )
+                out["ddl"] = dict(sorted(rows.all()))
+            return out
+    finally:
+        engine.dispose()
+
+
+def revisions(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    finally:
+        engine.dispose()
+
+
+def created_by_the_tables(url: str) -> str:
+    """``url`` after what the service did on start before it had migrations."""
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        session.add(BankState(id=1, revision=0))
+    engine.dispose()
+    return url
+
+
+def test_a_new_database_gets_the_schema_of_the_tables(backend, tmp_path):
+    url = fresh_database(backend, tmp_path)
+    assert upgrade_schema(url) == ()  # it was at no revision
+    assert revisions(url) == [head_revision()]
+    expected = schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    assert schema(url) == expected
+    assert set(expected) >= {"users", "pending_users", "guard_models", "bank_state"}
+    storage = Storage(url)
+    assert storage.revision() == 0  # the baseline wrote the revision row
+    storage.create_schema()  # the next start: nothing to do
+    assert revisions(url) == [head_revision()] and storage.revision() == 0
+    storage.dispose()
+
+
+def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend, tmp_path):
+    url = created_by_the_tables(fresh_database(backend, tmp_path))
+    token = new_token()
+    x = torch.rand(32, 784, generator=torch.Generator().manual_seed(0))
+    config = AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, batch_size=16)
+    model = OneClassAutoencoder(config).fit(x)
+    blob = autoencoder_to_bytes(model)
+    created = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        owner = User(name="alice", token_hash=hash_token(token), created_at=created)
+        session.add(owner)
+        session.flush()
+        session.add(
+            GuardModel(
+                user_id=owner.id,
+                name="face",
+                blob=blob,
+                sha256="0" * 64,
+                size_bytes=len(blob),
+                hidden_dim=4,
+                error_mean=model.error_mean_,
+                error_std=model.error_std_,
+                probe_claim=0.0,
+                revision=1,
+                created_at=created,
+                updated_at=created,
+            )
+        )
+        session.get(BankState, 1).revision = 1
+    engine.dispose()
+    before = schema(url)
+
+    assert upgrade_schema(url) == ()
+    assert revisions(url) == [head_revision()]
+    assert schema(url) == before  # adopting changed nothing: the baseline is that schema
+    assert upgrade_schema(url) == (head_revision(),)  # and the next start just checks it
+
+    # The service on the adopted database: the old token works, the model claims its images.
+    nearest = x[model.distances(x).argmin()].tolist()
+    with in_process_service(tmp_path, database_url=url) as service:
+        assert service.request("GET", "/readyz").json()["models"] == 1
+        alice = {"Authorization": f"Bearer {token}"}
+        me = service.request("GET", "/v1/me", headers=alice).json()
+        assert me == {"name": "alice", "models": 1}
+        listed = service.request("GET", "/v1/models", headers=alice).json()
+        assert [(m["name"], m["size_bytes"]) for m in listed] == [("face", len(blob))]
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        users = service.request("GET", "/v1/admin/users", headers=admin).json()
+        assert users == [{"name": "alice", "created_at": "2024-05-01T12:00:00Z", "models": 1}]
+        other = service.token("bob")
+        check = {"features": nearest}
+        decisions = [
+            service.request("POST", "/v1/check", json=check, headers=who).json()["decision"]
+            for who in (other, alice)
+        ]
+        assert decisions == ["block", "share"]  # inside alice's interval: only alice may share
+        assert service.request("DELETE", "/v1/admin/users/alice", headers=admin).status_code == 204
+        assert service.request("GET", "/readyz").json()["models"] == 0  # deletion cascades
+
+
+def test_an_older_database_gets_what_its_version_lacked(backend, tmp_path):
+    url = created_by_the_tables(fresh_database(backend, tmp_path))
+    engine = create_engine(url)
+    with engine.begin() as connection:  # the first release: no approvals, no name keys
+        connection.execute(text("DROP TABLE pending_users"))
+        connection.execute(text("DROP INDEX uq_users_name_lower"))
+    engine.dispose()
+    upgrade_schema(url)
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    assert revisions(url) == [head_revision()]
+
+
+def test_downgrade_to_nothing_and_upgrade_again(backend, tmp_path):
+    url = fresh_database(backend, tmp_path)
+    upgrade_schema(url)
+    first = schema(url)
+    engine = migration_engine(url)
+    with engine.connect() as connection, connection.begin():
+        command.downgrade(alembic_config(connection), "base")
+    engine.dispose()
+    assert schema(url) in ({}, {"ddl": {}})  # every table of the service is gone
+    assert revisions(url) == []
+    assert upgrade_schema(url) == ()
+    assert schema(url) == first and revisions(url) == [head_revision()]
+
+
+def test_a_database_from_a_newer_release_is_refused_unchanged(backend, tmp_path):
+    url = fresh_database(backend, tmp_path)
+    upgrade_schema(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    before = schema(url)
+    with pytest.raises(SchemaError, match=r"revision 9999, which imgprivacy .* does not know"):
+        upgrade_schema(url)
+    with (
+        pytest.raises(SchemaError, match="Upgrade imgprivacy on every worker"),
+        in_process_service(tmp_path, database_url=url),
+    ):
+        pass  # the service refuses to start
+    assert revisions(url) == ["9999"] and schema(url) == before
+
+
+def test_tables_of_something_else_are_not_adopted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)"))
+    engine.dispose()
+    before = schema(url)
+    with pytest.raises(SchemaError, match="table 'users' lacks name, token_hash, created_at"):
+        upgrade_schema(url)
+    assert schema(url) == before  # nothing created, not even alembic_version
+    assert "alembic_version" not in inspect(create_engine(url)).get_table_names()
+
+
+def test_workers_migrating_together_do_it_once(backend, tmp_path):
+    url = fresh_database(backend, tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        before = list(pool.map(upgrade_schema, [url] * 4))
+    head = (head_revision(),)
+    assert sorted(before) == [(), head, head, head]  # one did the work, the others waited
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT id, revision FROM bank_state")).all() == [(1, 0)]
+    engine.dispose()
