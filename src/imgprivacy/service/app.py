@@ -21,7 +21,7 @@ from imgprivacy.service.errors import install_error_handler
 from imgprivacy.service.images import prepare_batch
 from imgprivacy.service.logs import AccessLogMiddleware
 from imgprivacy.service.metrics import Metrics
-from imgprivacy.service.probe import build_probe_set
+from imgprivacy.service.probe import build_probe_set, deployment_probe_seed
 from imgprivacy.service.routes import admin, check, health, models, users
 from imgprivacy.service.scorer import MicroBatcher, bank_scorer
 from imgprivacy.service.settings import ServiceSettings
@@ -93,7 +93,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             build_probe_set,
             feature_extractor=extractor.name,
             count=settings.probe_count,
-            seed=settings.probe_seed,
+            seed=await run_in_threadpool(
+                deployment_probe_seed, storage.engine, configured=settings.probe_seed
+            ),
             data_dir=settings.data_dir,
         )
         await run_in_threadpool(state.sync.sync)

@@ -6,11 +6,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.features import FeatureExtractor
 from imgprivacy.service.metrics import Metrics
+from imgprivacy.service.probe import ProbeSet
 from imgprivacy.service.scorer import MicroBatcher
 from imgprivacy.service.settings import ServiceSettings
 from imgprivacy.service.storage import Storage, UserInfo
@@ -68,7 +67,7 @@ class ServiceState:
     batcher: MicroBatcher
     metrics: Metrics
     users: UserCache
-    probes: torch.Tensor  # (P, D) public probe features
+    probes: ProbeSet  # public probe images by source (see imgprivacy.service.probe)
     probe_alpha: float
     ready: bool = False
     background: list = field(default_factory=list)

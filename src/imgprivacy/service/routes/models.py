@@ -27,7 +27,8 @@ UPLOAD_RESPONSES = {
     **ERROR_RESPONSES,
     413: {"description": "upload too large"},
     422: {
-        "description": "invalid model file / model does not match this service / model claims "
+        "description": "invalid model file / model does not match this service / model gives "
+        "non-finite distances / model statistics do not match its distances / model claims "
         "public probe images / too many models / invalid model name"
     },
 }
@@ -53,13 +54,9 @@ async def put_model(
         _, new = await run_in_threadpool(
             validate_upload,
             data,
-            max_bytes=settings.max_upload_bytes,
-            feature_extractor=settings.feature_extractor,
+            settings=settings,
             input_dim=state.extractor.dim,
-            max_hidden_dim=settings.max_hidden_dim,
             probes=state.probes,
-            probe_alpha=state.probe_alpha,
-            probe_max_claim=settings.probe_max_claim,
         )
         info, created = await run_in_threadpool(
             state.storage.put_model, user, name, new, max_models=settings.max_models_per_user
