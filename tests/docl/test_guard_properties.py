@@ -5,6 +5,9 @@
   no decision at all, however near it is (the "shadow" model).
 * A model with non-finite distances (a hidden layer that overflows: 0 * inf = NaN) changes no
   decision, whoever owns it.
+* Every image the earlier nearest-model rules blocked is still blocked (a reference copy of those
+  rules is below), so adversary figures cannot get worse; what owners can lose is exactly the
+  images a nearer model that claimed nothing used to exempt.
 """
 
 from __future__ import annotations
@@ -135,3 +138,35 @@ def test_block_mask_and_decisions_agree(situation):
         if not d.share:
             assert d.matched_model == scores.model_ids[index]
             assert d.matched_owner != uploader
+
+
+def nearest_model_rule(policy, scores, uploaders, *, alpha, margin):
+    """The rules before claims decided: the nearest (other) model alone could claim an image."""
+    d = scores.distances.to(torch.float64)
+    mu, sigma = scores.error_mean, scores.error_std
+    own = torch.tensor([[o == u for o in scores.owners] for u in uploaders])
+    inside = (d >= mu - alpha * sigma) & (d <= mu + alpha * sigma)
+    if policy == "margin":
+        inside = d <= mu + alpha * sigma
+    if policy == "any-other":
+        return (inside & ~own).any(dim=1)
+    candidates = d if policy == "paper" else d.masked_fill(own, math.inf)
+    nearest = candidates.argmin(dim=1, keepdim=True)
+    blocked = inside.gather(1, nearest).squeeze(1) & ~own.gather(1, nearest).squeeze(1)
+    if policy == "margin":
+        own_best = d.masked_fill(~own, math.inf).min(dim=1).values
+        blocked &= ~(own_best * margin < d.gather(1, nearest).squeeze(1))
+    return blocked
+
+
+@settings(max_examples=150, deadline=None)
+@given(situations())
+def test_claims_block_everything_the_nearest_model_rules_blocked(situation):
+    """So no attack the old rules stopped (paper Fig. 4 adversaries included) gets through now;
+    owners lose only images that a nearer model, claiming nothing, used to exempt."""
+    guard, scores, uploaders = situation
+    before = nearest_model_rule(
+        guard.policy, scores, uploaders, alpha=guard.alpha, margin=guard.margin
+    )
+    after = guard.block_mask(scores, uploaders)[0]
+    assert not (before & ~after).any()

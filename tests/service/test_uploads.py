@@ -168,10 +168,10 @@ def test_hostile_models_are_refused_with_the_reason(server, new_user, digits, ge
     broad, clothes_claim = over_broad_bytes(digits)
     assert clothes_claim <= 0.35  # the old probe set (clothes only) would have let it in
     cases = [
-        ("NaN distances", overflowing_bytes(), "model gives non-finite distances", "NaN"),
+        ("nan-distances", overflowing_bytes(), "model gives non-finite distances", "NaN"),
         ("shadow", shadow_bytes(generalist), "model statistics do not match its distances", "mu"),
         ("over-broad", broad, "model claims public probe images", "digits probe images"),
-        ("6002 layers", deep_bytes(), "model does not match this service", "6002 linear layers"),
+        ("deep", deep_bytes(), "model does not match this service", "6002 linear layers"),
     ]
     for label, body, detail, problem in cases:
         response = httpx.put(f"{server.url}/v1/models/{label}", content=body, headers=auth)

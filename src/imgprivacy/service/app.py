@@ -89,13 +89,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.torch_threads)
         await run_in_threadpool(storage.create_schema)
+        probe_seed = await run_in_threadpool(
+            deployment_probe_seed, storage.engine, configured=settings.probe_seed
+        )
         state.probes = await run_in_threadpool(
             build_probe_set,
             feature_extractor=extractor.name,
             count=settings.probe_count,
-            seed=await run_in_threadpool(
-                deployment_probe_seed, storage.engine, configured=settings.probe_seed
-            ),
+            seed=probe_seed,
             data_dir=settings.data_dir,
         )
         await run_in_threadpool(state.sync.sync)
