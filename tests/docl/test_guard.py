@@ -1,8 +1,19 @@
+import logging
+
 import pytest
 import torch
 
-from imgprivacy.docl import POLICIES, BankScores, Guard
+from imgprivacy.docl import (
+    POLICIES,
+    AutoencoderConfig,
+    BankScores,
+    FilterBank,
+    Guard,
+    OneClassAutoencoder,
+)
+from imgprivacy.docl.persistence import expected_shapes
 from imgprivacy.errors import InvalidInputError, UnknownNameError
+from tests.conftest import blobs
 
 
 def scores(rows, owners=("a", "b", "c")):
@@ -37,11 +48,15 @@ def test_paper_rule_falls_to_the_attack_stricter_rules_do_not():
     assert decide("exclude-uploader", attack, "a") == [False]
 
 
-def test_any_other_versus_exclude_uploader():
-    # c's interval claims it too, but b is the nearest other model and is outside its interval.
-    row = [[1, 5, 11]]
-    assert decide("any-other", row, "a") == [False]
-    assert decide("exclude-uploader", row, "a") == [True]
+def test_a_nearer_model_outside_its_interval_hides_no_claim():
+    # c's interval claims it; b is the nearest other model but outside its interval. b claims
+    # nothing, so it cannot hide c's claim (it used to, under all policies but any-other; under
+    # margin's one-sided interval b claims the image itself).
+    row = [[30, 5, 11]]
+    for policy in POLICIES:
+        assert decide(policy, row, "a") == [False], policy
+    decision = Guard(policy="exclude-uploader").decide(scores(row), "a")[0]
+    assert decision.matched_owner == "c" and decision.distance == 11
 
 
 def test_margin_lets_a_much_better_own_model_vouch():
@@ -89,3 +104,76 @@ def test_bad_guard_arguments():
         Guard(policy="margin", margin=0.5)
     with pytest.raises(InvalidInputError, match="one uploader per scored input"):
         Guard().decide(scores([[1, 2, 3]]), ["a", "b"])
+
+
+# -- hostile models, crafted through the public API, on tiny blob data ----------------------------
+CFG = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=30, batch_size=16, learning_rate=1e-2)
+POLICIES_HIDDEN_BEFORE = ("paper", "exclude-uploader", "margin")  # argmin rules a shadow defeated
+
+
+@pytest.fixture(scope="module")
+def honest():
+    """Three honest users (one blob class each), their models and fresh private images."""
+    x, y = blobs(dim=16, classes=3)
+    models = [(f"u{c}", OneClassAutoencoder(CFG.replace(seed=c)).fit(x[y == c])) for c in range(3)]
+    test_x, test_y = blobs(dim=16, classes=3, seed=5)
+    return {"models": models, "train_x": x, "x": test_x, "y": test_y}
+
+
+def bank_of(models) -> FilterBank:
+    bank = FilterBank(input_dim=16)
+    bank.add_many(models)
+    return bank
+
+
+def overflowing_model(input_dim: int = 16) -> OneClassAutoencoder:
+    """Finite weights whose hidden layer overflows to inf: distances are NaN (0 * inf)."""
+    config = AutoencoderConfig(input_dim=input_dim, hidden_dim=4, layer_widths=(8,))
+    weights = {name: torch.zeros(shape) for name, shape in expected_shapes(config).items()}
+    weights["layers.0.bias"].fill_(3e38)
+    weights["layers.1.weight"].fill_(3e38)
+    return OneClassAutoencoder.from_weights(config, weights, error_mean=20.0, error_std=5.0)
+
+
+def shadow_model(x: torch.Tensor) -> OneClassAutoencoder:
+    """Reconstructs everything well, with statistics whose interval holds nothing."""
+    model = OneClassAutoencoder(CFG.replace(hidden_dim=12, epochs=60)).fit(x)
+    model.error_mean_ = model.error_std_ = 1e-3
+    return model
+
+
+def others_blocked(guard, scores, labels) -> torch.Tensor:
+    """Each private image uploaded by the next user (never its owner): blocked?"""
+    uploaders = [f"u{(int(c) + 1) % 3}" for c in labels]
+    return guard.block_mask(scores, uploaders)[0]
+
+
+def test_overflowing_model_is_ignored_and_counted(honest, caplog):
+    model = overflowing_model()
+    assert torch.isnan(model.distances(honest["x"])).all()  # the attack works as crafted
+    clean = bank_of(honest["models"]).score(honest["x"])
+    attacked = bank_of([*honest["models"], ("mallory", model)]).score(honest["x"])
+    assert attacked.nearest.tolist() == clean.nearest.tolist()  # NaN is never the nearest
+    for policy in POLICIES:
+        guard = Guard(policy=policy)
+        before = others_blocked(guard, clean, honest["y"])
+        with caplog.at_level(logging.WARNING, logger="imgprivacy.docl.guard"):
+            after = others_blocked(guard, attacked, honest["y"])
+        assert after.tolist() == before.tolist(), policy
+        assert guard.broken_models == {"mallory/0": len(honest["y"])}
+        assert "model mallory/0 gives non-finite distances" in caplog.text
+    assert Guard(policy="margin").decide(attacked, "mallory")[0].share is False
+
+
+def test_shadow_model_hides_no_claim(honest):
+    shadow = shadow_model(honest["train_x"])
+    clean = bank_of(honest["models"]).score(honest["x"])
+    attacked = bank_of([*honest["models"], ("mallory", shadow)]).score(honest["x"])
+    # The attack as crafted: nearest to (almost) every image, yet its interval holds none.
+    assert (attacked.nearest == 3).double().mean() > 0.6
+    assert Guard(policy="any-other").block_mask(attacked.select(models=[3]), "u0")[0].sum() == 0
+    for policy in POLICIES_HIDDEN_BEFORE:
+        guard = Guard(policy=policy)
+        before = others_blocked(guard, clean, honest["y"])
+        assert before.double().mean() > 0.5, policy  # the honest bank protects these images
+        assert others_blocked(guard, attacked, honest["y"]).tolist() == before.tolist(), policy

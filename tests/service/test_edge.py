@@ -100,7 +100,10 @@ def test_micro_batcher_groups_concurrent_requests():
 
     def score(features, uploaders):
         seen.append(len(uploaders))
-        return [Decision(bool(f[0] > 0.5), "p", 1.0, u) for f, u in zip(features, uploaders)]
+        return [
+            Decision(share=bool(f[0] > 0.5), policy="p", alpha=1.0, reason=u)
+            for f, u in zip(features, uploaders)
+        ]
 
     async def main():
         batcher = MicroBatcher(score, max_batch=16, max_wait=0.01)

@@ -61,8 +61,13 @@ class BankScores:
 
     @property
     def nearest(self) -> torch.Tensor:
-        """Eq. (8): index of the closest model for each input, shape (B,)."""
-        return self.distances.argmin(dim=1)
+        """Eq. (8): index of the closest model for each input, shape (B,).
+
+        A non-finite distance (a broken model, e.g. one whose hidden layer overflows to NaN) is
+        never the closest: ``argmin`` alone would pick a NaN.
+        """
+        finite = torch.isfinite(self.distances)
+        return self.distances.masked_fill(~finite, float("inf")).argmin(dim=1)
 
     @property
     def nearest_owner(self) -> list[str]:

@@ -2,30 +2,40 @@
 
 Each model n has the privacy interval ``[mu_n - alpha*sigma_n, mu_n + alpha*sigma_n]`` of the
 paper (sec. 2.2); an input whose distance to model n falls inside it "looks like" that model
-owner's private data. Policies differ in which models may claim an input:
+owner's private data: model n *claims* the input. Every policy decides from the claims of other
+users' models, never from the nearest model alone: a model that claims nothing cannot hide the
+claim of another (an attacker's "shadow" model, nearest to everything with an interval that holds
+nothing, used to turn every block into a share). The uploader's own models never claim against
+their owner; depending on the policy they may *vouch* for an image, i.e. exempt it from the claims,
+by reconstructing it better than every claimant:
 
 ``paper``
-    The paper's rule: only the nearest model overall (eq. 8) is considered; block when it belongs
-    to someone other than the uploader and the distance is inside its interval. An adversary who
-    trains their own model on a victim's images becomes the nearest model for those images and
-    shares them (paper Fig. 4).
+    The paper's rule (eq. 8) read through the claims: block when another user's model claims the
+    input inside its interval, unless one of the uploader's own models is nearer than every
+    claimant (the nearest model wins, as in the paper). An adversary who trains their own model on
+    a victim's images becomes the nearest model for those images and shares them (paper Fig. 4).
 ``any-other``
     Block when the input is inside the interval of ANY model not owned by the uploader. Robust to
-    that attack (the uploader's models never exempt anything) but it blocks owners whose images
-    happen to fall inside unrelated intervals.
+    that attack (the uploader's models never vouch) but it blocks owners whose images happen to
+    fall inside unrelated intervals.
 ``exclude-uploader``
-    The paper's rule with the uploader's own models removed from the argmin: the nearest model
-    among *other* users decides. The uploader's models can no longer shadow a victim's model, and
-    only the one best-matching other model can claim the image, which keeps owners' own uploads
-    flowing.
+    The paper's rule with the uploader's own models left out: another user's claim blocks, the
+    uploader's models never vouch. Once claims rather than the nearest model decide, this is the
+    same decision as ``any-other`` (the nearest claimant is reported); the name is kept for
+    configurations that use it.
 ``margin``
-    The nearest model among other users' models claims the image when its distance is at most
-    ``mu + alpha*sigma`` (one-sided: an image reconstructed even better than the owner's typical
-    training image is no less theirs), unless the uploader's own model vouches for it by
-    reconstructing it ``margin`` times better (distance ``margin`` times smaller) than the
-    claimant. Honest owners' images are usually explained far better by their own model; an
-    adversary who adds a victim's images to their training set rarely beats the victim's own,
-    specialised model by that factor. A huge margin approaches ``exclude-uploader``.
+    Another user's model claims the input when its distance is at most ``mu + alpha*sigma``
+    (one-sided: an image reconstructed even better than the owner's typical training image is no
+    less theirs); the uploader's own model vouches for it by reconstructing it ``margin`` times
+    better (distance ``margin`` times smaller) than every claimant. Honest owners' images are
+    usually explained far better by their own model; an adversary who adds a victim's images to
+    their training set rarely beats the victim's own, specialised model by that factor. A huge
+    margin approaches ``any-other`` with one-sided intervals.
+
+A non-finite distance (NaN or infinite: a model whose hidden layer overflows) means that model is
+broken for that input: it claims nothing, vouches for nothing and is never the nearest model.
+The Guard logs each broken model once and counts the inputs it was broken on
+(:attr:`Guard.broken_models`).
 
 (A "normalised" rule, blocking when ``|d - mu| / sigma <= alpha`` for the best other model, is the
 same set as ``any-other``: an input is inside some interval exactly when its smallest ``|z|`` is.)
@@ -33,7 +43,10 @@ same set as ``any-other``: an input is inside some interval exactly when its sma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,15 +54,17 @@ import torch
 from imgprivacy.docl.bank import BankScores
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
+logger = logging.getLogger(__name__)
+
 ALPHA_RANGE = (0.5, 4.0)  # the paper uses [1, 2]; a wider range is allowed for exploration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     """The Guard's verdict on one upload.
 
-    ``matched_model`` and ``matched_owner`` name the model whose interval caused a block; they are
-    for the operator's logs and must not be shown to the uploader.
+    ``matched_model`` and ``matched_owner`` name the nearest model whose claim caused a block; they
+    are for the operator's logs and must not be shown to the uploader.
     """
 
     share: bool
@@ -65,62 +80,63 @@ class Decision:
         return "share" if self.share else "block"
 
 
-def _intervals(scores: BankScores, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    d = scores.distances.to(torch.float64)
-    lower = scores.error_mean - alpha * scores.error_std
-    upper = scores.error_mean + alpha * scores.error_std
-    return (d >= lower) & (d <= upper), d
+@dataclass(frozen=True, kw_only=True)
+class PolicyRule:
+    """How a policy reads the claims (see the module docstring)."""
+
+    one_sided: bool  # a claim is d <= mu + alpha*sigma (True) or mu - alpha*sigma <= d <= that
+    vouch: str  # the uploader's own models: "never" vouch, vouch when "nearer", or by "margin"
+
+    def __post_init__(self) -> None:
+        if self.vouch not in VOUCH_RULES:
+            raise UnknownNameError(
+                f"Unknown vouch rule {self.vouch!r}. Valid rules: {', '.join(VOUCH_RULES)}."
+            )
 
 
-def _nearest_inside(
-    inside: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block where the allowed model minimising ``key`` is inside its interval."""
-    masked = key.masked_fill(~allowed, float("inf"))
-    culprit = masked.argmin(dim=1)
-    has_candidate = allowed.any(dim=1)
-    blocked = inside.gather(1, culprit[:, None]).squeeze(1) & has_candidate
-    return blocked, culprit
+VOUCH_RULES = ("never", "nearer", "margin")
 
-
-def _paper(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
-    inside, d = _intervals(scores, alpha)
-    nearest = d.argmin(dim=1)
-    rows = torch.arange(len(d))
-    blocked = inside[rows, nearest] & ~own[rows, nearest]
-    return blocked, nearest
-
-
-def _any_other(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
-    inside, d = _intervals(scores, alpha)
-    claims = inside & ~own
-    # Report the closest claiming model as the culprit.
-    culprit = d.masked_fill(~claims, float("inf")).argmin(dim=1)
-    return claims.any(dim=1), culprit
-
-
-def _exclude_uploader(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
-    inside, d = _intervals(scores, alpha)
-    return _nearest_inside(inside, d, ~own)
-
-
-def _margin(scores: BankScores, own: torch.Tensor, alpha: float, margin: float):
-    d = scores.distances.to(torch.float64)
-    below_upper = d <= scores.error_mean + alpha * scores.error_std
-    claimed, culprit = _nearest_inside(below_upper, d, ~own)
-    own_best = d.masked_fill(~own, float("inf")).min(dim=1).values
-    claimant = d.gather(1, culprit[:, None]).squeeze(1)
-    vouched = own_best * margin < claimant
-    return claimed & ~vouched, culprit
-
-
-POLICIES: dict[str, Callable] = {
-    "paper": _paper,
-    "any-other": _any_other,
-    "exclude-uploader": _exclude_uploader,
-    "margin": _margin,
+POLICIES: dict[str, PolicyRule] = {
+    "paper": PolicyRule(one_sided=False, vouch="nearer"),
+    "any-other": PolicyRule(one_sided=False, vouch="never"),
+    "exclude-uploader": PolicyRule(one_sided=False, vouch="never"),
+    "margin": PolicyRule(one_sided=True, vouch="margin"),
 }
 DEFAULT_MARGIN = 1.5  # chosen on MNIST: see the README's Guard table
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claims:
+    """The vectorised reading of a batch: who claims what, and what the Guard concluded."""
+
+    blocked: torch.Tensor  # (B,) bool
+    culprit: torch.Tensor  # (B,) index of the nearest claiming model (meaningful where blocked)
+    claimant_distance: torch.Tensor  # (B,) its distance, +inf where nothing claims
+    broken: torch.Tensor  # (B, N) bool: non-finite distances
+
+
+def read_claims(
+    scores: BankScores, own: torch.Tensor, *, rule: PolicyRule, alpha: float, margin: float
+) -> Claims:
+    """Apply ``rule`` to ``scores``; ``own`` (B, N) is True where model n is the uploader's."""
+    d = scores.distances.to(torch.float64)
+    mu = scores.error_mean.to(torch.float64)
+    sigma = scores.error_std.to(torch.float64)
+    broken = ~torch.isfinite(d) | ~torch.isfinite(mu + sigma)[None, :]
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    d = torch.where(broken, inf, d)  # broken: farther than anything, inside no interval
+    claims = (d <= mu + alpha * sigma) & ~own & ~broken
+    if not rule.one_sided:
+        claims &= d >= mu - alpha * sigma
+    claimant_distance, culprit = torch.where(claims, d, inf).min(dim=1)
+    blocked = claims.any(dim=1)
+    factor = {"never": None, "nearer": 1.0, "margin": margin}[rule.vouch]
+    if factor is not None:
+        own_best = torch.where(own, d, inf).min(dim=1).values
+        blocked &= ~(own_best * factor < claimant_distance)
+    return Claims(
+        blocked=blocked, culprit=culprit, claimant_distance=claimant_distance, broken=broken
+    )
 
 
 class Guard:
@@ -134,7 +150,12 @@ class Guard:
         Width of the privacy interval in standard deviations; the paper uses [1, 2].
     margin
         For the ``margin`` policy: how many times closer the uploader's own model must be than
-        the claiming model to vouch for an image (>= 1).
+        every claiming model to vouch for an image (>= 1).
+
+    Attributes
+    ----------
+    broken_models
+        ``{model id: number of scored inputs}`` for models that gave a non-finite distance.
     """
 
     def __init__(
@@ -154,11 +175,16 @@ class Guard:
         self.policy = policy
         self.alpha = float(alpha)
         self.margin = float(margin)
+        self._broken: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def block_mask(
-        self, scores: BankScores, uploaders: str | Sequence[str]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vectorised decisions: (blocked (B,) bool, culprit model index (B,))."""
+    @property
+    def broken_models(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._broken)
+
+    def claims(self, scores: BankScores, uploaders: str | Sequence[str]) -> Claims:
+        """The full vectorised reading (what :meth:`block_mask` and :meth:`decide` use)."""
         batch = scores.distances.shape[0]
         if isinstance(uploaders, str):
             uploaders = [uploaders] * batch
@@ -167,46 +193,100 @@ class Guard:
                 f"Expected one uploader per scored input ({batch}), got {len(uploaders)}."
             )
         own = _ownership(scores.owners, uploaders)
-        return POLICIES[self.policy](scores, own, self.alpha, self.margin)
+        result = read_claims(
+            scores, own, rule=POLICIES[self.policy], alpha=self.alpha, margin=self.margin
+        )
+        self._count_broken(scores, result.broken)
+        return result
+
+    def block_mask(
+        self, scores: BankScores, uploaders: str | Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectorised decisions: (blocked (B,) bool, nearest claiming model index (B,))."""
+        result = self.claims(scores, uploaders)
+        return result.blocked, result.culprit
 
     def decide(self, scores: BankScores, uploaders: str | Sequence[str]) -> list[Decision]:
         """One :class:`Decision` per scored input, with the reason."""
-        blocked, culprit = self.block_mask(scores, uploaders)
+        result = self.claims(scores, uploaders)
+        rows = zip(
+            result.blocked.tolist(), result.culprit.tolist(), result.claimant_distance.tolist()
+        )
         decisions = []
-        for row, (is_blocked, index) in enumerate(zip(blocked.tolist(), culprit.tolist())):
-            distance = float(scores.distances[row, index])
-            if is_blocked:
-                mu = float(scores.error_mean[index])
-                sigma = float(scores.error_std[index])
-                low, high = mu - self.alpha * sigma, mu + self.alpha * sigma
-                reason = (
-                    f"distance {distance:.4g} lies inside the privacy interval "
-                    f"[{low:.4g}, {high:.4g}] of a model owned by another user"
-                    if self.policy != "margin"
-                    else f"distance {distance:.4g} is within mu + alpha*sigma = {high:.4g} of a "
-                    "model owned by another user, and the uploader's own models do not explain "
-                    f"it {self.margin:g} times better"
-                )
+        for is_blocked, index, distance in rows:
+            if not is_blocked:
                 decisions.append(
                     Decision(
-                        False,
-                        self.policy,
-                        self.alpha,
-                        reason,
-                        scores.model_ids[index],
-                        scores.owners[index],
-                        distance,
+                        share=True,
+                        policy=self.policy,
+                        alpha=self.alpha,
+                        reason=self._share_reason(),
                     )
                 )
-            else:
-                reason = (
-                    "no other user's model claims this image inside its privacy interval"
-                    if self.policy != "margin"
-                    else "no other user's model claims this image, or the uploader's own model "
-                    f"explains it more than {self.margin:g} times better"
+                continue
+            mu = float(scores.error_mean[index])
+            sigma = float(scores.error_std[index])
+            decisions.append(
+                Decision(
+                    share=False,
+                    policy=self.policy,
+                    alpha=self.alpha,
+                    reason=self._block_reason(distance, mu, sigma),
+                    matched_model=scores.model_ids[index],
+                    matched_owner=scores.owners[index],
+                    distance=distance,
                 )
-                decisions.append(Decision(True, self.policy, self.alpha, reason))
+            )
         return decisions
+
+    # -- reasons and bookkeeping ------------------------------------------------------------
+    def _block_reason(self, distance: float, mu: float, sigma: float) -> str:
+        low, high = mu - self.alpha * sigma, mu + self.alpha * sigma
+        vouch = POLICIES[self.policy].vouch
+        if vouch == "margin":
+            return (
+                f"distance {distance:.4g} is within mu + alpha*sigma = {high:.4g} of a model owned "
+                "by another user, and the uploader's own models do not explain it "
+                f"{self.margin:g} times better"
+            )
+        reason = (
+            f"distance {distance:.4g} lies inside the privacy interval [{low:.4g}, {high:.4g}] "
+            "of a model owned by another user"
+        )
+        if vouch == "nearer":
+            reason += ", and no model of the uploader is nearer"
+        return reason
+
+    def _share_reason(self) -> str:
+        vouch = POLICIES[self.policy].vouch
+        if vouch == "margin":
+            return (
+                "no other user's model claims this image, or the uploader's own model explains "
+                f"it more than {self.margin:g} times better than every one that does"
+            )
+        if vouch == "nearer":
+            return (
+                "no other user's model claims this image inside its privacy interval, or the "
+                "uploader's own model is nearer than every one that does"
+            )
+        return "no other user's model claims this image inside its privacy interval"
+
+    def _count_broken(self, scores: BankScores, broken: torch.Tensor) -> None:
+        if not bool(broken.any()):
+            return
+        per_model = broken.sum(dim=0).tolist()
+        with self._lock:
+            for index, count in enumerate(per_model):
+                if not count:
+                    continue
+                model_id = scores.model_ids[index]
+                if model_id not in self._broken:
+                    logger.warning(
+                        "model %s gives non-finite distances (or statistics); the Guard ignores "
+                        "it: it claims nothing and vouches for nothing",
+                        model_id,
+                    )
+                self._broken[model_id] += count
 
 
 def _ownership(owners: Sequence[str], uploaders: Sequence[str]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from imgprivacy.service.images import prepare_batch
 from imgprivacy.service.limits import BodyGuardMiddleware
 from imgprivacy.service.logs import AccessLogMiddleware
 from imgprivacy.service.metrics import Metrics
-from imgprivacy.service.probe import build_probe_set
+from imgprivacy.service.probe import build_probe_set, deployment_probe_seed
 from imgprivacy.service.ratelimit import build_limiters
 from imgprivacy.service.routes import admin, check, health, models, users
 from imgprivacy.service.routes.common import APP_RESPONSES
@@ -100,11 +100,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         except SchemaError as exc:  # a newer release's database, say: one clear line first
             logger.error("refusing to start: %s", exc)
             raise
+        probe_seed = await run_in_threadpool(
+            deployment_probe_seed, storage.engine, configured=settings.probe_seed
+        )
         state.probes = await run_in_threadpool(
             build_probe_set,
             feature_extractor=extractor.name,
             count=settings.probe_count,
-            seed=settings.probe_seed,
+            seed=probe_seed,
             data_dir=settings.data_dir,
         )
         await run_in_threadpool(state.sync.sync)

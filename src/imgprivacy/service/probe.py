@@ -1,35 +1,77 @@
-"""The public probe set every uploaded model is tested on (the paper's threat model, sec. 3).
+"""The probe set every uploaded model is tested on (the paper's threat model, sec. 3).
 
 A hostile but well-formed upload can try to claim images that are not its owner's: statistics
-whose privacy interval covers every distance, or an autoencoder that reconstructs almost
-anything (near-identity). Either way the model "claims" public images that no honest one-class
-model of a private class should. The probe set is public, non-sensitive images in the service's
-feature space:
+whose privacy interval covers every distance, an autoencoder that reconstructs almost anything
+(near-identity), or one trained on a whole public data set (every digit). Either way the model
+"claims" images that no honest one-class model of a private class should. The probe set holds
+non-sensitive images in the service's feature space, from three *sources*:
 
-* ``P`` Fashion-MNIST test images (a seeded sample), resized/converted to the extractor's input;
-* the same images binarised at 0.5 (a model that only copies ink reconstructs these perfectly);
-* an all-black, an all-white and two uniform-noise images.
+``digits``
+    ``count`` MNIST test images;
+``clothes``
+    ``count`` Fashion-MNIST test images, and the same images binarised at 0.5 (a model that only
+    copies ink reconstructs these perfectly);
+``noise``
+    black, white, grey, uniform-noise and sparse-noise images (``max(8, count // 20)`` of them).
+
+Which images are drawn is decided by a per-deployment secret seed: ``probe_seed`` when the
+operator sets one, otherwise a random secret created once per database and stored in it
+(:func:`deployment_probe_seed`), so an attacker cannot tune a model against the exact probes.
+The set also holds uniform random feature vectors, used only to check that a model's distances
+are finite (see :mod:`imgprivacy.service.validation`).
 
 A model claims a probe when its distance is at most ``mu + a*sigma`` with
 ``a = max(probe_alpha, guard alpha)``: inside the privacy interval or closer still (a distance
 below the interval is an even better reconstruction, which is what a near-identity model gives).
-Uploads claiming more than ``probe_max_claim`` of the probes are refused with 422
-``model claims public probe images``.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
+from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from imgprivacy.data import load_fashion_mnist
+from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import OneClassAutoencoder
 from imgprivacy.features import get_extractor
 
 logger = logging.getLogger(__name__)
+
+PROBE_SOURCES = ("digits", "clothes", "noise")
+RANDOM_INPUTS = 32  # uniform random feature vectors for the finiteness check
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSet:
+    """Probe features tagged by source, and random inputs for the finiteness check."""
+
+    features: torch.Tensor  # (P, D) probe features in [0, 1]
+    source: torch.Tensor  # (P,) index into ``sources`` of each probe
+    sources: tuple[str, ...]  # source names, e.g. PROBE_SOURCES
+    random_inputs: torch.Tensor  # (R, D) uniform in [0, 1], plus all-0 and all-1
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def of(self, name: str) -> torch.Tensor:
+        """(P_s,) bool mask of the probes from source ``name``."""
+        return self.source == self.sources.index(name)
+
+    @property
+    def from_images(self) -> torch.Tensor:
+        """(P,) bool mask of the probes drawn from real images (every source but ``noise``)."""
+        mask = torch.ones(len(self), dtype=torch.bool)
+        if "noise" in self.sources:
+            mask &= ~self.of("noise")
+        return mask
 
 
 def _convert(images: np.ndarray, *, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -43,36 +85,139 @@ def _convert(images: np.ndarray, *, size: tuple[int, int], mode: str) -> np.ndar
     return np.stack(out)
 
 
+def _noise_images(rng: np.random.Generator, *, count: int, shape: tuple[int, ...]) -> np.ndarray:
+    constants = [np.full(shape, level, np.uint8) for level in (0, 255, 128)]
+    noise = []
+    for k in range(count - len(constants)):
+        if k % 2 == 0:
+            noise.append(rng.integers(0, 256, size=shape, dtype=np.uint8))
+        else:
+            sparse = rng.random(shape) < rng.uniform(0.02, 0.2)
+            noise.append(np.where(sparse, 255, 0).astype(np.uint8))
+    return np.stack([*constants, *noise])
+
+
 def build_probe_set(
     *, feature_extractor: str, count: int, seed: int = 0, data_dir=None
-) -> torch.Tensor:
-    """(P', D) probe features; empty when ``count`` is 0."""
+) -> ProbeSet:
+    """The probe set of ``count`` digits and ``count`` clothes drawn with ``seed`` (see above).
+
+    ``count`` 0 gives no probe images (the probe checks are off) but still random inputs.
+    """
     extractor = get_extractor(feature_extractor)
-    if count == 0:
-        return torch.empty(0, extractor.dim)
-    public = load_fashion_mnist("test", data_dir=data_dir)
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.permutation(len(public))[:count])
-    images = _convert(public.images[pick], size=extractor.input_size, mode=extractor.mode)
-    binary = np.where(images >= 128, 255, 0).astype(np.uint8)
-    shape = images.shape[1:]
-    extra = np.stack(
+    random_inputs = torch.cat(
         [
-            np.zeros(shape, np.uint8),
-            np.full(shape, 255, np.uint8),
-            rng.integers(0, 256, size=shape, dtype=np.uint8),
-            rng.integers(0, 256, size=shape, dtype=np.uint8),
+            torch.rand(RANDOM_INPUTS, extractor.dim, generator=torch.Generator().manual_seed(seed)),
+            torch.zeros(1, extractor.dim),
+            torch.ones(1, extractor.dim),
         ]
     )
-    features = extractor.transform(np.concatenate([images, binary, extra]))
-    logger.info("probe set: %d public images as %s features", len(features), feature_extractor)
-    return features
+    if count == 0:
+        return ProbeSet(
+            features=torch.empty(0, extractor.dim),
+            source=torch.empty(0, dtype=torch.long),
+            sources=PROBE_SOURCES,
+            random_inputs=random_inputs,
+        )
+    parts = []
+    for name, loader in (("digits", load_mnist), ("clothes", load_fashion_mnist)):
+        public = loader("test", data_dir=data_dir)
+        pick = np.sort(rng.permutation(len(public))[:count])
+        images = _convert(public.images[pick], size=extractor.input_size, mode=extractor.mode)
+        if name == "clothes":
+            images = np.concatenate([images, np.where(images >= 128, 255, 0).astype(np.uint8)])
+        parts.append((name, images))
+    shape = parts[0][1].shape[1:]
+    parts.append(("noise", _noise_images(rng, count=max(8, count // 20), shape=shape)))
+    features = torch.cat([extractor.transform(images) for _, images in parts])
+    source = torch.cat(
+        [
+            torch.full((len(images),), PROBE_SOURCES.index(name), dtype=torch.long)
+            for name, images in parts
+        ]
+    )
+    logger.info(
+        "probe set: %s as %s features",
+        ", ".join(f"{len(images)} {name}" for name, images in parts),
+        feature_extractor,
+    )
+    return ProbeSet(
+        features=features, source=source, sources=PROBE_SOURCES, random_inputs=random_inputs
+    )
 
 
-def probe_claim(model: OneClassAutoencoder, probes: torch.Tensor, *, alpha: float) -> float:
-    """Fraction of probes the model claims (distance <= mu + alpha*sigma); 0 without probes."""
+def probe_claims(
+    model: OneClassAutoencoder,
+    probes: ProbeSet,
+    *,
+    alpha: float,
+    distances: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Fraction of each source's probes the model claims (distance <= mu + alpha*sigma).
+
+    ``distances`` are the model's distances to ``probes.features`` when already computed.
+    Sources without probes are left out (an empty dict when the probe set is empty). A probe
+    with a non-finite distance counts as claimed: such a model is refused anyway.
+    """
     if len(probes) == 0:
-        return 0.0
-    distances = model.distances(probes).to(torch.float64)
+        return {}
+    if distances is None:
+        distances = model.distances(probes.features)
+    distances = distances.to(torch.float64)
     bound = model.error_mean_ + alpha * model.error_std_
-    return float((distances <= bound).to(torch.float64).mean())
+    claimed = (distances <= bound) | ~torch.isfinite(distances)
+    return {
+        name: float(claimed[probes.of(name)].to(torch.float64).mean())
+        for name in probes.sources
+        if bool(probes.of(name).any())
+    }
+
+
+def probe_claim(model: OneClassAutoencoder, probes: ProbeSet, *, alpha: float) -> float:
+    """The largest fraction the model claims of any one source; 0 without probes."""
+    return max(probe_claims(model, probes, alpha=alpha).values(), default=0.0)
+
+
+# -- the per-deployment secret --------------------------------------------------------------
+_metadata = MetaData()
+_secrets_table = Table(
+    "service_secrets",
+    _metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
+
+
+def deployment_probe_seed(engine: Engine, *, configured: int | None) -> int:
+    """``configured`` when the operator set ``probe_seed``, else the database's stored secret.
+
+    The secret is created on first use (a random 63-bit integer) in the ``service_secrets``
+    table; workers racing to create it all end up with the one that was committed first.
+    """
+    if configured is not None:
+        return configured
+    for attempt in range(3):  # workers starting together may race on CREATE TABLE
+        try:
+            _metadata.create_all(engine)
+            break
+        except DBAPIError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    query = select(_secrets_table.c.value).where(_secrets_table.c.name == "probe_seed")
+    with engine.begin() as connection:
+        stored = connection.scalar(query)
+    if stored is None:
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    insert(_secrets_table).values(
+                        name="probe_seed", value=str(secrets.randbits(63))
+                    )
+                )
+        except IntegrityError:
+            pass  # another worker stored one first: use theirs
+        with engine.begin() as connection:
+            stored = connection.scalar(query)
+    return int(stored)

@@ -33,7 +33,10 @@ def bank_scorer(bank: FilterBank, guard: Guard) -> ScoreFn:
     def score(features: torch.Tensor, uploaders: Sequence[str]) -> list[Decision]:
         if len(bank) == 0:
             reason = "no user has registered a model yet, so no one claims this image"
-            return [Decision(True, guard.policy, guard.alpha, reason) for _ in uploaders]
+            return [
+                Decision(share=True, policy=guard.policy, alpha=guard.alpha, reason=reason)
+                for _ in uploaders
+            ]
         return guard.decide(bank.score(features), list(uploaders))
 
     return score

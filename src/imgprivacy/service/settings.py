@@ -38,10 +38,24 @@ class ServiceSettings(BaseSettings):
     max_hidden_dim: int = Field(default=256, gt=0)  # M; must also stay below D (paper: M < D)
     max_models_per_user: int = Field(default=16, gt=0)
     # Probe check against hostile models (see imgprivacy.service.probe).
-    probe_count: int = Field(default=500, ge=0)  # public images; 0 disables the probe check
+    probe_count: int = Field(default=500, ge=0)  # digits and clothes each; 0 = no probe check
     probe_alpha: float = 2.0  # interval width used to probe (at least the Guard's alpha)
-    probe_max_claim: float = Field(default=0.35, ge=0.0, le=1.0)  # refuse above this fraction
-    probe_seed: int = 0
+    # Refuse a model that claims more than this fraction of ANY one probe source.
+    probe_max_claim: float = Field(default=0.35, ge=0.0, le=1.0)
+    # Which probe images are drawn; unset = a random secret created once per database and kept
+    # in it, so uploaders cannot tune a model against the exact probes.
+    probe_seed: int | None = None
+    # Admission of uploaded models (see imgprivacy.service.validation): cost, read from the
+    # model's config before it runs, bounds what every check pays for it.
+    max_model_layers: int = Field(default=8, ge=2)  # linear layers (the default guard has 4)
+    # Widest hidden layer: the bank zero-pads models of the same depth to the widest one, so a
+    # single wide model would slow down every check.
+    max_layer_width: int = Field(default=512, ge=1)
+    # Multiply-adds per image and model (the default 784-256-32-256-784 guard: 417,792).
+    max_model_flops: int = Field(default=1_000_000, gt=0)
+    # Refuse mu + alpha*sigma, or sigma, more than this many times below what the model's own
+    # distances to the probe images show (statistics that claim nothing: a "shadow" model).
+    statistics_gap: float = Field(default=20.0, gt=1.0)
     data_dir: str | None = None  # where the public probe images live (default: shared data)
     # Micro-batching of /v1/check: up to this many requests share one bank pass.
     batch_max_size: int = Field(default=64, ge=1)  # 1 disables batching

@@ -6,11 +6,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.features import FeatureExtractor
 from imgprivacy.service.metrics import Metrics
+from imgprivacy.service.probe import ProbeSet
 from imgprivacy.service.ratelimit import RateLimiter
 from imgprivacy.service.scorer import MicroBatcher
 from imgprivacy.service.settings import ServiceSettings
@@ -69,7 +68,7 @@ class ServiceState:
     batcher: MicroBatcher
     metrics: Metrics
     users: UserCache
-    probes: torch.Tensor  # (P, D) public probe features
+    probes: ProbeSet  # public probe images by source (see imgprivacy.service.probe)
     probe_alpha: float
     limiters: dict[str, RateLimiter] = field(default_factory=dict)  # "register", "check"
     ready: bool = False

@@ -32,8 +32,9 @@ UPLOAD_RESPONSES = {
         413,
         422,
         e403="approval pending / model limit reached (the service-wide cap, max_models)",
-        e422="invalid model file / model does not match this service / model claims public "
-        "probe images / too many models / invalid model name",
+        e422="invalid model file / model does not match this service / model gives non-finite "
+        "distances / model statistics do not match its distances / model claims public probe "
+        "images / too many models / invalid model name",
     ),
 }
 NOT_FOUND = {
@@ -62,13 +63,9 @@ async def put_model(
         _, new = await run_in_threadpool(
             validate_upload,
             data,
-            max_bytes=settings.max_upload_bytes,
-            feature_extractor=settings.feature_extractor,
+            settings=settings,
             input_dim=state.extractor.dim,
-            max_hidden_dim=settings.max_hidden_dim,
             probes=state.probes,
-            probe_alpha=state.probe_alpha,
-            probe_max_claim=settings.probe_max_claim,
         )
         info, created = await run_in_threadpool(
             state.storage.put_model,
