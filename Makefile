@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # over HTTP beside the in-process decisions; then a short anonymizer run on pen-digits with its
 # before / after picture. Both end by themselves and print where their outputs are.
 demo: $(STAMP)
-	$(VENV)/bin/imgprivacy demo service --out reports/demo/service --replay 300 --train-per-user 500 --epochs 8
+	$(VENV)/bin/imgprivacy demo service --out reports/demo/service --replay 300 --train-per-user 500
 	$(VENV)/bin/imgprivacy demo anonymizer --out reports/demo/anonymizer
 
 # Every paper reproduction at full size (several hours on a 2-core CPU), results in reports/.

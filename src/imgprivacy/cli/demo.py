@@ -29,7 +29,7 @@ def service_demo(
     ),
     alpha: float = typer.Option(1.0, "--alpha", help="Privacy interval width."),
     train_per_user: int = typer.Option(800, "--train-per-user", help="Training images per user."),
-    epochs: int = typer.Option(10, "--epochs", help="Epochs of every user's guard."),
+    epochs: int = typer.Option(30, "--epochs", help="Epochs of every user's guard."),
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
 ) -> None:
