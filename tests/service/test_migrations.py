@@ -1,6 +1,7 @@
-"""Schema migrations (Alembic): a new database, one created before migrations existed, a round
-trip down and up, a database from a newer release, workers migrating together; SQLite and
-PostgreSQL (``backend``)."""
+"""Schema migrations (Alembic): a new database, one created before migrations existed, one at the
+baseline (with and without the secrets table made outside the migrations), a round trip down and
+up, a database from a newer release, workers migrating together; SQLite and PostgreSQL
+(``backend``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, insert, inspect, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.orm import Session
 
@@ -24,8 +25,9 @@ from imgprivacy.service.migrations import (
     migration_engine,
     upgrade_schema,
 )
+from imgprivacy.service.probe import build_probe_set, deployment_probe_seed
 from imgprivacy.service.storage import Storage
-from imgprivacy.service.tables import BankState, Base, GuardModel, User
+from imgprivacy.service.tables import BankState, Base, GuardModel, ServiceSecret, User
 from tests.service.conftest import ADMIN, fresh_database, in_process_service
 
 
@@ -70,10 +72,10 @@ def schema(url: str) -> dict:
                 for name in tables
             }
             if connection.dialect.name == "sqlite":  # and the exact DDL
-                rows = connection.execute(
-                    text("SELECT name, sql FROM sqlite_master WHERE tbl_name != 'alembic_version'")
-                )
-                out["ddl"] = dict(sorted(rows.all()))
+                rows = connection.execute(text("SELECT tbl_name, name, sql FROM sqlite_master"))
+                for table, name, sql in rows:
+                    if table in out:
+                        out[table].setdefault("ddl", {})[name] = sql
             return out
     finally:
         engine.dispose()
@@ -88,14 +90,42 @@ def revisions(url: str) -> list[str]:
         engine.dispose()
 
 
-def created_by_the_tables(url: str) -> str:
-    """``url`` after what the service did on start before it had migrations."""
+def created_by_the_tables(url: str, *, leave_out: frozenset[str] = frozenset()) -> str:
+    """``url`` after ``create_all`` of the service's tables (but ``leave_out``) and its first row."""
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
+    tables = [t for t in Base.metadata.sorted_tables if t.name not in leave_out]
+    Base.metadata.create_all(engine, tables=tables)
     with Session(engine) as session, session.begin():
         session.add(BankState(id=1, revision=0))
     engine.dispose()
     return url
+
+
+# Tables that revisions after the baseline added, which no database before migrations had.
+LATER_TABLES = frozenset({"service_secrets"})
+
+
+def created_before_migrations(url: str) -> str:
+    """``url`` after what the service did on start before it had migrations."""
+    return created_by_the_tables(url, leave_out=LATER_TABLES)
+
+
+def at_revision(url: str, target: str) -> str:
+    """``url`` upgraded by the migrations up to ``target`` only."""
+    engine = migration_engine(url)
+    with engine.connect() as connection, connection.begin():
+        command.upgrade(alembic_config(connection), target)
+    engine.dispose()
+    return url
+
+
+def stored_secrets(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT name, value FROM service_secrets")).all()
+    finally:
+        engine.dispose()
 
 
 def test_a_new_database_gets_the_schema_of_the_tables(backend, tmp_path):
@@ -104,7 +134,13 @@ def test_a_new_database_gets_the_schema_of_the_tables(backend, tmp_path):
     assert revisions(url) == [head_revision()]
     expected = schema(created_by_the_tables(fresh_database(backend, tmp_path)))
     assert schema(url) == expected
-    assert set(expected) >= {"users", "pending_users", "guard_models", "bank_state"}
+    assert set(expected) == {
+        "users",
+        "pending_users",
+        "guard_models",
+        "bank_state",
+        "service_secrets",
+    }
     storage = Storage(url)
     assert storage.revision() == 0  # the baseline wrote the revision row
     storage.create_schema()  # the next start: nothing to do
@@ -113,7 +149,7 @@ def test_a_new_database_gets_the_schema_of_the_tables(backend, tmp_path):
 
 
 def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend, tmp_path):
-    url = created_by_the_tables(fresh_database(backend, tmp_path))
+    url = created_before_migrations(fresh_database(backend, tmp_path))
     token = new_token()
     x = torch.rand(32, 784, generator=torch.Generator().manual_seed(0))
     config = AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, batch_size=16)
@@ -147,7 +183,10 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend,
 
     assert upgrade_schema(url) == ()
     assert revisions(url) == [head_revision()]
-    assert schema(url) == before  # adopting changed nothing: the baseline is that schema
+    after = schema(url)
+    # Adopting changed nothing (the baseline is that schema); later revisions added their tables.
+    assert {name: after[name] for name in before} == before
+    assert after == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
     assert upgrade_schema(url) == (head_revision(),)  # and the next start just checks it
 
     # The service on the adopted database: the old token works, the model claims its images.
@@ -174,7 +213,7 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend,
 
 
 def test_an_older_database_gets_what_its_version_lacked(backend, tmp_path):
-    url = created_by_the_tables(fresh_database(backend, tmp_path))
+    url = created_before_migrations(fresh_database(backend, tmp_path))
     engine = create_engine(url)
     with engine.begin() as connection:  # the first release: no approvals, no name keys
         connection.execute(text("DROP TABLE pending_users"))
@@ -193,7 +232,7 @@ def test_downgrade_to_nothing_and_upgrade_again(backend, tmp_path):
     with engine.connect() as connection, connection.begin():
         command.downgrade(alembic_config(connection), "base")
     engine.dispose()
-    assert schema(url) in ({}, {"ddl": {}})  # every table of the service is gone
+    assert schema(url) == {}  # every table of the service is gone
     assert revisions(url) == []
     assert upgrade_schema(url) == ()
     assert schema(url) == first and revisions(url) == [head_revision()]
@@ -240,3 +279,50 @@ def test_workers_migrating_together_do_it_once(backend, tmp_path):
     with engine.connect() as connection:
         assert connection.execute(text("SELECT id, revision FROM bank_state")).all() == [(1, 0)]
     engine.dispose()
+
+
+def test_a_database_at_the_baseline_gets_service_secrets_kept_across_restarts(backend, tmp_path):
+    url = at_revision(fresh_database(backend, tmp_path), "0001")
+    assert revisions(url) == ["0001"] and "service_secrets" not in schema(url)
+    seeds = []
+    for _start in range(2):  # the service starts, stops, and starts again on the same database
+        with in_process_service(tmp_path, database_url=url) as service:
+            seeds.append(service.app.state.service.probes.random_inputs)
+            assert revisions(url) == [head_revision()]
+            [(name, value)] = stored_secrets(url)
+    assert name == "probe_seed"
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    drawn = build_probe_set(feature_extractor="pixels", count=0, seed=int(value))
+    assert torch.equal(seeds[0], drawn.random_inputs)  # the probes come from the stored secret
+    assert torch.equal(seeds[1], seeds[0])  # and the restart drew the same ones
+
+
+def test_a_secret_stored_before_its_revision_is_kept(backend, tmp_path):
+    # Versions at the baseline created service_secrets on start, outside the migrations.
+    url = at_revision(fresh_database(backend, tmp_path), "0001")
+    engine = create_engine(url)
+    ServiceSecret.__table__.create(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(ServiceSecret).values(name="probe_seed", value="12345"))
+    engine.dispose()
+    assert upgrade_schema(url) == ("0001",)
+    assert revisions(url) == [head_revision()]
+    assert stored_secrets(url) == [("probe_seed", "12345")]
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    storage = Storage(url)
+    assert deployment_probe_seed(storage.engine, configured=None) == 12345
+    storage.dispose()
+
+
+def test_a_service_secrets_table_of_something_else_is_refused_unchanged(tmp_path):
+    url = at_revision(f"sqlite:///{tmp_path / 'other.db'}", "0001")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE service_secrets (name TEXT PRIMARY KEY, key TEXT)"))
+    engine.dispose()
+    before = schema(url)
+    with pytest.raises(
+        SchemaError, match="'service_secrets' that is not the service's .*lacks value"
+    ):
+        upgrade_schema(url)
+    assert revisions(url) == ["0001"] and schema(url) == before

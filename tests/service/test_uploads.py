@@ -9,11 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+from sqlalchemy import event, insert
 
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.persistence import METADATA_KEY, expected_shapes, read_metadata
+from imgprivacy.errors import SchemaError
 from imgprivacy.service.probe import PROBE_SOURCES, build_probe_set, deployment_probe_seed
-from imgprivacy.service.storage import make_engine
+from imgprivacy.service.storage import Storage, make_engine
+from imgprivacy.service.tables import ServiceSecret
 from imgprivacy.service.validation import cost_problems, model_flops, statistics_problems
 from tests.service.conftest import TEST_CONFIG
 
@@ -226,10 +229,38 @@ def test_probe_set_covers_every_source_and_depends_on_the_seed(data_dir):
     assert len(empty) == 0 and len(empty.random_inputs) == 34
 
 
+def migrated_engine(url: str):
+    storage = Storage(url)
+    storage.create_schema()
+    return storage.engine
+
+
 def test_probe_seed_is_a_secret_kept_per_database(tmp_path):
-    first = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    first = migrated_engine(f"sqlite:///{tmp_path / 'a.db'}")
     seed = deployment_probe_seed(first, configured=None)
     assert deployment_probe_seed(first, configured=None) == seed  # stored, not redrawn
-    second = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    second = migrated_engine(f"sqlite:///{tmp_path / 'b.db'}")
     assert deployment_probe_seed(second, configured=None) != seed
     assert deployment_probe_seed(second, configured=7) == 7  # the operator's choice wins
+
+
+def test_probe_seed_of_a_worker_that_lost_the_race_is_the_winners(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    engine = migrated_engine(url)
+    other_worker = make_engine(url)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _store_first(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO service_secrets"):  # just before this worker's
+            with other_worker.begin() as other:
+                other.execute(insert(ServiceSecret).values(name="probe_seed", value="4242"))
+
+    assert deployment_probe_seed(engine, configured=None) == 4242
+    assert deployment_probe_seed(other_worker, configured=None) == 4242
+
+
+def test_probe_seed_needs_the_migrated_schema(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    with pytest.raises(SchemaError, match="no service_secrets table.*upgrade_schema"):
+        deployment_probe_seed(engine, configured=None)
+    assert deployment_probe_seed(engine, configured=3) == 3  # nothing read when configured

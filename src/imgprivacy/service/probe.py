@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
-from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import OneClassAutoencoder
+from imgprivacy.errors import SchemaError
 from imgprivacy.features import get_extractor
+from imgprivacy.service.tables import ServiceSecret
 
 logger = logging.getLogger(__name__)
 
@@ -180,41 +181,37 @@ def probe_claim(model: OneClassAutoencoder, probes: ProbeSet, *, alpha: float) -
 
 
 # -- the per-deployment secret --------------------------------------------------------------
-_metadata = MetaData()
-_secrets_table = Table(
-    "service_secrets",
-    _metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", String(128), nullable=False),
-)
+_PROBE_SEED = "probe_seed"
 
 
 def deployment_probe_seed(engine: Engine, *, configured: int | None) -> int:
     """``configured`` when the operator set ``probe_seed``, else the database's stored secret.
 
     The secret is created on first use (a random 63-bit integer) in the ``service_secrets``
-    table; workers racing to create it all end up with the one that was committed first.
+    table, which the schema migrations create (run them first: ``Storage.create_schema``);
+    workers racing to create it all end up with the one that was committed first.
+
+    Raises
+    ------
+    SchemaError
+        The database has no ``service_secrets`` table: its schema was not brought up to date.
     """
     if configured is not None:
         return configured
-    for attempt in range(3):  # workers starting together may race on CREATE TABLE
-        try:
-            _metadata.create_all(engine)
-            break
-        except DBAPIError:
-            if attempt == 2:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    query = select(_secrets_table.c.value).where(_secrets_table.c.name == "probe_seed")
+    if not inspect(engine).has_table(ServiceSecret.__tablename__):
+        raise SchemaError(
+            f"The database {engine.url.render_as_string(hide_password=True)} has no "
+            f"{ServiceSecret.__tablename__} table. Bring its schema up to date first with "
+            "imgprivacy.service.migrations.upgrade_schema(url) (the service does at start)."
+        )
+    query = select(ServiceSecret.value).where(ServiceSecret.name == _PROBE_SEED)
     with engine.begin() as connection:
         stored = connection.scalar(query)
     if stored is None:
         try:
             with engine.begin() as connection:
                 connection.execute(
-                    insert(_secrets_table).values(
-                        name="probe_seed", value=str(secrets.randbits(63))
-                    )
+                    insert(ServiceSecret).values(name=_PROBE_SEED, value=str(secrets.randbits(63)))
                 )
         except IntegrityError:
             pass  # another worker stored one first: use theirs

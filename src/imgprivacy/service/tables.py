@@ -107,6 +107,15 @@ class BankState(Base):
     revision: Mapped[int] = mapped_column(default=0)
 
 
+class ServiceSecret(Base):
+    """A secret created once per database, by name (``probe_seed``: see :mod:`.probe`)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
 # Case-insensitive uniqueness of names (see the module docstring).
 USER_NAME_KEY = Index("uq_users_name_lower", func.lower(User.name), unique=True)
 PENDING_NAME_KEY = Index("uq_pending_users_name_lower", func.lower(PendingUser.name), unique=True)

@@ -16,7 +16,7 @@ no ``alembic.ini`` is needed. A new revision is written with::
 
     from alembic import command
     from imgprivacy.service.migrations import alembic_config
-    command.revision(alembic_config(), message="add ...", rev_id="0002")
+    command.revision(alembic_config(), message="add ...", rev_id="0003")
 
 then edited by hand (SQLite alters tables through ``op.batch_alter_table``).
 """
