@@ -44,6 +44,7 @@ from imgprivacy.anonymizer.losses import (
 )
 from imgprivacy.anonymizer.networks import build_networks, select
 from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
+from imgprivacy.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,9 @@ class AnonymizerTrainer:
             x_hat = self._anonymize(x)
         real = x if real is None else real
         if real.shape != x.shape:
-            raise ValueError(f"real batch {tuple(real.shape)} must match x {tuple(x.shape)}")
+            raise InvalidInputError(
+                f"Expected a real batch of the shape of x {tuple(x.shape)}, got {tuple(real.shape)}."
+            )
         y = torch.randint(0, 2, (len(x),), generator=self.generator).to(self.device)
         logits = self.nets.discriminator(select(real, x_hat, y))
         loss = discriminator_loss(logits, y)
@@ -267,7 +270,9 @@ class AnonymizerTrainer:
         """
         schedule = phase_schedule(self.config)
         if self.epoch >= len(schedule):
-            raise ValueError(f"Training already finished ({self.epoch} epochs).")
+            raise InvalidInputError(
+                f"Training already finished ({self.epoch} epochs); raise the epochs to continue."
+            )
         phase = schedule[self.epoch]
         cfg = self.config
         started = time.perf_counter()

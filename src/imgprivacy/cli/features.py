@@ -50,16 +50,15 @@ def train_face_extractor(
     path = out or default_path()
     faces = identities(load_yaleb(data_dir=data_dir), IdentitySplit().extractor)
     config = FaceNetConfig(epochs=epochs, seed=seed)
+    from imgprivacy.cli.reproduce import rich_progress
+
     with progress_bar() as progress:
-        task = progress.add_task("training faces-cnn", total=epochs, status="")
-
-        def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
-            progress.update(
-                task, completed=epoch, status=f"loss {loss:.3f} train acc {accuracy:.1%}"
-            )
-
         model = train_face_net(
-            faces.images, faces.labels, config=config, device=device, progress=on_epoch
+            faces.images,
+            faces.labels,
+            config=config,
+            device=device,
+            progress=rich_progress(progress),
         )
     save_face_extractor(model, path)
     console.print(

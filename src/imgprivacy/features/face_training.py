@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.features.faces import FaceExtractorModel, FaceNet, FaceNetConfig
+from imgprivacy.progress import ProgressFactory, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def train_face_net(
     *,
     config: FaceNetConfig | None = None,
     device: str = "cpu",
-    progress: Callable[[int, float, float], None] | None = None,
+    progress: ProgressFactory | None = None,
 ) -> FaceExtractorModel:
     """Train :class:`FaceNet` to tell the identities in ``labels`` apart.
 
@@ -51,7 +51,7 @@ def train_face_net(
     labels
         (N,) identity of each face (any integers; mapped to 0..C-1 in sorted order).
     progress
-        Called with (epoch, mean loss, training accuracy) after each epoch.
+        Advanced once per epoch, with the mean loss and training accuracy as its status.
 
     Returns
     -------
@@ -100,7 +100,7 @@ def _fit(
     targets: torch.Tensor,
     *,
     generator: torch.Generator,
-    progress: Callable[[int, float, float], None] | None,
+    progress: ProgressFactory | None,
 ) -> None:
     """Adam with a cosine schedule on shuffled, augmented batches (``generator`` draws both)."""
     config = net.config
@@ -111,6 +111,7 @@ def _fit(
     )
     steps = config.epochs * math.ceil(len(x) / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    advance = resolve(progress)("training faces-cnn", config.epochs)
     for epoch in range(config.epochs):
         net.train()
         order = torch.randperm(len(x), generator=generator)
@@ -127,8 +128,7 @@ def _fit(
             total += loss.item() * len(rows)
             correct += int((logits.argmax(1).cpu() == targets[rows]).sum())
         logger.debug("face net epoch %d loss %.4f", epoch + 1, total / len(x))
-        if progress is not None:
-            progress(epoch + 1, total / len(x), correct / len(x))
+        advance(f"loss {total / len(x):.3f} train acc {correct / len(x):.1%}")
 
 
 def faces_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:

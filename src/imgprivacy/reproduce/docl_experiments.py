@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,10 +18,9 @@ from imgprivacy.docl.bank import BankScores, FilterBank
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.evaluate import nearest_model_accuracy
 from imgprivacy.docl.guard import Guard
+from imgprivacy.progress import Advance
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str], None]
 
 
 def user_name(cls: int) -> str:
@@ -35,7 +34,7 @@ def train_class_models(
     *,
     config: AutoencoderConfig,
     device: str = "cpu",
-    progress: Progress | None = None,
+    progress: Advance | None = None,
 ) -> list[OneClassAutoencoder]:
     """One autoencoder per class, trained on that class's rows only (user i owns class i)."""
     models = []
@@ -92,7 +91,7 @@ def adversary_matrix(
     config: AutoencoderConfig,
     guards: dict[str, Guard],
     device: str = "cpu",
-    progress: Progress | None = None,
+    progress: Advance | None = None,
 ) -> dict[str, np.ndarray]:
     """Paper Fig. 4: blocked fraction of victim v's test images uploaded by adversary a.
 
