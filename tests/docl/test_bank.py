@@ -133,3 +133,13 @@ def test_changes_during_scoring_do_not_disturb_it(bank):
     in_flight = stacked_distances(snapshot, x, chunk_bytes=DEFAULT_CHUNK_BYTES)
     torch.testing.assert_close(in_flight, before)
     assert bank.distances(x).shape == (20, 2)
+
+
+def test_a_wide_model_never_widens_anyone_elses_computation(models):
+    """Models are stacked by exact layer sizes: the narrower deep model keeps its own widths."""
+    bank = FilterBank(input_dim=16)
+    bank.add_many([(f"u{c}", m) for c, m in enumerate(models)])
+    groups = bank.snapshot().groups
+    assert len(groups) == 3
+    widths = sorted(tuple(g.first_weight.shape[1:]) for g in groups)
+    assert widths == [(3, 16), (8, 16), (12, 16)]

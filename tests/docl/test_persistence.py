@@ -131,3 +131,21 @@ def test_missing_file(tmp_path, load):
 def test_from_bytes_names_the_source_in_errors(model):
     with pytest.raises(CorruptFileError, match="^alice.safetensors is not an imgprivacy"):
         OneClassAutoencoder.from_bytes(b"garbage", source="alice.safetensors")
+
+
+def test_rejects_metadata_without_config_or_with_huge_numbers(model):
+    data = autoencoder_to_bytes(model)
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    for change in ({"config": None}, {"error_mean": 10**400}):
+        meta = json.loads(header["__metadata__"][METADATA_KEY])
+        for key, value in change.items():
+            if value is None:
+                del meta[key]
+            else:
+                meta[key] = value
+        edited = dict(header, __metadata__={METADATA_KEY: json.dumps(meta)})
+        raw = json.dumps(edited).encode()
+        blob = len(raw).to_bytes(8, "little") + raw + data[8 + header_len :]
+        with pytest.raises(InvalidInputError):
+            autoencoder_from_bytes(blob)

@@ -398,3 +398,17 @@ def test_openapi_documents_every_error_status(service):
                 if status.startswith(("4", "5")):
                     schema = answer["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # UTF-16 hides the brackets from a byte scanner that assumes UTF-8
+        ('{"a": "\u2200", "features": ' + "[" * 5000 + "]" * 5000 + "}").encode("utf-16-le"),
+        b'{"features": [' + b"9" * 400 + b"]}",  # overflows float32
+    ],
+)
+def test_json_features_that_are_not_utf8_or_overflow_are_a_422(service, body):
+    headers = {**service.token(), "Content-Type": "application/json"}
+    response = service.request("POST", "/v1/check", content=body, headers=headers)
+    assert_error(response, 422, "invalid features")

@@ -26,7 +26,12 @@ SIGMA_RTOL = 1e-5
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def statistics_problems(*, error_mean: object, error_std: object) -> list[str]:
@@ -71,7 +76,7 @@ def check_guard_bytes(data: bytes, *, source: str = "guard") -> dict:
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
         arrays = load_arrays(data)
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, SafetensorError) as exc:
         raise CorruptFileError(
             f"{source} is not a guard file written by `imgprivacy guard train` ({exc}). "
             "Train one with `imgprivacy guard train --images DIR --out FILE`."

@@ -6,9 +6,9 @@ into (N, out, in) tensors and evaluates all of them with one matrix product per 
 models (the first layer of a whole chunk is a single (B, D) @ (D, chunk*M) product); chunking
 bounds the (chunk, B, D) intermediate so memory stays flat as N grows.
 
-Models with different widths live together: narrower layers are zero-padded to the widest, which
-changes nothing (a zero row gives ReLU(0) = 0, and a zero column adds nothing). Models with
-different numbers of layers are stacked in separate groups.
+Models of different sizes live together in separate groups, one per exact layer-size tuple: a
+model never pays for another's width (zero-padding to the widest model of a depth would let one
+wide upload slow every check for everyone).
 
 Changes (add, remove, replace) build a new immutable snapshot; a scoring call keeps the snapshot
 it started with, so changes never disturb a batch in flight.
@@ -337,12 +337,12 @@ class FilterBank:
 
 def _stack(items: list, dim: int, device: str) -> _Snapshot:
     entries = tuple(entry for entry, _ in items)
-    by_depth: dict[int, list[int]] = {}
+    by_shape: dict[tuple[int, ...], list[int]] = {}
     for position, entry in enumerate(entries):
-        by_depth.setdefault(len(entry.layer_dims), []).append(position)
+        by_shape.setdefault(entry.layer_dims, []).append(position)
     groups = tuple(
         stack_group([items[p] for p in positions], positions, device)
-        for _, positions in sorted(by_depth.items())
+        for _, positions in sorted(by_shape.items())
     )
     return _Snapshot(
         entries=entries,

@@ -1,6 +1,7 @@
 """The bank's tensors: models stacked layer by layer, and the batched distance kernel.
 
-Models with the same number of layers are zero-padded to common widths and stored as
+Models of one group (the bank groups them by exact layer sizes; the kernel also accepts
+narrower models zero-padded to common widths) are stored as
 (n, out, in) for the first layer (one chunk-wide ``addmm``) and (n, in, out) for later layers
 (``baddbmm``). A snapshot is anything with ``entries`` (each with ``layer_dims``) and ``groups``
 (:class:`LayerStack`); :class:`~imgprivacy.docl.bank.FilterBank` builds them.
@@ -15,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class LayerStack:
-    """Models with the same number of layers, zero-padded to common widths."""
+    """Models with the same number of layers, zero-padded to common widths if they differ."""
 
     columns: torch.Tensor  # (n,) positions of these models in the bank's model order
     first_weight: torch.Tensor  # (n, h1, D)

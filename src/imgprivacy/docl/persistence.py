@@ -33,6 +33,16 @@ _EXPECTED = "an imgprivacy autoencoder file"
 _HINT = "Save models with save_autoencoder()."
 
 
+def _finite_number(value: object) -> bool:
+    """A finite int or float (a 400-digit integer overflows float and is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes of the architecture ``config`` declares."""
     dims = config.layer_dims
@@ -84,12 +94,12 @@ def autoencoder_from_bytes(
     _check_format(metadata, source)
     try:
         config = AutoencoderConfig.from_dict(metadata["config"])
-    except (InvalidInputError, TypeError) as exc:
+    except (InvalidInputError, TypeError, KeyError) as exc:
         raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
     problems = check_tensors(tensors, config)
     stats = {k: metadata.get(k) for k in ("error_mean", "error_std")}
     for name, value in stats.items():
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        if not _finite_number(value) or value <= 0:
             problems.append(f"{name} must be a finite number > 0, got {value!r}")
     if problems:
         raise InvalidInputError([f"{source}: {p}" for p in problems])

@@ -92,10 +92,10 @@ def prepare_batch(
 def json_features(data: bytes, *, dim: int) -> torch.Tensor:
     """(1, D) features from ``{"features": [...]}``."""
     try:
-        body = json.loads(data)
+        body = json.loads(data.decode("utf-8"))  # strict: the depth limit scans UTF-8 bytes
         values = body["features"]
         array = np.asarray(values, dtype=np.float32)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise Unprocessable(
             f'Expected a JSON object {{"features": [{dim} numbers in [0, 1]]}}: {exc}.',
             detail="invalid features",
