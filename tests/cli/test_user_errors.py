@@ -90,6 +90,11 @@ def images(tmp_path):
         ),
         (["features", "train-face-extractor", "--epochs", "0"], ["--epochs"]),
         (["guard", "trian"], ["No such command 'trian'", "Did you mean 'train'"]),
+        (
+            ["reproduce", "anonymizer-faces", "--variation", "indoor"],
+            ["'indoor' is not a FERG-like variation", "studio"],
+        ),
+        (["demo", "service", "--policy", "strict"], ["'strict' is not a guard policy", "margin"]),
     ],
 )
 def test_wrong_paths_and_names_are_usage_errors(args, fragments, started):

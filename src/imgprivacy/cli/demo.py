@@ -9,7 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgprivacy.cli.common import DataDirOption, SeedOption, console, progress_bar
+from imgprivacy.cli.common import (
+    POLICY_NAMES,
+    DataDirOption,
+    SeedOption,
+    ShowsChoices,
+    console,
+    progress_bar,
+)
 from imgprivacy.cli.reproduce import rich_progress
 
 demo_app = typer.Typer(
@@ -17,7 +24,7 @@ demo_app = typer.Typer(
 )
 
 
-@demo_app.command("service")
+@demo_app.command("service", cls=ShowsChoices)
 def service_demo(
     out: Path = typer.Option(Path("reports/docl-service"), "--out", help="Folder for demo.json."),
     replay: int = typer.Option(
@@ -25,7 +32,7 @@ def service_demo(
     ),
     clients: int = typer.Option(8, "--clients", help="Concurrent HTTP clients during the replay."),
     policy: str | None = typer.Option(
-        None, "--policy", help="Guard policy (default: the service's)."
+        None, "--policy", help="Guard policy (default: the service's).", parser=POLICY_NAMES
     ),
     alpha: float = typer.Option(1.0, "--alpha", help="Privacy interval width."),
     train_per_user: int = typer.Option(800, "--train-per-user", help="Training images per user."),

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from imgprivacy.cli.common import (
+    VARIATION_NAMES,
     DataDirOption,
     DeviceOption,
     OutOption,
     QuickOption,
     SeedOption,
+    ShowsChoices,
     console,
     progress_bar,
 )
@@ -124,7 +126,7 @@ def anonymizer_pendigits(
     )
 
 
-@reproduce_app.command("anonymizer-faces")
+@reproduce_app.command("anonymizer-faces", cls=ShowsChoices)
 def anonymizer_faces(
     out: OutOption = Path("reports/anonymizer-faces"),
     quick: QuickOption = False,
@@ -147,6 +149,7 @@ def anonymizer_faces(
         typer.Option(
             help="FERG-like variation preset: 'studio' renders like FERG (one frontal camera, "
             "fixed light, plain background), 'wild' adds pose, lighting and noise variation.",
+            parser=VARIATION_NAMES,
         ),
     ] = "studio",
     targets: Annotated[
