@@ -42,7 +42,7 @@ def test_short_run_lowers_writer_accuracy_and_keeps_the_digit(pendigits, short_r
     """Floors the current defaults meet (autoencoder + 40-prototype substitution): the forest's
     writer accuracy falls from ~45% to <= 15% (measured 8-10% in quick runs) while its digit
     accuracy stays >= 78% (measured 79-86%). The issue's goal (writer <= 6.7% with the digit
-    >= 95%) is not met; see the README's Anonymizer section."""
+    >= 95%) is not met; see docs/results.md (Anonymizer)."""
     original = _forest(pendigits.images, pendigits)
     anonymized = _forest(short_run.transform(pendigits.images), pendigits)
     assert original.writer.best >= 0.35
