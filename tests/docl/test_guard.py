@@ -177,3 +177,19 @@ def test_shadow_model_hides_no_claim(honest):
         before = others_blocked(guard, clean, honest["y"])
         assert before.double().mean() > 0.5, policy  # the honest bank protects these images
         assert others_blocked(guard, attacked, honest["y"]).tolist() == before.tolist(), policy
+
+
+def test_under_margin_only_an_own_model_that_claims_the_image_may_vouch():
+    """A broad own model with understated statistics (its interval holds nothing) is 4x closer
+    than the victim's claiming model, yet may not vouch: admission bounds what a model claims,
+    so vouching must be bounded by the same interval."""
+    understated = BankScores(
+        distances=torch.tensor([[2.25, 9.0, 40.0]]),
+        error_mean=torch.tensor([1.0, 10.0, 10.0], dtype=torch.float64),
+        error_std=torch.tensor([0.1, 2.0, 2.0], dtype=torch.float64),
+        model_ids=("a/0", "b/0", "c/0"),
+        owners=("a", "b", "c"),
+    )
+    assert [d.share for d in Guard(policy="margin").decide(understated, "a")] == [False]
+    # the paper's nearest-model rule lets it through, as the paper does
+    assert [d.share for d in Guard(policy="paper").decide(understated, "a")] == [True]

@@ -26,11 +26,13 @@ by reconstructing it better than every claimant:
 ``margin``
     Another user's model claims the input when its distance is at most ``mu + alpha*sigma``
     (one-sided: an image reconstructed even better than the owner's typical training image is no
-    less theirs); the uploader's own model vouches for it by reconstructing it ``margin`` times
-    better (distance ``margin`` times smaller) than every claimant. Honest owners' images are
-    usually explained far better by their own model; an adversary who adds a victim's images to
-    their training set rarely beats the victim's own, specialised model by that factor. A huge
-    margin approaches ``any-other`` with one-sided intervals.
+    less theirs); the uploader's own model vouches for it when its own interval holds the image
+    and it reconstructs it ``margin`` times better (distance ``margin`` times smaller) than every
+    claimant. An own model whose interval holds nothing (a broad model with understated
+    statistics) cannot vouch: admission bounds what a model claims, hence what it may vouch for.
+    Honest owners' images are usually explained far better by their own model; an adversary who
+    adds a victim's images to their training set rarely beats the victim's own, specialised model
+    by that factor. A huge margin approaches ``any-other`` with one-sided intervals.
 
 A non-finite distance (NaN or infinite: a model whose hidden layer overflows) means that model is
 broken for that input: it claims nothing, vouches for nothing and is never the nearest model.
@@ -86,6 +88,9 @@ class PolicyRule:
 
     one_sided: bool  # a claim is d <= mu + alpha*sigma (True) or mu - alpha*sigma <= d <= that
     vouch: str  # the uploader's own models: "never" vouch, vouch when "nearer", or by "margin"
+    # Only an own model whose interval holds the image may vouch: admission bounds what a model
+    # claims (the probe check), so it then bounds what it can vouch for too.
+    vouch_needs_claim: bool = False
 
     def __post_init__(self) -> None:
         if self.vouch not in VOUCH_RULES:
@@ -100,9 +105,9 @@ POLICIES: dict[str, PolicyRule] = {
     "paper": PolicyRule(one_sided=False, vouch="nearer"),
     "any-other": PolicyRule(one_sided=False, vouch="never"),
     "exclude-uploader": PolicyRule(one_sided=False, vouch="never"),
-    "margin": PolicyRule(one_sided=True, vouch="margin"),
+    "margin": PolicyRule(one_sided=True, vouch="margin", vouch_needs_claim=True),
 }
-DEFAULT_MARGIN = 1.5  # chosen on MNIST: see the README's Guard table
+DEFAULT_MARGIN = 1.5  # chosen on MNIST: see the Guard tables in docs/results.md
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,14 +130,16 @@ def read_claims(
     broken = ~torch.isfinite(d) | ~torch.isfinite(mu + sigma)[None, :]
     inf = torch.tensor(float("inf"), dtype=torch.float64)
     d = torch.where(broken, inf, d)  # broken: farther than anything, inside no interval
-    claims = (d <= mu + alpha * sigma) & ~own & ~broken
+    inside = d <= mu + alpha * sigma
     if not rule.one_sided:
-        claims &= d >= mu - alpha * sigma
+        inside &= d >= mu - alpha * sigma
+    claims = inside & ~own & ~broken
     claimant_distance, culprit = torch.where(claims, d, inf).min(dim=1)
     blocked = claims.any(dim=1)
     factor = {"never": None, "nearer": 1.0, "margin": margin}[rule.vouch]
     if factor is not None:
-        own_best = torch.where(own, d, inf).min(dim=1).values
+        voucher = own & inside if rule.vouch_needs_claim else own
+        own_best = torch.where(voucher, d, inf).min(dim=1).values
         blocked &= ~(own_best * factor < claimant_distance)
     return Claims(
         blocked=blocked, culprit=culprit, claimant_distance=claimant_distance, broken=broken
