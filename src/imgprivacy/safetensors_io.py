@@ -9,6 +9,7 @@ and turns every way it can be malformed into one :class:`~imgprivacy.errors.Corr
 Examples
 --------
 >>> import json
+>>> import torch
 >>> from safetensors.torch import save
 >>> data = save({"w": torch.zeros(2)}, metadata={"imgprivacy": json.dumps({"format": "demo"})})
 >>> tensors, metadata = read_safetensors(data, source="demo", expected="a demo file")
@@ -23,12 +24,15 @@ imgprivacy.errors.CorruptFileError: demo is not a demo file (safetensors with 'i
 from __future__ import annotations
 
 import json
+import math
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 
 from imgprivacy.errors import CorruptFileError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read: the metadata alone needs no torch
+    import torch
 
 METADATA_KEY = "imgprivacy"  # the entry of the header's __metadata__ that holds our JSON
 LENGTH_BYTES = 8  # a safetensors file starts with the header length, little-endian uint64
@@ -121,12 +125,28 @@ def read_safetensors(
         As :func:`read_metadata`, and for tensor entries safetensors cannot read (an unknown
         dtype, offsets outside the data, data the entries do not cover exactly).
     """
+    from safetensors.torch import load as load_bytes
+
     metadata = read_metadata(data, source=source, expected=expected, hint=hint, key=key)
     try:
         tensors = load_bytes(data)
     except (SafetensorError, ValueError, TypeError) as exc:
         raise _fail(source, expected, key, f"unreadable tensors ({exc})", hint) from None
     return tensors, metadata
+
+
+def finite_number(value: object) -> bool:
+    """Whether a metadata value is a finite int or float (a 400-digit integer overflows: no).
+
+    >>> finite_number(2.5), finite_number(True), finite_number(float("nan")), finite_number(10**400)
+    (True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _listed(names: list[str], limit: int) -> str:
@@ -138,18 +158,23 @@ def tensor_problems(
     tensors: dict[str, torch.Tensor],
     expected: dict[str, tuple[int, ...]],
     *,
-    dtype: torch.dtype | None = torch.float32,
+    dtype: torch.dtype | None | str = "float32",
     check_finite: bool = True,
     list_limit: int = 10,
 ) -> list[str]:
     """Every mismatch between ``tensors`` and the ``expected`` names and shapes.
 
-    ``dtype=None`` skips the dtype check; finiteness is checked only for tensors of the right
-    dtype (a wrong dtype is already reported).
+    ``dtype`` is a torch dtype or its name; ``None`` skips the dtype check. Finiteness is checked
+    only for tensors of the right dtype (a wrong dtype is already reported).
 
+    >>> import torch
     >>> tensor_problems({"w": torch.zeros(2, 3), "x": torch.zeros(1)}, {"w": (3, 2), "b": (3,)})
     ["missing tensors ['b']", "unexpected tensors ['x']", 'w has shape (2, 3), expected (3, 2)']
     """
+    import torch
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
     problems = []
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

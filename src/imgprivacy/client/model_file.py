@@ -7,14 +7,12 @@ to fix the model. The layout is the one :func:`imgprivacy.docl.save_autoencoder`
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 
 from imgprivacy.errors import CorruptFileError, InvalidInputError
+from imgprivacy.safetensors_io import finite_number, read_metadata
 
 FORMAT = "imgprivacy.docl.autoencoder"  # imgprivacy.docl.persistence.FORMAT
 METADATA_KEY = "imgprivacy"  # imgprivacy.docl.persistence.METADATA_KEY
@@ -23,15 +21,6 @@ METADATA_KEY = "imgprivacy"  # imgprivacy.docl.persistence.METADATA_KEY
 # sigma at or below this fraction of mu is 0 up to float32 rounding (identical images give
 # ~1e-7): the privacy interval mu +- alpha * sigma is then empty for any other image.
 SIGMA_RTOL = 1e-5
-
-
-def _finite(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an integer too large for a float
-        return False
 
 
 def statistics_problems(*, error_mean: object, error_std: object) -> list[str]:
@@ -45,7 +34,7 @@ def statistics_problems(*, error_mean: object, error_std: object) -> list[str]:
     problems = [
         f"{name} must be a finite number > 0, got {value!r}; train the guard again (with --restart)"
         for name, value in (("mu", error_mean), ("sigma", error_std))
-        if not _finite(value) or value < 0 or (name == "mu" and value == 0)
+        if not finite_number(value) or value < 0 or (name == "mu" and value == 0)
     ]
     if not problems and error_std <= SIGMA_RTOL * error_mean:
         problems.append(
@@ -67,20 +56,15 @@ def check_guard_bytes(data: bytes, *, source: str = "guard") -> dict:
     InvalidInputError
         Listing every problem: sigma or mu not a finite number > 0, NaN or infinite weights.
     """
+    expected = "a guard file written by `imgprivacy guard train`"
+    hint = "Train one with `imgprivacy guard train --images DIR --out FILE`."
+    metadata = read_metadata(data, source=source, expected=expected, hint=hint, key=METADATA_KEY)
     try:
-        header_len = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or header_len <= 0 or 8 + header_len > len(data):
-            raise ValueError("truncated header")
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = json.loads(header["__metadata__"][METADATA_KEY])
-        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        if metadata.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
         arrays = load_arrays(data)
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, SafetensorError) as exc:
-        raise CorruptFileError(
-            f"{source} is not a guard file written by `imgprivacy guard train` ({exc}). "
-            "Train one with `imgprivacy guard train --images DIR --out FILE`."
-        ) from exc
+    except (ValueError, SafetensorError) as exc:
+        raise CorruptFileError(f"{source} is not {expected} ({exc}). {hint}") from exc
     problems = statistics_problems(
         error_mean=metadata.get("error_mean"), error_std=metadata.get("error_std")
     )

@@ -13,7 +13,6 @@ wrappers of those methods, and ``autoencoder_from_bytes`` is the parser ``from_b
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -31,16 +30,6 @@ FORMAT_VERSION = 1
 METADATA_KEY = "imgprivacy"
 _EXPECTED = "an imgprivacy autoencoder file"
 _HINT = "Save models with save_autoencoder()."
-
-
-def _finite_number(value: object) -> bool:
-    """A finite int or float (a 400-digit integer overflows float and is not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
 
 
 def expected_shapes(config: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
@@ -99,7 +88,7 @@ def autoencoder_from_bytes(
     problems = check_tensors(tensors, config)
     stats = {k: metadata.get(k) for k in ("error_mean", "error_std")}
     for name, value in stats.items():
-        if not _finite_number(value) or value <= 0:
+        if not safetensors_io.finite_number(value) or value <= 0:
             problems.append(f"{name} must be a finite number > 0, got {value!r}")
     if problems:
         raise InvalidInputError([f"{source}: {p}" for p in problems])
