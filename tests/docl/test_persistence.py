@@ -12,6 +12,7 @@ from imgprivacy.docl import (
     load_autoencoder,
     save_autoencoder,
 )
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.persistence import METADATA_KEY
 from imgprivacy.errors import (
     CorruptFileError,
@@ -70,7 +71,7 @@ def test_file_is_plain_safetensors_with_json_metadata(tmp_path, model):
     raw = path.read_bytes()
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     meta = json.loads(header["__metadata__"][METADATA_KEY])
-    assert meta["feature_extractor"] == "pixels" and meta["input_dim"] == 12
+    assert meta["feature_extractor"] == DEFAULT_FEATURE_EXTRACTOR and meta["input_dim"] == 12
     assert {"config", "error_mean", "error_std", "imgprivacy_version"} <= set(meta)
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temporary file
 

@@ -230,6 +230,24 @@ class Anonymizer:
         side = self.config.image_size
         return released.reshape(len(released), side, side)
 
+    def fit_transform(
+        self,
+        images: np.ndarray | torch.Tensor,
+        private_labels,
+        *,
+        batch_size: int = 2048,
+        **fit_params,
+    ) -> np.ndarray:
+        """:meth:`fit` on ``images`` and their private labels, then :meth:`transform` them.
+
+        ``fit_params`` go to :meth:`fit` (``checkpoint``, ``resume``, ``progress``,
+        ``on_epoch``); the result is the same as ``fit(...)`` followed by ``transform(images)``:
+        uint8 images (N, S, S).
+        """
+        return self.fit(images, private_labels, **fit_params).transform(
+            images, batch_size=batch_size
+        )
+
     # -- persistence ----------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         self._check_fitted()

@@ -100,18 +100,29 @@ class Names:
 
     Use as ``typer.Option(parser=FEATURE_NAMES)`` in a command registered with
     ``cls=ShowsChoices``: a name outside the set is a usage error listing the valid ones, and the
-    command's help shows them.
+    command's help shows them. With ``default``, an option whose default is None means the
+    library's default name, and the help shows that name.
     """
 
-    def __init__(self, what: str, load: Callable[[], Iterable[str]]):
+    def __init__(
+        self,
+        what: str,
+        load: Callable[[], Iterable[str]],
+        default: Callable[[], str] | None = None,
+    ):
         self.what = what
         self._load = load
+        self._default = default
         self._names: tuple[str, ...] | None = None
 
     def names(self) -> tuple[str, ...]:
         if self._names is None:
             self._names = tuple(self._load())
         return self._names
+
+    def default(self) -> str | None:
+        """The library's default name (read on first use, like the names), or None."""
+        return None if self._default is None else self._default()
 
     def metavar(self) -> str:
         return "<" + "|".join(self.names()) + ">"
@@ -129,6 +140,12 @@ def _feature_names() -> Iterable[str]:
     from imgprivacy.features import FEATURES
 
     return FEATURES
+
+
+def _default_feature_name() -> str:
+    from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
+
+    return DEFAULT_FEATURE_EXTRACTOR
 
 
 def _policy_names() -> Iterable[str]:
@@ -155,7 +172,7 @@ def _ae_arch_names() -> Iterable[str]:
     return AE_ARCHS
 
 
-FEATURE_NAMES = Names("feature extractor", _feature_names)
+FEATURE_NAMES = Names("feature extractor", _feature_names, default=_default_feature_name)
 POLICY_NAMES = Names("guard policy", _policy_names)
 DATASET_NAMES = Names("bundled dataset", _dataset_names)
 VARIATION_NAMES = Names("FERG-like variation", _variation_names)
@@ -163,7 +180,7 @@ AE_ARCH_NAMES = Names("autoencoder architecture", _ae_arch_names)
 
 
 class ShowsChoices(TyperCommand):
-    """A command whose help lists the names of its :class:`Names` options."""
+    """A command whose help lists the names of its :class:`Names` options and their defaults."""
 
     def format_help(self, ctx, formatter):
         for param in self.get_params(ctx):
@@ -171,6 +188,15 @@ class ShowsChoices(TyperCommand):
             names = getattr(info, "parser", None)
             if isinstance(names, Names) and param.metavar is None:
                 param.metavar = names.metavar()
+            if (
+                isinstance(names, Names)
+                and param.default is None
+                and names.default() is not None
+                and "(default:" not in (param.help or "")
+            ):
+                text = (param.help or "").rstrip()
+                end = "." if text.endswith(".") else ""
+                param.help = f"{text.removesuffix('.')} (default: {names.default()}){end}"
         return super().format_help(ctx, formatter)
 
 

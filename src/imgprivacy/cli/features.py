@@ -17,11 +17,24 @@ features_app = typer.Typer(
 
 @features_app.command("list")
 def list_extractors() -> None:
-    """The registered extractor names (use them with --features)."""
+    """The registered extractor names (use them with --features) and the default model that
+    `imgprivacy guard train` trains on each."""
+    from imgprivacy.docl import AutoencoderConfig
+    from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR, MODEL_DEFAULTS
     from imgprivacy.features import FEATURES
 
+    width = max(len(name) for name in FEATURES) + len(" (default)")
     for name in FEATURES:
-        typer.echo(name)
+        label = f"{name} (default)" if name == DEFAULT_FEATURE_EXTRACTOR else name
+        if name not in MODEL_DEFAULTS:
+            typer.echo(label)
+            continue
+        config = AutoencoderConfig.for_features(name)
+        typer.echo(
+            f"{label:<{width}}  {'-'.join(map(str, config.layer_dims))}, "
+            f"{config.optimizer.capitalize()}, {config.epochs} epochs, "
+            f"batches of {config.batch_size}"
+        )
 
 
 @features_app.command("train-face-extractor")

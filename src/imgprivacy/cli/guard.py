@@ -52,17 +52,33 @@ def train(
         Path, typer.Option("--out", help="Where to write the guard (.safetensors).", dir_okay=False)
     ],
     features: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--features",
             parser=FEATURE_NAMES,
             help="Feature extractor (the service's; `imgprivacy features list`).",
+            show_default=False,
         ),
-    ] = "pixels",
+    ] = None,
     hidden_dim: Annotated[
-        int, typer.Option("--hidden-dim", min=1, help="Representation size M.")
-    ] = 32,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over your images.")] = 50,
+        int | None,
+        typer.Option(
+            "--hidden-dim",
+            min=1,
+            help="Representation size M (default: the extractor's default model, "
+            "`imgprivacy features list`).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            min=1,
+            help="Passes over your images (default: the extractor's default model).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -74,14 +90,12 @@ def train(
     device: DeviceOption = "cpu",
 ) -> None:
     """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this
-    machine). A model whose sigma would be 0 (identical images) is refused, not written."""
+    machine). The model is the feature extractor's default one unless an option changes it. A
+    model whose sigma would be 0 (identical images) is refused, not written."""
     from imgprivacy.cli.reproduce import rich_progress
     from imgprivacy.client import train_guard
-    from imgprivacy.docl import AutoencoderConfig
 
-    config = AutoencoderConfig(
-        hidden_dim=hidden_dim, epochs=epochs, seed=seed, feature_extractor=features
-    )
+    config = guard_config(features=features, hidden_dim=hidden_dim, epochs=epochs, seed=seed)
     with progress_bar() as progress:
         model = train_guard(
             images,
@@ -92,6 +106,19 @@ def train(
             device=device,
         )
     console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}")
+
+
+def guard_config(*, features: str | None, hidden_dim: int | None, epochs: int | None, seed: int):
+    """The extractor's default model (the library's default extractor when None), with the
+    options that were given."""
+    from imgprivacy.docl import AutoencoderConfig
+
+    changes = {"hidden_dim": hidden_dim, "epochs": epochs}
+    return AutoencoderConfig.for_features(
+        features or FEATURE_NAMES.default(),
+        seed=seed,
+        **{name: value for name, value in changes.items() if value is not None},
+    )
 
 
 @guard_app.command("register")

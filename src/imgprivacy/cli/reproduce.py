@@ -59,9 +59,10 @@ def docl_mnist(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
-    """DOCL on MNIST (paper sec. 3): 10 users each protecting one digit with a 784-32-784
+    """DOCL on MNIST (paper sec. 3): 10 users each protecting one digit with a one-class
     autoencoder; accuracy, one-class AUC, Guard sweep with Fashion-MNIST uploads, adversaries
-    and scalability, for imgprivacy's default model and the paper-exact one."""
+    and scalability, for imgprivacy's default model (`imgprivacy features list`) and the
+    paper-exact one (784-32-784 on raw pixels, Adadelta)."""
     from imgprivacy.reproduce.docl_mnist import reproduce_docl_mnist, summary_tables
 
     run_and_report(

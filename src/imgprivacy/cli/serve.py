@@ -55,7 +55,7 @@ def serve(
     features: Annotated[
         str | None,
         _opt(
-            "Feature extractor every model must use (default: pixels).",
+            "Feature extractor every model must use.",
             "--features",
             parser=FEATURE_NAMES,
         ),

@@ -17,6 +17,7 @@ import torch
 from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.data import load_image_folder
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.features import get_extractor
 from imgprivacy.fileio import write_atomic
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def folder_features(
-    folder: str | os.PathLike, *, feature_extractor: str = "pixels"
+    folder: str | os.PathLike, *, feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR
 ) -> torch.Tensor:
     """(K, D) features of every image in ``folder`` (sorted by file name)."""
     extractor = get_extractor(feature_extractor)
@@ -81,7 +82,7 @@ def train_guard(
         When the trained guard would be refused by the service (sigma = 0 because the images
         are identical, or non-finite weights); nothing is written then.
     """
-    config = config or AutoencoderConfig()
+    config = config or AutoencoderConfig()  # the default extractor's default model
     features = folder_features(images, feature_extractor=config.feature_extractor)
     config = config.replace(input_dim=int(features.shape[1]))
     out = Path(out)

@@ -26,6 +26,7 @@ import torch
 
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.bank_stack import LayerStack, model_views, stack_group, stacked_distances
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError, UnknownNameError
 
@@ -126,7 +127,7 @@ class FilterBank:
         self,
         *,
         input_dim: int = 784,
-        feature_extractor: str = "pixels",
+        feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR,
         device: str = "cpu",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ):

@@ -5,31 +5,35 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR, model_defaults
 from imgprivacy.errors import InvalidInputError
 
 OPTIMIZER_NAMES = ("adadelta", "adam")
+_DEFAULT = model_defaults(DEFAULT_FEATURE_EXTRACTOR)  # the field defaults below
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
     """Hyper-parameters of a user's one-class autoencoder.
 
-    The defaults are imgprivacy's tuned model; :meth:`paper` gives the paper's exact training.
+    The defaults are imgprivacy's model for the default feature extractor
+    (:mod:`imgprivacy.docl.defaults`); :meth:`for_features` gives the default model of any
+    extractor and :meth:`paper` the paper's exact training.
     """
 
-    input_dim: int = 784  # D, the feature dimension (784 = 28x28 pixels)
-    hidden_dim: int = 32  # M, the representation size (paper: 32 for MNIST and CIFAR-10)
+    input_dim: int = _DEFAULT["input_dim"]  # D, the feature dimension (784 = 28x28 pixels)
+    hidden_dim: int = _DEFAULT["hidden_dim"]  # M, the representation size (paper: 32)
     # Widths of extra ReLU layers on each side of the representation: () is the paper's
     # D -> M -> D; (256,) is D -> 256 -> M -> 256 -> D (mirrored in the decoder).
-    layer_widths: tuple[int, ...] = (256,)
-    epochs: int = 30  # passes over the user's images
-    batch_size: int = 128  # images per gradient step
-    optimizer: str = "adam"  # "adam" or "adadelta" (the paper's)
-    learning_rate: float = 1e-3  # Adam's step size (Adadelta's textbook setting is 1.0)
+    layer_widths: tuple[int, ...] = _DEFAULT["layer_widths"]
+    epochs: int = _DEFAULT["epochs"]  # passes over the user's images
+    batch_size: int = _DEFAULT["batch_size"]  # images per gradient step
+    optimizer: str = _DEFAULT["optimizer"]  # "adam" or "adadelta" (the paper's)
+    learning_rate: float = _DEFAULT["learning_rate"]  # Adam's step (Adadelta's textbook: 1.0)
     weight_decay: float = 0.0  # L2 penalty on all parameters
     input_noise: float = 0.0  # std of Gaussian noise added to inputs (denoising AE); 0 = paper
     seed: int = 0  # seeds initialisation, shuffling and noise
-    feature_extractor: str = "pixels"  # name in imgprivacy.features.FEATURES
+    feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR  # name in imgprivacy.features.FEATURES
 
     def __post_init__(self) -> None:
         problems = []
@@ -52,9 +56,25 @@ class AutoencoderConfig:
             raise InvalidInputError([f"Invalid AutoencoderConfig: {p}" for p in problems])
 
     @classmethod
+    def for_features(cls, feature_extractor: str, **overrides) -> AutoencoderConfig:
+        """The default model of ``feature_extractor`` (:mod:`imgprivacy.docl.defaults`), with
+        ``overrides`` (e.g. ``epochs=10``) applied.
+
+        Raises
+        ------
+        UnknownNameError
+            When ``feature_extractor`` has no default model (the message lists those that do).
+        """
+        values = dict(model_defaults(feature_extractor), feature_extractor=feature_extractor)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
     def paper(cls, **overrides) -> AutoencoderConfig:
-        """The paper's exact model: 784-32-784, BCE, Adadelta, no noise or penalty."""
+        """The paper's exact model: 784-32-784 on raw pixels, BCE, Adadelta, no noise or penalty."""
         values = dict(
+            input_dim=784,
+            feature_extractor="pixels",
             hidden_dim=32,
             layer_widths=(),
             optimizer="adadelta",

@@ -47,6 +47,9 @@ except ImportError:  # scikit-learn < 1.6 validates through a private method
         return estimator._validate_data(X, **kwargs)
 
 
+# The detector's defaults are the library's default model (imgprivacy.docl.defaults).
+_DEFAULT = AutoencoderConfig()
+
 # The AutoencoderConfig fields the detector takes as hyper-parameters; input_dim comes from X.
 CONFIG_PARAMS = (
     "hidden_dim",
@@ -119,16 +122,16 @@ input_noise, seed, feature_extractor
     def __init__(
         self,
         *,
-        hidden_dim: int = 32,
-        layer_widths: tuple[int, ...] = (256,),
-        epochs: int = 30,
-        batch_size: int = 128,
-        optimizer: str = "adam",
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        input_noise: float = 0.0,
-        seed: int = 0,
-        feature_extractor: str = "pixels",
+        hidden_dim: int = _DEFAULT.hidden_dim,
+        layer_widths: tuple[int, ...] = _DEFAULT.layer_widths,
+        epochs: int = _DEFAULT.epochs,
+        batch_size: int = _DEFAULT.batch_size,
+        optimizer: str = _DEFAULT.optimizer,
+        learning_rate: float = _DEFAULT.learning_rate,
+        weight_decay: float = _DEFAULT.weight_decay,
+        input_noise: float = _DEFAULT.input_noise,
+        seed: int = _DEFAULT.seed,
+        feature_extractor: str = _DEFAULT.feature_extractor,
         alpha: float = 1.0,
         rescale: bool = False,
         device: str = "cpu",

@@ -43,7 +43,7 @@ def configurations() -> dict[str, AutoencoderConfig]:
     the paper's 64-32-64 with Adadelta 83.9%, with Adam and M = 8/16 84-86%.
     """
     return {
-        "default": AutoencoderConfig(epochs=15, feature_extractor=FEATURES),
+        "default": AutoencoderConfig.for_features(FEATURES),
         "paper_faithful": AutoencoderConfig.paper(feature_extractor=FEATURES),
     }
 

@@ -42,10 +42,10 @@ QUICK_ADVERSARY_EPOCHS = 5
 
 
 def configurations(quick: bool) -> dict[str, AutoencoderConfig]:
-    """imgprivacy's default model and the paper-exact one."""
+    """imgprivacy's default model (:mod:`imgprivacy.docl.defaults`) and the paper-exact one."""
     del quick  # the same models; --quick only trains them on fewer images
     return {
-        "default": AutoencoderConfig(feature_extractor="pixels-smooth"),
+        "default": AutoencoderConfig(),
         "paper_faithful": AutoencoderConfig.paper(),
     }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
+
 
 class ServiceSettings(BaseSettings):
     """Everything an operator can set (environment variable = ``IMGPRIVACY_`` + field name)."""
@@ -21,8 +23,9 @@ class ServiceSettings(BaseSettings):
     admin_token: SecretStr | None = None
     # Anyone may register when true; when false only the admin token can create users.
     open_registration: bool = True
-    # Features every model must be trained on (a name in imgprivacy.features.FEATURES).
-    feature_extractor: str = "pixels"
+    # Features every model must be trained on (a name in imgprivacy.features.FEATURES); by
+    # default the library's, which `imgprivacy guard train` uses too.
+    feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR
     # Guard policy (a name in imgprivacy.docl.POLICIES, checked when the app is built) and alpha.
     # "margin" by default: on MNIST it blocks more attacks than "exclude-uploader" while owners
     # keep ~97% of their own uploads instead of ~76% (README, DOCL results).
