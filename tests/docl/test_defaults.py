@@ -1,6 +1,7 @@
 """The default model is written down once: every entry point that trains or serves agrees."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,9 @@ def test_the_bank_and_the_detector_default_to_the_same_model():
     for field in dataclasses.fields(config):
         if field.name != "input_dim":  # the detector reads D from X
             assert getattr(detector, field.name) == getattr(config, field.name), field.name
+
+
+def test_the_readme_names_the_default_model():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"by default `{DEFAULT_FEATURE_EXTRACTOR}`" in readme
+    assert readme.count(model_shape(DEFAULT_FEATURE_EXTRACTOR)) >= 2  # prose and the example

@@ -29,6 +29,9 @@ from imgprivacy.service import ServiceSettings, create_app
 from imgprivacy.service.launcher import start_server
 
 ADMIN = "test-admin-token"
+# The services under test extract raw pixels (not the library's default, pixels-smooth): the test
+# models are trained on pixel features that feature_png writes back exactly as images.
+FEATURES = "pixels"
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -60,6 +63,7 @@ def server_env(database_url: str, **extra) -> dict[str, str]:
     env = {
         "IMGPRIVACY_DATABASE_URL": database_url,
         "IMGPRIVACY_ADMIN_TOKEN": ADMIN,
+        "IMGPRIVACY_FEATURE_EXTRACTOR": FEATURES,
         "IMGPRIVACY_PROBE_COUNT": "200",
         # A fixed probe draw: the per-database secret draw (tested in test_uploads.py) made the
         # test guards' claim vary run to run around the cap. Same cap, same checks, one draw.
@@ -120,6 +124,7 @@ def in_process_service(tmp_path, **settings) -> Iterator[InProcessService]:
     values = dict(
         database_url=f"sqlite:///{tmp_path / f'service-{uuid.uuid4().hex[:8]}.db'}",
         admin_token=ADMIN,
+        feature_extractor=FEATURES,
         probe_count=0,
         access_log=False,
         rate_limit_register_per_minute=0,
@@ -173,13 +178,14 @@ TEST_CONFIG = dict(
     optimizer="adam",
     learning_rate=3e-3,
     batch_size=32,
+    feature_extractor=FEATURES,
 )
 
 
 @pytest.fixture(scope="session")
 def digits(data_dir):
     """(train features by digit, test features, test labels, fashion features) — small subsets."""
-    extractor = get_extractor("pixels")
+    extractor = get_extractor(FEATURES)
     train = load_mnist("train", data_dir=data_dir)
     test = load_mnist("test", data_dir=data_dir)
     fashion = load_fashion_mnist("train", data_dir=data_dir)  # the service probes the test split

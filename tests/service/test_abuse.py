@@ -67,7 +67,9 @@ def service(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model() -> bytes:
     """A valid 784-4-784 model (the service under test runs no probe check)."""
-    config = AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, batch_size=16)
+    config = AutoencoderConfig(
+        hidden_dim=4, layer_widths=(), epochs=1, batch_size=16, feature_extractor="pixels"
+    )
     x = torch.rand(32, 784, generator=torch.Generator().manual_seed(0))
     return autoencoder_to_bytes(OneClassAutoencoder(config).fit(x))
 

@@ -93,7 +93,9 @@ def test_upload_and_check_with_resnet_features(cifar_server, cifar, tmp_path):
 
 
 def test_a_model_of_another_extractor_is_refused(cifar_server):
-    pixel_model = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=1)
+    pixel_model = AutoencoderConfig(
+        input_dim=16, hidden_dim=4, layer_widths=(), epochs=1, feature_extractor="pixels"
+    )
     from imgprivacy.docl import OneClassAutoencoder, autoencoder_to_bytes
 
     blob = autoencoder_to_bytes(OneClassAutoencoder(pixel_model).fit(torch.rand(8, 16)))

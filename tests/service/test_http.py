@@ -32,7 +32,7 @@ def test_owner_shares_and_others_are_blocked_like_in_process(
         f"{server.url}/v1/admin/models", headers={"Authorization": f"Bearer {ADMIN}"}
     ).json()
     if len(admin) == 2:  # only when this module's other tests have not added models yet
-        bank = FilterBank(input_dim=784)
+        bank = FilterBank(input_dim=784, feature_extractor="pixels")
         bank.add(honest_models[0], owner=users["alice"])
         bank.add(honest_models[1], owner=users["bob"])
         guard = Guard(policy=state["policy"], alpha=state["alpha"])

@@ -152,7 +152,9 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_serving(backend,
     url = created_before_migrations(fresh_database(backend, tmp_path))
     token = new_token()
     x = torch.rand(32, 784, generator=torch.Generator().manual_seed(0))
-    config = AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, batch_size=16)
+    config = AutoencoderConfig(
+        hidden_dim=4, layer_widths=(), epochs=1, batch_size=16, feature_extractor="pixels"
+    )
     model = OneClassAutoencoder(config).fit(x)
     blob = autoencoder_to_bytes(model)
     created = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)

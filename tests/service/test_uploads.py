@@ -41,6 +41,7 @@ def generalist(digits):
         optimizer="adam",
         learning_rate=3e-3,
         batch_size=64,
+        feature_extractor="pixels",
     )
     return autoencoder_to_bytes(OneClassAutoencoder(config).fit(x))
 
@@ -114,7 +115,9 @@ def test_size_cap_name_and_architecture_limits(server, new_user, honest_bytes, d
     assert bad_name.status_code in (404, 422)
     wrong_dim = autoencoder_to_bytes(
         OneClassAutoencoder(
-            AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=1)
+            AutoencoderConfig(
+                input_dim=16, hidden_dim=4, layer_widths=(), epochs=1, feature_extractor="pixels"
+            )
         ).fit(torch.rand(8, 16))
     )
     response = httpx.put(f"{server.url}/v1/models/small", content=wrong_dim, headers=auth)
@@ -129,7 +132,7 @@ def test_size_cap_name_and_architecture_limits(server, new_user, honest_bytes, d
 # -- admission: behaviour, not only format (attacks crafted through the public Python API) -------
 def overflowing_bytes() -> bytes:
     """The default architecture with finite weights whose hidden layer overflows (NaN distances)."""
-    config = AutoencoderConfig()
+    config = AutoencoderConfig(feature_extractor="pixels")
     weights = {name: torch.zeros(shape) for name, shape in expected_shapes(config).items()}
     weights["layers.0.bias"].fill_(3e38)
     weights["layers.1.weight"].fill_(3e38)
@@ -139,7 +142,9 @@ def overflowing_bytes() -> bytes:
 
 def deep_bytes(layers: int = 6002) -> bytes:
     """A tiny file describing a very deep model: every check would pay for its depth."""
-    config = AutoencoderConfig(hidden_dim=1, layer_widths=(1,) * ((layers - 2) // 2))
+    config = AutoencoderConfig(
+        hidden_dim=1, layer_widths=(1,) * ((layers - 2) // 2), feature_extractor="pixels"
+    )
     weights = {name: torch.zeros(shape) for name, shape in expected_shapes(config).items()}
     model = OneClassAutoencoder.from_weights(config, weights, error_mean=20.0, error_std=5.0)
     return autoencoder_to_bytes(model)
