@@ -3,8 +3,13 @@
 import pytest
 import torch
 
-from imgprivacy.docl import AutoencoderConfig, FilterBank, OneClassAutoencoder
-from imgprivacy.docl import bank_kernels, bank_precision
+from imgprivacy.docl import (
+    AutoencoderConfig,
+    FilterBank,
+    OneClassAutoencoder,
+    bank_kernels,
+    bank_precision,
+)
 from imgprivacy.docl.bank_precision import PRECISIONS, Precision
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
