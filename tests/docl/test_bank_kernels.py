@@ -157,3 +157,16 @@ def test_a_failed_build_raises_with_the_compiler_output(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="failed"):
         bank_kernels._build()
     assert list((tmp_path / "cache").glob("*.so")) == []  # nothing half-built is left
+
+
+def test_the_service_setting_selects_the_bank_precision(tmp_path, monkeypatch):
+    pytest.importorskip("fastapi")
+    from imgprivacy.service import create_app
+    from imgprivacy.service.settings import ServiceSettings
+
+    monkeypatch.setenv("IMGPRIVACY_BANK_PRECISION", "bf16")
+    settings = ServiceSettings(database_url=f"sqlite:///{tmp_path / 's.db'}", probe_count=0)
+    assert settings.bank_precision == "bf16"
+    assert create_app(settings).state.service.bank.precision == "bf16"
+    with pytest.raises(UnknownNameError, match="Valid precisions"):
+        create_app(settings.model_copy(update={"bank_precision": "fp8"}))
