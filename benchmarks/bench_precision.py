@@ -69,7 +69,7 @@ def run_shape(name: str, config, data, *, precisions: list[str]) -> dict:
         row = {"bytes_per_user": weight_bytes / len(bank)}
         if reference is None:
             reference = (scores.distances, blocked)
-            row["blocked_fraction_owner"] = float(blocked[:, :n_test].double().mean())
+            row["blocked_fraction_of_owner_uploads"] = float(blocked[:, :n_test].double().mean())
         else:
             same = blocked == reference[1]
             rel = (scores.distances - reference[0]).abs() / reference[0].abs()
