@@ -84,6 +84,8 @@ def test_compact_weights_native_equals_torch_and_stays_near_fp32(precision):
     torch.testing.assert_close(native.distances(x), torch_path.distances(x), rtol=1e-5, atol=0)
     tolerance = {"fp16": 1e-3, "bf16": 1e-2}[precision]
     torch.testing.assert_close(native.distances(x), reference, rtol=tolerance, atol=0)
+    staged = bank_of(models, precision=precision)._models["u0/0"][1]  # before any snapshot
+    assert staged["layers.0.weight"].dtype == PRECISIONS[precision].dtype  # no fp32 copy kept
     group = native.snapshot().groups[0]
     assert group.first_weight.dtype == PRECISIONS[precision].dtype
     assert group.first_bias.dtype == torch.float32  # biases stay fp32

@@ -300,6 +300,9 @@ class FilterBank:
                 problems.append(f"model id {model_id!r} belongs to another user")
         if problems:
             raise InvalidInputError(problems)
+        # Held in the storage precision from now on: a compact bank never holds fp32 copies.
+        dtype = self._precision.dtype
+        weights = {k: w.to(dtype) if k.endswith("weight") else w for k, w in weights.items()}
         entry = BankEntry(
             model_id=model_id,
             owner=owner,
