@@ -5,6 +5,12 @@ accumulates in fp32 (the native kernel widens each weight in registers, the torc
 and biases stay fp32. A precision is refused for a model shape whose Guard decisions it changed
 on more than 0.1% of the MNIST reproduction's checks (see ``benchmarks/bench_precision.py``), and
 fp16 for any model with a weight beyond its range.
+
+Measured on MNIST's 10 users (2,000 training images each, the configurations' own epochs; 200,000
+decisions: 25,000 uploads under 4 policies and alpha 1 and 2), decisions equal to the fp32
+bank's: fp16 99.999% (default model) and 99.998% (paper-exact), bf16 99.969% and 99.965%. Both
+hold for both shapes, so no shape is refused today; distances moved by at most 0.13% (fp16) and
+0.9% (bf16) relative.
 """
 
 from __future__ import annotations
