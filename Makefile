@@ -56,6 +56,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_bank.py --out reports/bench
+	$(PY) benchmarks/bench_precision.py --out reports/bench
 	$(PY) benchmarks/bench_training.py --out reports/bench
 	$(PY) benchmarks/bench_service.py --out reports/bench
 

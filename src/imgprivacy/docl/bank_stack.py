@@ -5,6 +5,10 @@ narrower models zero-padded to common widths) are stored as
 (n, out, in) for the first layer (one chunk-wide ``addmm``) and (n, in, out) for later layers
 (``baddbmm``). A snapshot is anything with ``entries`` (each with ``layer_dims``) and ``groups``
 (:class:`LayerStack`); :class:`~imgprivacy.docl.bank.FilterBank` builds them.
+
+Weights may be stored in fp16 or bf16 (biases stay fp32); this torch path widens each chunk to
+fp32 before multiplying. It is the reference for, and the fallback of, the fused native kernel
+(:mod:`imgprivacy.docl.bank_kernels`).
 """
 
 from __future__ import annotations
@@ -45,13 +49,14 @@ def group_distances(group: LayerStack, x: torch.Tensor, *, chunk_bytes: int) -> 
         stop = min(start + chunk, n_models)
         count = stop - start
         # First layer of every model in the chunk at once: (B, D) @ (D, C*h1) -> (B, C*h1).
-        weight = group.first_weight[start:stop].reshape(count * first_width, dim)
+        weight = group.first_weight[start:stop].reshape(count * first_width, dim).to(x.dtype)
         act = torch.addmm(group.first_bias[start:stop].reshape(-1), x, weight.t())
         act = act.relu_().view(batch, count, first_width).transpose(0, 1)
         # Later layers: (C, B, in) @ (C, in, out) + bias; ReLU between, logits at the end.
         last = len(group.weights_t) - 1
         for k, (weight_t, bias) in enumerate(zip(group.weights_t, group.biases)):
-            act = torch.baddbmm(bias[start:stop].unsqueeze(1), act, weight_t[start:stop])
+            weight = weight_t[start:stop].to(x.dtype)
+            act = torch.baddbmm(bias[start:stop].unsqueeze(1), act, weight)
             if k < last:
                 act.relu_()
         act.sigmoid_().sub_(x)  # eq. (6), in place: reconstruction - input
@@ -59,15 +64,19 @@ def group_distances(group: LayerStack, x: torch.Tensor, *, chunk_bytes: int) -> 
     return out.t()
 
 
-def stack_group(items: list, positions: list[int], device: str) -> LayerStack:
+def stack_group(
+    items: list, positions: list[int], device: str, dtype: torch.dtype = torch.float32
+) -> LayerStack:
+    """Stack ``items`` ((entry, weights) pairs); weights stored as ``dtype``, biases as fp32."""
     n_models = len(items)
     n_layers = len(items[0][0].layer_dims) - 1
     widths = [max(entry.layer_dims[k] for entry, _ in items) for k in range(n_layers + 1)]
     # Layer 0 is stored (n, out, in) for the chunk-wide addmm, later layers (n, in, out) for bmm;
     # both are filled in place, so building costs no transposed copy (peak memory at N=10,000).
-    first_weight = torch.zeros(n_models, widths[1], widths[0], device=device)
+    first_weight = torch.zeros(n_models, widths[1], widths[0], device=device, dtype=dtype)
     weights_t = [
-        torch.zeros(n_models, widths[k], widths[k + 1], device=device) for k in range(1, n_layers)
+        torch.zeros(n_models, widths[k], widths[k + 1], device=device, dtype=dtype)
+        for k in range(1, n_layers)
     ]
     stacked_b = [torch.zeros(n_models, widths[k + 1], device=device) for k in range(n_layers)]
     for i, (_, weights) in enumerate(items):

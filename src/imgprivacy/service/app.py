@@ -67,7 +67,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )  # lists POLICIES if unknown
     extractor = get_extractor(settings.feature_extractor)
     storage = Storage(settings.database_url)
-    bank = FilterBank(input_dim=extractor.dim, feature_extractor=extractor.name)
+    bank = FilterBank(
+        input_dim=extractor.dim,
+        feature_extractor=extractor.name,
+        precision=settings.bank_precision,  # lists the valid precisions if unknown
+    )
     metrics = Metrics()
     state = ServiceState(
         settings=settings,

@@ -63,6 +63,9 @@ class ServiceSettings(BaseSettings):
     # Micro-batching of /v1/check: up to this many requests share one bank pass.
     batch_max_size: int = Field(default=64, ge=1)  # 1 disables batching
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0)  # extra wait to fill a batch
+    # How the bank stores users' weights: "fp32", or "fp16"/"bf16" for half the memory and bytes
+    # read per check (scores accumulate in fp32; see imgprivacy.docl.bank_precision.PRECISIONS).
+    bank_precision: str = "fp32"
     # Torch threads of the bank pass. 1 leaves the other core to the event loop (HTTP, decoding);
     # more threads oversubscribe a 2-core machine and make every pass slower under load.
     torch_threads: int = Field(default=1, ge=1)
