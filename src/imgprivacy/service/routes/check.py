@@ -87,13 +87,14 @@ async def _features(request: Request):
 @lru_cache(maxsize=64)
 def _answer(share: bool, reason: str, policy: str, alpha: float) -> bytes:
     """The JSON body of an answer; a service has a handful of distinct answers, each encoded once."""
-    return CheckOut(
+    answer = CheckOut(
         decision="share" if share else "block",
         share=share,
         reason=reason,
         policy=policy,
         alpha=alpha,
-    ).model_dump_json().encode()
+    )
+    return answer.model_dump_json().encode()
 
 
 @router.post(
