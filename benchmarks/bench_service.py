@@ -1,26 +1,33 @@
-"""Load test of the DOCL service over loopback: checks/s and p50/p99 latency.
+"""Load test of the DOCL service over loopback, beside the bank-only throughput of the same models.
 
-    python benchmarks/bench_service.py --out reports/bench                 # N=100,1000 x 1/8/32 clients
-    python benchmarks/bench_service.py --models 100 --clients 32 --batch-max-size 1 64
+    python benchmarks/bench_service.py --out reports/bench       # N = 0, 100, 1000 x 1/8/32 clients
+    python benchmarks/bench_service.py --models 100 --clients 32 --payload png multipart json
+    python benchmarks/bench_service.py --models 100 --clients 32 --torch-threads 1 2 --workers 1 2
 
-For each N the script fills a fresh SQLite database with N registered autoencoders (the paper's
-784-32-784 by default, random weights: the cost of a check does not depend on their values),
-starts ``imgprivacy serve`` on 127.0.0.1, and runs an external load generator (a separate
-process: asyncio + httpx, one connection per client) that POSTs 28x28 PNG digits to /v1/check
-with C concurrent clients, bounded by ``--requests`` and ``--seconds``. Where the time goes is
-read from the service's own /metrics (bank-pass time and batch sizes) before and after each run.
-Writes ``bench_service.json`` and prints a table.
+For each N the script fills a fresh SQLite database with N registered autoencoders (the default
+784-256-32-256-784 unless ``--layer-widths``; random weights: the cost of a check does not depend
+on their values). N = 0 is one user and no model: the HTTP path alone (body read, PNG decode,
+answer), no bank pass. Before each server starts, a separate process loads that database into the
+service's bank as the server does and times the bank and Guard alone (``bank_scorer``) on digit
+features, at B = 1 and B = each client count, on the server's torch threads: the bank-only
+throughput each service figure is printed beside (a batch of the service holds at most C checks).
+Then ``imgprivacy serve`` runs on 127.0.0.1 and a load generator in its own process POSTs 28x28
+digits to /v1/check with C concurrent connections: wrk (Debian's ``wrk``, C, a small Lua script
+for the POST) when installed, else asyncio + httpx; ``--generator wrk python`` runs both. Server CPU
+comes from /proc (the server and its workers), the generator's from its rusage, batch sizes and
+bank-pass time from the service's /metrics. The machine's load average is recorded at start and
+end: on a shared machine wall-clock figures drop, CPU per check much less. Writes
+``bench_service.json`` and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,11 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
+from service_load import PAYLOADS, digit_images, run_load
+
 
 def populate(
-    database_url: str, n_models: int, *, layer_widths: tuple[int, ...], seed: int = 0
+    database_url: str, n_models: int, *, layer_widths: tuple[int, ...] | None, seed: int = 0
 ) -> str:
-    """N users with one random model each, written straight to storage; returns a user token."""
+    """N users with one random model each, written straight to storage; returns a user token.
+
+    With N = 0 one user without a model is created (the HTTP path alone).
+    """
     import torch
 
     from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
@@ -43,21 +55,25 @@ def populate(
 
     storage = Storage(database_url)
     storage.create_schema()
-    config = AutoencoderConfig(layer_widths=layer_widths)
+    config = (
+        AutoencoderConfig()
+        if layer_widths is None
+        else AutoencoderConfig(layer_widths=layer_widths)
+    )
     gen = torch.Generator().manual_seed(seed)
-    token = None
-    for i in range(n_models):
+    token = new_token()
+    for i in range(max(n_models, 1)):
+        user_token = token if i == 0 else new_token()
+        user = storage.add_user(f"bench{i:05d}", hash_token(user_token))
+        if i >= n_models:
+            break
         weights = {
             name: torch.randn(shape, generator=gen) * 0.05
             for name, shape in expected_shapes(config).items()
         }
         model = OneClassAutoencoder.from_weights(config, weights, error_mean=30.0, error_std=8.0)
-        blob = autoencoder_to_bytes(model)
-        user_token = new_token()
-        user = storage.add_user(f"bench{i:05d}", hash_token(user_token))
-        token = token or user_token
         new = NewModel(
-            blob=blob,
+            blob=autoencoder_to_bytes(model),
             sha256="-",
             hidden_dim=config.hidden_dim,
             error_mean=30.0,
@@ -69,258 +85,291 @@ def populate(
     return token
 
 
-def digit_pngs(count: int = 64) -> list[bytes]:
-    from PIL import Image
+# -- bank-only throughput (runs in its own process) ----------------------------------------------
+def bank_only(database_url: str, *, batches: list[int], threads: int, seconds: float) -> dict:
+    """Checks/s of the bank and Guard alone on the server's bank, at each batch size."""
+    import torch
 
-    from imgprivacy.data import load_mnist
+    from imgprivacy.docl import FilterBank, Guard
+    from imgprivacy.features import get_extractor
+    from imgprivacy.service.scorer import bank_scorer
+    from imgprivacy.service.settings import ServiceSettings
+    from imgprivacy.service.storage import Storage
+    from imgprivacy.service.sync import BankSync
 
-    images = load_mnist("test").images[:count]
-    out = []
-    for image in images:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
-
-
-# -- the load generator (runs in its own process) ------------------------------------------------
-async def _load(url: str, token: str, clients: int, requests: int, seconds: float) -> dict:
-    import httpx
-
-    bodies = digit_pngs()
-    latencies, errors = [], 0
-    remaining = [requests]
-    deadline = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
-
-    async def worker(k: int):
-        nonlocal errors
-        async with httpx.AsyncClient(
-            base_url=url, timeout=30, limits=httpx.Limits(max_connections=1)
-        ) as http:
-            i = k
-            while remaining[0] > 0 and time.perf_counter() < deadline:
-                remaining[0] -= 1
-                started = time.perf_counter()
-                response = await http.post(
-                    "/v1/check", content=bodies[i % len(bodies)], headers=headers
-                )
-                latencies.append(time.perf_counter() - started)
-                errors += response.status_code != 200
-                i += clients
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(clients)))
-    wall = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": wall,
-        "rps": len(latencies) / wall,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)),
-    }
+    torch.set_num_threads(threads)
+    settings = ServiceSettings(database_url=database_url)
+    extractor = get_extractor(settings.feature_extractor)
+    storage = Storage(database_url)
+    bank = FilterBank(input_dim=extractor.dim, feature_extractor=extractor.name)
+    BankSync(storage, bank).sync()
+    margin = {} if settings.margin is None else {"margin": settings.margin}
+    score = bank_scorer(bank, Guard(policy=settings.policy, alpha=settings.alpha, **margin))
+    images = digit_images()
+    out = {}
+    for b in batches:
+        features = extractor.transform(images[np.arange(b) % len(images)])
+        uploaders = ["bench00000"] * b
+        score(features, uploaders)  # warm-up
+        reps, cpu, start = 0, time.process_time(), time.perf_counter()
+        while reps < 3 or time.perf_counter() - start < seconds:
+            score(features, uploaders)
+            reps += 1
+        wall = (time.perf_counter() - start) / reps
+        out[str(b)] = {
+            "checks_per_s": b / wall,
+            "pass_ms": 1000 * wall,
+            "cpu_ms_per_check": 1000 * (time.process_time() - cpu) / (reps * b),
+        }
+    storage.dispose()
+    return {"models": len(bank), "torch_threads": threads, "batches": out}
 
 
-WRK_SCRIPT = """
-local f = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.method = "POST"
-wrk.body = f:read("*all")
-f:close()
-wrk.headers["Content-Type"] = "image/png"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
-"""
-
-
-def _ms(value: str) -> float:
-    number, unit = re.match(r"([0-9.]+)([a-z]+)", value).groups()
-    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-
-def run_wrk(url: str, token: str, *, clients: int, seconds: float) -> dict:
-    """wrk (C, one thread, one connection per client): bounded by time, cheap on the CPU."""
-    with tempfile.TemporaryDirectory() as tmp:
-        body, script = Path(tmp) / "digit.png", Path(tmp) / "check.lua"
-        body.write_bytes(digit_pngs(1)[0])
-        script.write_text(WRK_SCRIPT)
-        env = {**os.environ, "BENCH_BODY": str(body), "BENCH_TOKEN": token}
-        command = [
-            "wrk",
-            "-t1",
-            f"-c{clients}",
-            f"-d{max(1, int(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            f"{url}/v1/check",
-        ]
-        text = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    requests = int(re.search(r"(\d+) requests in ([0-9.]+)(m?s)", text).group(1))
-    wall = re.search(r"requests in ([0-9.]+)(m?s)", text)
-    wall_s = float(wall.group(1)) * (1e-3 if wall.group(2) == "ms" else 1.0)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {
-        "requests": requests,
-        "errors": int(errors.group(1)) if errors else 0,
-        "seconds": wall_s,
-        "rps": requests / wall_s,
-        "p50_ms": _ms(re.search(r"50%\s+(\S+)", text).group(1)),
-        "p99_ms": _ms(re.search(r"99%\s+(\S+)", text).group(1)),
-    }
-
-
-def run_load(
-    url: str, token: str, *, clients: int, requests: int, seconds: float, generator: str = "python"
-) -> dict:
-    """Run the generator in a separate process (so it is external to the server)."""
-    if generator == "wrk":
-        return run_wrk(url, token, clients=clients, seconds=seconds)
-    command = [
-        sys.executable,
-        __file__,
-        "--generate",
-        url,
-        token,
-        str(clients),
-        str(requests),
-        str(seconds),
-    ]
+def run_bank_only(database_url: str, *, batches: list[int], threads: int, seconds: float) -> dict:
+    spec = json.dumps({"url": database_url, "batches": batches, "threads": threads, "s": seconds})
+    command = [sys.executable, __file__, "--bank-only", spec]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# -- the server side -----------------------------------------------------------------------------
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes), Linux /proc."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split()
+            todo.extend(int(c) for c in children)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its descendants so far, threads included."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+METRICS = (
+    "imgprivacy_bank_pass_seconds_sum",
+    "imgprivacy_bank_pass_seconds_count",
+    "imgprivacy_batch_size_sum",
+)
 
 
 def scrape(url: str) -> dict[str, float]:
     import httpx
 
     text = httpx.get(f"{url}/metrics").text
-    wanted = (
-        "imgprivacy_bank_pass_seconds_sum",
-        "imgprivacy_bank_pass_seconds_count",
-        "imgprivacy_batch_size_sum",
-        "imgprivacy_check_latency_seconds_sum",
-    )
     out = {}
-    for name in wanted:
+    for name in METRICS:
         match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
         out[name] = float(match.group(1)) if match else 0.0
     return out
 
 
-def main() -> None:
+def measure(server, spec: dict, *, generator: str) -> dict:
+    """One load run against a running server, with the server's CPU and batches over it."""
+    before, cpu_before = scrape(server.url), cpu_seconds(server.process.pid)
+    result = run_load(server.url, spec, generator=generator)
+    server_cpu = cpu_seconds(server.process.pid) - cpu_before
+    delta = {k: v - before[k] for k, v in scrape(server.url).items()}
+    passes = max(delta["imgprivacy_bank_pass_seconds_count"], 1)
+    return {
+        **result,
+        "mean_batch": delta["imgprivacy_batch_size_sum"] / passes,
+        "pass_ms": 1000 * delta["imgprivacy_bank_pass_seconds_sum"] / passes,
+        # CPU the server spent per check: much less sensitive to other load on the machine than
+        # checks/s, so cores / cpu_ms_per_check bounds checks/s on an idle machine.
+        "cpu_ms_per_check": 1000 * server_cpu / max(result["requests"], 1),
+        "server_cores_used": server_cpu / result["seconds"],
+    }
+
+
+def print_row(row: dict) -> None:
+    bank = row.get("bank_only_checks_per_s")
+    beside = (
+        f"bank-only B={row['bank_only_batch']}: {bank:6.0f}/s (service {100 * row['rps'] / bank:3.0f}%)"
+        if bank
+        else "no bank (HTTP path alone)"
+    )
+    print(
+        f"N={row['models']:4d} C={row['clients']:2d} {row['payload']:9s} {row['generator']:6s} "
+        f"t={row['torch_threads']} w={row['workers']}: {row['rps']:6.1f} checks/s "
+        f"p50 {row['p50_ms']:6.1f} p99 {row['p99_ms']:6.1f} ms | {beside} | server "
+        f"{row['cpu_ms_per_check']:.2f} ms CPU/check on {row['server_cores_used']:.2f} cores, "
+        f"generator {row['generator_cpu_ms_per_request']:.2f} | batch {row['mean_batch']:4.1f} "
+        f"pass {row['pass_ms']:5.1f} ms | errors {row['errors']} | load {row['load_average']:.1f}",
+        flush=True,
+    )
+
+
+def serve_and_load(
+    args, server: dict, *, database_url, token, bank, generators, log: Path
+) -> list[dict]:
+    """Start one server configuration and run every payload x generator x client count on it."""
+    from imgprivacy.service.launcher import start_server
+
+    env = {
+        "IMGPRIVACY_DATABASE_URL": database_url,
+        "IMGPRIVACY_BATCH_MAX_SIZE": str(server["batch_max_size"]),
+        "IMGPRIVACY_TORCH_THREADS": str(server["torch_threads"]),
+        "IMGPRIVACY_ACCESS_LOG": str(args.access_log == "on").lower(),
+        "IMGPRIVACY_PROBE_COUNT": "0",
+        "IMGPRIVACY_RATE_LIMIT_CHECK_PER_SECOND": "0",  # one token for every client: capacity
+    }
+    rows = []
+    started = time.perf_counter()
+    workers = ("--workers", str(server["workers"]))
+    with start_server(log_path=log, env=env, args=workers, timeout=900) as process:
+        startup_s = time.perf_counter() - started
+        for payload, generator in ((p, g) for p in args.payload for g in generators):
+            warm = {"token": token, "clients": 4, "payload": payload, "requests": 200}
+            run_load(process.url, {**warm, "seconds": 2}, generator=generator)
+            for clients in args.clients:
+                spec = {
+                    "token": token,
+                    "clients": clients,
+                    "payload": payload,
+                    "requests": args.requests,
+                    "seconds": args.seconds,
+                }
+                row = {
+                    **server,
+                    "clients": clients,
+                    "payload": payload,
+                    "generator": generator,
+                    "access_log": args.access_log == "on",
+                    **measure(process, spec, generator=generator),
+                    "startup_s": startup_s,
+                    "load_average": os.getloadavg()[0],
+                }
+                b = str(min(clients, server["batch_max_size"]))
+                if bank is not None:
+                    row["bank_only_batch"] = int(b)
+                    row["bank_only_checks_per_s"] = bank["batches"][b]["checks_per_s"]
+                rows.append(row)
+                print_row(row)
+    return rows
+
+
+def print_bank(n_models: int, bank: dict) -> None:
+    cells = ", ".join(
+        f"B={b} {v['checks_per_s']:.0f}/s ({v['cpu_ms_per_check']:.2f} ms CPU/check)"
+        for b, v in bank["batches"].items()
+    )
+    print(f"N={n_models:4d} t={bank['torch_threads']} bank-only: {cells}", flush=True)
+
+
+def _loads(values) -> str:
+    return " ".join(f"{x:.2f}" for x in values)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    parser.add_argument("--models", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--models", type=int, nargs="+", default=[0, 100, 1000])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--payload", choices=PAYLOADS, nargs="+", default=["png"])
     parser.add_argument("--batch-max-size", type=int, nargs="+", default=[64])
+    parser.add_argument("--torch-threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument(
-        "--layer-widths", type=int, nargs="*", default=[], help="[] = paper's 784-32-784"
+        "--access-log", choices=["on", "off"], default="on", help="the service's default: on"
     )
-    parser.add_argument("--requests", type=int, default=3000, help="per run, at most")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per run, at most")
+    parser.add_argument(
+        "--layer-widths",
+        type=int,
+        nargs="*",
+        default=None,
+        help="hidden ReLU widths around the code (default: the service's default model, "
+        "784-256-32-256-784; the flag alone: the paper's 784-32-784)",
+    )
+    parser.add_argument("--requests", type=int, default=5000, help="per run, at most (python)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per run")
+    parser.add_argument("--bank-seconds", type=float, default=3.0, help="per bank-only batch size")
     parser.add_argument(
         "--generator",
         choices=["auto", "wrk", "python"],
-        default="auto",
-        help="wrk (Debian package; time-bounded, light) or the Python generator; auto = wrk if installed",
+        nargs="+",
+        default=["auto"],
+        help="wrk (Debian package; light) and/or the asyncio+httpx generator; auto = wrk if "
+        "installed, else python",
     )
-    parser.add_argument("--generate", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.generate:
-        url, token, clients, requests, seconds = args.generate
-        print(
-            json.dumps(asyncio.run(_load(url, token, int(clients), int(requests), float(seconds))))
+    parser.add_argument("--bank-only", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.bank_only:
+        spec = json.loads(args.bank_only)
+        result = bank_only(
+            spec["url"], batches=spec["batches"], threads=spec["threads"], seconds=spec["s"]
         )
+        print(json.dumps(result))
         return
 
-    import shutil
-
-    from imgprivacy.service.launcher import start_server
-
-    generator = args.generator
-    if generator == "auto":
-        generator = "wrk" if shutil.which("wrk") else "python"
-
-    rows = []
+    generators = sorted(
+        {("wrk" if shutil.which("wrk") else "python") if g == "auto" else g for g in args.generator}
+    )
+    load_start = os.getloadavg()
+    print(f"load average at start: {_loads(load_start)} on {os.cpu_count()} CPUs", flush=True)
+    rows, banks = [], []
+    layer_widths = None if args.layer_widths is None else tuple(args.layer_widths)
+    batches = sorted({1, *(min(c, b) for c in args.clients for b in args.batch_max_size)})
     with tempfile.TemporaryDirectory(prefix="imgprivacy-bench-") as tmp:
         for n_models in args.models:
             database_url = f"sqlite:///{tmp}/bench-{n_models}.db"
-            t0 = time.perf_counter()
-            token = populate(database_url, n_models, layer_widths=tuple(args.layer_widths))
-            populate_s = time.perf_counter() - t0
-            for batch in args.batch_max_size:
-                env = {
-                    "IMGPRIVACY_DATABASE_URL": database_url,
-                    "IMGPRIVACY_BATCH_MAX_SIZE": str(batch),
-                    "IMGPRIVACY_ACCESS_LOG": "false",
-                    "IMGPRIVACY_PROBE_COUNT": "0",
-                    "IMGPRIVACY_RATE_LIMIT_CHECK_PER_SECOND": "0",  # one token: measure capacity
-                }
-                t0 = time.perf_counter()
-                with start_server(
-                    log_path=Path(tmp) / f"server-{n_models}-{batch}.log", env=env, timeout=600
-                ) as server:
-                    startup_s = time.perf_counter() - t0
-                    run_load(server.url, token, clients=4, requests=200, seconds=3)  # warm-up
-                    for clients in args.clients:
-                        before = scrape(server.url)
-                        cpu_before = cpu_seconds(server.process.pid)
-                        result = run_load(
-                            server.url,
-                            token,
-                            clients=clients,
-                            requests=args.requests,
-                            seconds=args.seconds,
-                        )
-                        after = scrape(server.url)
-                        server_cpu = cpu_seconds(server.process.pid) - cpu_before
-                        delta = {k: after[k] - before[k] for k in after}
-                        passes = max(delta["imgprivacy_bank_pass_seconds_count"], 1)
-                        row = {
+            token = populate(database_url, n_models, layer_widths=layer_widths)
+            for threads in args.torch_threads:
+                bank = None
+                if n_models:
+                    bank = run_bank_only(
+                        database_url, batches=batches, threads=threads, seconds=args.bank_seconds
+                    )
+                    banks.append({"models": n_models, **bank})
+                    print_bank(n_models, bank)
+                for batch_max in args.batch_max_size:
+                    for workers in args.workers:
+                        server = {
                             "models": n_models,
-                            "batch_max_size": batch,
-                            "clients": clients,
-                            **result,
-                            "mean_batch": delta["imgprivacy_batch_size_sum"] / passes,
-                            "bank_pass_ms": 1000
-                            * delta["imgprivacy_bank_pass_seconds_sum"]
-                            / passes,
-                            "bank_busy": delta["imgprivacy_bank_pass_seconds_sum"]
-                            / result["seconds"],
-                            # CPU the server spent per check: independent of other load on the
-                            # machine, so 2000 / cpu_ms_per_check bounds checks/s on 2 idle cores.
-                            "cpu_ms_per_check": 1000 * server_cpu / max(result["requests"], 1),
-                            "server_cores_used": server_cpu / result["seconds"],
-                            "startup_s": startup_s,
-                            "populate_s": populate_s,
-                            "load_average": os.getloadavg()[0],
-                            "generator": generator,
+                            "torch_threads": threads,
+                            "batch_max_size": batch_max,
+                            "workers": workers,
                         }
-                        rows.append(row)
-                        print(
-                            f"N={n_models:5d} batch<={batch:3d} C={clients:3d}: {row['rps']:7.1f} checks/s "
-                            f"p50 {row['p50_ms']:6.1f} ms p99 {row['p99_ms']:6.1f} ms | mean batch "
-                            f"{row['mean_batch']:5.1f}, bank pass {row['bank_pass_ms']:6.2f} ms, bank busy "
-                            f"{100 * row['bank_busy']:4.0f}% | server CPU {row['cpu_ms_per_check']:.2f} ms/check on "
-                            f"{row['server_cores_used']:.2f} cores | errors {row['errors']} | load {row['load_average']:.1f}",
-                            flush=True,
+                        rows += serve_and_load(
+                            args,
+                            server,
+                            database_url=database_url,
+                            token=token,
+                            bank=bank,
+                            generators=generators,
+                            log=Path(tmp)
+                            / f"server-{n_models}-{threads}-{batch_max}-{workers}.log",
                         )
+    load_end = os.getloadavg()
+    print(f"load average at end: {_loads(load_end)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_start": load_start,
+            "load_average_end": load_end,
         },
-        "layer_widths": args.layer_widths,
+        "layer_widths": "service default" if layer_widths is None else list(layer_widths),
+        "bank_only": banks,
         "rows": rows,
     }
     (args.out / "bench_service.json").write_text(json.dumps(report, indent=2))

@@ -304,3 +304,58 @@ def test_the_live_service_matches_its_openapi(fuzzed):
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """A sample of the Prometheus text format (0 when the series does not exist yet)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == (f"{name}{{{wanted}}}" if labels else name):
+            return float(value)
+    return 0.0
+
+
+def test_check_answers_and_their_metrics(server, new_user, honest_bytes, digits):
+    from imgprivacy.service.routes.check import BLOCK_REASON
+
+    owner, other = new_user("owner"), new_user("other")
+    owner.upload("digit0", honest_bytes[0])
+    state = owner.ready()
+    zeros = digits["test_x"][torch.as_tensor(digits["test_y"] == 0)][:6]
+    before = httpx.get(f"{server.url}/metrics").text
+    answers = []
+    for client in (owner, other):
+        for row in zeros:
+            response = httpx.post(
+                f"{server.url}/v1/check",
+                content=feature_png(row),
+                headers={"Authorization": f"Bearer {client.token}", "Content-Type": "image/png"},
+            )
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/json"
+            answers.append(response.json())
+    refused = httpx.post(
+        f"{server.url}/v1/check", content=b"x", headers={"Authorization": "Bearer ipk_nope"}
+    )
+    assert refused.status_code == 401
+    after = httpx.get(f"{server.url}/metrics").text
+
+    for answer in answers:
+        assert list(answer) == ["decision", "share", "reason", "policy", "alpha"]
+        assert answer["share"] == (answer["decision"] == "share")
+        assert (answer["policy"], answer["alpha"]) == (state["policy"], state["alpha"])
+        assert (answer["reason"] == BLOCK_REASON) != answer["share"]
+    assert all(a["share"] for a in answers[:6])  # the owner's own digits
+    blocked = sum(not a["share"] for a in answers)
+    assert blocked > 0  # someone else uploading the owner's digits
+
+    def delta(name, **labels):
+        return _metric(after, name, **labels) - _metric(before, name, **labels)
+
+    assert delta("imgprivacy_checks_total", decision="block") == blocked
+    assert delta("imgprivacy_checks_total", decision="share") == len(answers) - blocked
+    assert delta("imgprivacy_check_latency_seconds_count") == len(answers)
+    check = {"method": "POST", "route": "/v1/check"}
+    assert delta("imgprivacy_http_requests_total", **check, status="200") == len(answers)
+    assert delta("imgprivacy_http_requests_total", **check, status="401") == 1

@@ -59,7 +59,7 @@ class AccessLogMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(unmatched)"
-            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
+            self.metrics.count_request(scope["method"], template, status["code"])
             if self.log:
                 access_logger.info(
                     "%s %s %d",

@@ -54,6 +54,25 @@ class Metrics:
             "imgprivacy_bank_revision", "Storage revision this process's bank reflects.", registry=r
         )
 
+        # Label children by label values: ``labels()`` costs a lock and a tuple build per call,
+        # and every request counts itself (created on first use, so /metrics lists the same).
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *values: str):
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        self._child(self.requests, method, route, str(status)).inc()
+
+    def count_check(self, decision: str, seconds: float) -> None:
+        """One answered check: its decision and its latency."""
+        self._child(self.checks, decision).inc()
+        self.check_latency.observe(seconds)
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.bank_pass.observe(seconds)

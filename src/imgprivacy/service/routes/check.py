@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from imgprivacy.service.auth import current_user
@@ -22,7 +23,6 @@ from imgprivacy.service.routes.common import (
     read_capped,
     service,
 )
-from imgprivacy.service.storage import UserInfo
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["check"])
@@ -84,11 +84,23 @@ async def _features(request: Request):
     return data  # decoded with the rest of its micro-batch, off the event loop
 
 
+@lru_cache(maxsize=64)
+def _answer(share: bool, reason: str, policy: str, alpha: float) -> bytes:
+    """The JSON body of an answer; a service has a handful of distinct answers, each encoded once."""
+    answer = CheckOut(
+        decision="share" if share else "block",
+        share=share,
+        reason=reason,
+        policy=policy,
+        alpha=alpha,
+    )
+    return answer.model_dump_json().encode()
+
+
 @router.post(
     "/check",
     response_model=CheckOut,
     openapi_extra=CHECK_BODY,
-    dependencies=[Depends(limit_checks)],
     responses={
         **AUTH_RESPONSES,
         **error_responses(
@@ -102,14 +114,17 @@ async def _features(request: Request):
         ),
     },
 )
-async def check(request: Request, user: UserInfo = Depends(current_user)) -> CheckOut:
+async def check(request: Request) -> Response:
     """Would the Guard let the caller share this image? (PNG/JPEG or a feature vector)"""
+    # The hot path: the token, then the rate limit, then the body, called inline on the event
+    # loop rather than as FastAPI dependencies (same order, same errors, less work per check).
     state = service(request)
     started = time.perf_counter()
+    user = await current_user(request)
+    limit_checks(state, user)
     payload = await _features(request)
     decision = await state.batcher.submit(payload, user.name)
-    state.metrics.checks.labels(decision.action).inc()
-    state.metrics.check_latency.observe(time.perf_counter() - started)
+    state.metrics.count_check(decision.action, time.perf_counter() - started)
     if not decision.share:
         logger.info(
             "blocked an upload",
@@ -119,10 +134,6 @@ async def check(request: Request, user: UserInfo = Depends(current_user)) -> Che
                 "distance": decision.distance,
             },
         )
-    return CheckOut(
-        decision=decision.action,
-        share=decision.share,
-        reason=decision.reason if decision.share else BLOCK_REASON,
-        policy=decision.policy,
-        alpha=decision.alpha,
-    )
+    reason = decision.reason if decision.share else BLOCK_REASON
+    body = _answer(decision.share, reason, decision.policy, decision.alpha)
+    return Response(body, media_type="application/json")
