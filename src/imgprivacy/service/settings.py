@@ -85,3 +85,6 @@ class ServiceSettings(BaseSettings):
     # When true, a new user's token works only after the admin approves the registration
     # (POST /v1/admin/registrations/{name}/approve); until then requests get 403.
     approve_registrations: bool = False
+    # When true, an upload refused for its behaviour (non-finite distances, statistics, probe
+    # claims) is kept in quarantine (202) for the admin to approve or reject, never used by checks.
+    quarantine_refused: bool = False
