@@ -193,3 +193,36 @@ def test_under_margin_only_an_own_model_that_claims_the_image_may_vouch():
     assert [d.share for d in Guard(policy="margin").decide(understated, "a")] == [False]
     # the paper's nearest-model rule lets it through, as the paper does
     assert [d.share for d in Guard(policy="paper").decide(understated, "a")] == [True]
+
+
+def test_breadth_gate_stops_a_broad_own_model_vouching_against_a_narrow_claimant():
+    # The victim's narrow model claims the image; the uploader's model, trained on the victim's
+    # images too, explains it 2x better but claims twice as much of the reference set.
+    scores = BankScores(
+        distances=torch.tensor([[10.0, 5.0], [10.0, 5.0]]),
+        error_mean=torch.tensor([10.0, 10.0]),
+        error_std=torch.tensor([2.0, 2.0]),
+        model_ids=("victim/0", "attacker/0"),
+        owners=("victim", "attacker"),
+    )
+    breadth = {"victim/0": 0.10, "attacker/0": 0.22}
+    off = Guard(policy="margin", alpha=1.0, margin=1.5, breadth=breadth)
+    assert off.block_mask(scores, "attacker")[0].tolist() == [False, False]  # vouched
+    gated = Guard(policy="margin", alpha=1.0, margin=1.5, breadth_ratio=2.0, breadth=breadth)
+    blocked, culprit = gated.block_mask(scores, "attacker")
+    assert blocked.tolist() == [True, True] and culprit.tolist() == [0, 0]
+    # As broad as the claimant (an honest owner): the gate lets the margin decide.
+    gated.set_breadth({"victim/0": 0.10, "attacker/0": 0.12})
+    assert gated.block_mask(scores, "attacker")[0].tolist() == [False, False]
+    # Unknown breadth: the own model cannot vouch; an unknown claimant counts as the narrowest.
+    gated.set_breadth({"victim/0": 0.10})
+    assert gated.block_mask(scores, "attacker")[0].tolist() == [True, True]
+    gated.set_breadth({"attacker/0": 0.0})
+    assert gated.block_mask(scores, "attacker")[0].tolist() == [False, False]
+
+
+def test_breadth_gate_arguments_are_checked():
+    with pytest.raises(InvalidInputError, match="breadth_ratio >= 1"):
+        Guard(policy="margin", breadth_ratio=0.5)
+    with pytest.raises(InvalidInputError, match=r"fraction in \[0, 1\], got \{'m': 1.5\}"):
+        Guard(policy="margin", breadth_ratio=1.5, breadth={"m": 1.5})

@@ -5,6 +5,7 @@
   no decision at all, however near it is (the "shadow" model).
 * A model with non-finite distances (a hidden layer that overflows: 0 * inf = NaN) changes no
   decision, whoever owns it.
+* All of this with the breadth gate on or off, whatever the models' breadths (known or not).
 * Every image the earlier nearest-model rules blocked is still blocked (a reference copy of those
   rules is below), so adversary figures cannot get worse; what owners can lose is exactly the
   images a nearer model that claimed nothing used to exempt.
@@ -42,10 +43,14 @@ def situations(draw):
         model_ids=tuple(f"m{i}" for i in range(n_models)),
         owners=tuple(draw(st.sampled_from(USERS)) for _ in range(n_models)),
     )
+    # The breadth gate, on or off; some models (the added ones too) of known breadth, some not.
+    known = draw(st.lists(st.sampled_from([*scores.model_ids, "added", "nan"]), unique=True))
     guard = Guard(
         policy=draw(st.sampled_from(sorted(POLICIES))),
         alpha=draw(st.floats(0.5, 4.0)),
         margin=draw(st.floats(1.0, 5.0)),
+        breadth_ratio=draw(st.one_of(st.none(), st.floats(1.0, 3.0))),
+        breadth={m: draw(st.floats(0.0, 1.0)) for m in known},
     )
     uploaders = [draw(st.sampled_from(UPLOADERS)) for _ in range(batch)]
     return guard, scores, uploaders

@@ -102,7 +102,7 @@ def created_by_the_tables(url: str, *, leave_out: frozenset[str] = frozenset()) 
 
 
 # Tables that revisions after the baseline added, which no database before migrations had.
-LATER_TABLES = frozenset({"service_secrets"})
+LATER_TABLES = frozenset({"service_secrets", "quarantined_models"})
 
 
 def created_before_migrations(url: str) -> str:
@@ -140,6 +140,7 @@ def test_a_new_database_gets_the_schema_of_the_tables(backend, tmp_path):
         "guard_models",
         "bank_state",
         "service_secrets",
+        "quarantined_models",
     }
     storage = Storage(url)
     assert storage.revision() == 0  # the baseline wrote the revision row
@@ -328,3 +329,35 @@ def test_a_service_secrets_table_of_something_else_is_refused_unchanged(tmp_path
     ):
         upgrade_schema(url)
     assert revisions(url) == ["0001"] and schema(url) == before
+
+
+def test_a_database_at_0002_gets_the_quarantine_and_keeps_its_data(backend, tmp_path):
+    url = at_revision(fresh_database(backend, tmp_path), "0002")
+    assert revisions(url) == ["0002"] and "quarantined_models" not in schema(url)
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        session.add(User(name="alice", token_hash=hash_token(new_token())))
+        session.add(ServiceSecret(name="probe_seed", value="7"))
+    engine.dispose()
+    assert upgrade_schema(url) == ("0002",)
+    assert revisions(url) == [head_revision()]
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    assert stored_secrets(url) == [("probe_seed", "7")]
+    with in_process_service(tmp_path, database_url=url, quarantine_refused=True) as service:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        users = service.request("GET", "/v1/admin/users", headers=admin).json()
+        assert [u["name"] for u in users] == ["alice"]
+        assert service.request("GET", "/v1/admin/quarantine", headers=admin).json() == []
+    # And back: 0003's downgrade drops only its table.
+    engine = migration_engine(url)
+    with engine.connect() as connection, connection.begin():
+        command.downgrade(alembic_config(connection), "0002")
+    engine.dispose()
+    assert revisions(url) == ["0002"]
+    assert set(schema(url)) == {
+        "users",
+        "pending_users",
+        "guard_models",
+        "bank_state",
+        "service_secrets",
+    }

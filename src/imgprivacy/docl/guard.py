@@ -34,6 +34,15 @@ by reconstructing it better than every claimant:
     adds a victim's images to their training set rarely beats the victim's own, specialised model
     by that factor. A huge margin approaches ``any-other`` with one-sided intervals.
 
+**Breadth gate** (optional, any policy whose own models vouch): each model's *breadth* is the
+fraction of a public reference set it claims (the service measures it at admission on its probe
+digits and stores it as ``probe_claim``). With ``breadth_ratio`` set, an own model may vouch only
+when it is at most ``breadth_ratio`` times broader than the narrowest claimant. A user who trains
+on their own images plus a victim's gets a model about twice as broad as the victim's, which then
+cannot vouch against the victim's model; honest owners' models are about as broad as the models
+that claim their images. A model of unknown breadth cannot vouch, and an unknown claimant counts
+as the narrowest (breadth 0).
+
 A non-finite distance (NaN or infinite: a model whose hidden layer overflows) means that model is
 broken for that input: it claims nothing, vouches for nothing and is never the nearest model.
 The Guard logs each broken model once and counts the inputs it was broken on
@@ -48,7 +57,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,9 +130,19 @@ class Claims:
 
 
 def read_claims(
-    scores: BankScores, own: torch.Tensor, *, rule: PolicyRule, alpha: float, margin: float
+    scores: BankScores,
+    own: torch.Tensor,
+    *,
+    rule: PolicyRule,
+    alpha: float,
+    margin: float,
+    breadth: torch.Tensor | None = None,
+    breadth_ratio: float | None = None,
 ) -> Claims:
-    """Apply ``rule`` to ``scores``; ``own`` (B, N) is True where model n is the uploader's."""
+    """Apply ``rule`` to ``scores``; ``own`` (B, N) is True where model n is the uploader's.
+
+    ``breadth`` (N,) is each model's breadth (NaN where unknown), used with ``breadth_ratio``.
+    """
     d = scores.distances.to(torch.float64)
     mu = scores.error_mean.to(torch.float64)
     sigma = scores.error_std.to(torch.float64)
@@ -139,6 +158,11 @@ def read_claims(
     factor = {"never": None, "nearer": 1.0, "margin": margin}[rule.vouch]
     if factor is not None:
         voucher = own & inside if rule.vouch_needs_claim else own
+        if breadth_ratio is not None:
+            known = torch.isfinite(breadth)
+            narrowest = torch.where(claims, torch.where(known, breadth, 0.0)[None, :], inf)
+            voucher_breadth = torch.where(known, breadth, inf)[None, :]
+            voucher &= voucher_breadth <= breadth_ratio * narrowest.min(dim=1, keepdim=True).values
         own_best = torch.where(voucher, d, inf).min(dim=1).values
         blocked &= ~(own_best * factor < claimant_distance)
     return Claims(
@@ -158,6 +182,12 @@ class Guard:
     margin
         For the ``margin`` policy: how many times closer the uploader's own model must be than
         every claiming model to vouch for an image (>= 1).
+    breadth_ratio
+        The breadth gate (see the module docstring): an own model vouches only when its breadth
+        is at most this many times the narrowest claimant's (>= 1); None turns the gate off.
+    breadth
+        ``{model id: breadth}``, the fraction of a public reference set each model claims; read
+        only with ``breadth_ratio``. Replace it with :meth:`set_breadth` when models change.
 
     Attributes
     ----------
@@ -166,7 +196,13 @@ class Guard:
     """
 
     def __init__(
-        self, *, policy: str = "paper", alpha: float = 1.0, margin: float = DEFAULT_MARGIN
+        self,
+        *,
+        policy: str = "paper",
+        alpha: float = 1.0,
+        margin: float = DEFAULT_MARGIN,
+        breadth_ratio: float | None = None,
+        breadth: Mapping[str, float] | None = None,
     ):
         if policy not in POLICIES:
             raise UnknownNameError(
@@ -179,11 +215,35 @@ class Guard:
             )
         if not isinstance(margin, (int, float)) or not margin >= 1:
             raise InvalidInputError(f"Expected margin >= 1, got {margin!r}.")
+        if breadth_ratio is not None and not (
+            isinstance(breadth_ratio, (int, float)) and breadth_ratio >= 1
+        ):
+            raise InvalidInputError(
+                f"Expected breadth_ratio >= 1 or None (gate off), got {breadth_ratio!r}."
+            )
         self.policy = policy
         self.alpha = float(alpha)
         self.margin = float(margin)
+        self.breadth_ratio = None if breadth_ratio is None else float(breadth_ratio)
+        self._breadth: dict[str, float] = {}
+        self.set_breadth(breadth or {})
         self._broken: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def set_breadth(self, breadth: Mapping[str, float]) -> None:
+        """Replace the per-model breadths (fractions in [0, 1]; others are refused)."""
+        bad = {
+            k: v for k, v in breadth.items() if not (isinstance(v, (int, float)) and 0 <= v <= 1)
+        }
+        if bad:
+            raise InvalidInputError(
+                f"Expected each model's breadth to be a fraction in [0, 1], got {bad!r}."
+            )
+        self._breadth = {str(k): float(v) for k, v in breadth.items()}
+
+    def _breadth_of(self, model_ids: Sequence[str]) -> torch.Tensor:
+        nan = float("nan")
+        return torch.tensor([self._breadth.get(m, nan) for m in model_ids], dtype=torch.float64)
 
     @property
     def broken_models(self) -> dict[str, int]:
@@ -200,8 +260,15 @@ class Guard:
                 f"Expected one uploader per scored input ({batch}), got {len(uploaders)}."
             )
         own = _ownership(scores.owners, uploaders)
+        gate = self.breadth_ratio is not None
         result = read_claims(
-            scores, own, rule=POLICIES[self.policy], alpha=self.alpha, margin=self.margin
+            scores,
+            own,
+            rule=POLICIES[self.policy],
+            alpha=self.alpha,
+            margin=self.margin,
+            breadth=self._breadth_of(scores.model_ids) if gate else None,
+            breadth_ratio=self.breadth_ratio,
         )
         self._count_broken(scores, result.broken)
         return result

@@ -56,9 +56,14 @@ def reproduce_docl_cifar10(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     device: str = "cpu",
+    breadth_ratio: float | None = None,
     progress: ProgressFactory | None = None,
 ) -> DoclCifar10Result:
-    """Run the experiment, write ``out/results.json`` and the PNG figures, return the results."""
+    """Run the experiment, write ``out/results.json`` and the PNG figures, return the results.
+
+    ``breadth_ratio`` turns on the Guard's breadth gate in every policy (see
+    :class:`~imgprivacy.reproduce.docl_protocol.ProtocolSettings`).
+    """
     started = time.perf_counter()
     variant = "jpeg" if jpeg else "lossless"
     data = cifar10_experiment(
@@ -67,6 +72,7 @@ def reproduce_docl_cifar10(
     settings = ProtocolSettings(
         alphas=(1.0, 2.0, 3.0) if quick else WIDE_ALPHAS,
         adversary_epochs=5 if quick else ProtocolSettings().adversary_epochs,
+        breadth_ratio=breadth_ratio,
         seed=seed,
         device=device,
     )

@@ -67,17 +67,30 @@ def bank_of(
     return bank
 
 
+ADVERSARY_MODEL = "adversary"  # the model id suffix of an adversary's replacement model
+
+
 def with_replaced_model(
     scores: BankScores, column: int, model: OneClassAutoencoder, features: torch.Tensor
 ) -> BankScores:
-    """``scores`` as if model ``column`` were ``model`` (only that column is recomputed)."""
+    """``scores`` as if model ``column`` were ``model`` (only that column is recomputed; it is
+    named ``<owner>/adversary``)."""
     distances = scores.distances.clone()
     distances[:, column] = model.distances(features)
     mean = scores.error_mean.clone()
     std = scores.error_std.clone()
     mean[column] = model.error_mean_
     std[column] = model.error_std_
-    return BankScores(distances, mean, std, scores.model_ids, scores.owners)
+    ids = list(scores.model_ids)
+    ids[column] = f"{scores.owners[column]}/{ADVERSARY_MODEL}"
+    return BankScores(distances, mean, std, tuple(ids), scores.owners)
+
+
+def breadths(scores: BankScores, *, alpha: float) -> dict[str, float]:
+    """{model id: fraction of the scored reference inputs it claims (d <= mu + alpha*sigma)}."""
+    bound = scores.error_mean.to(torch.float64) + alpha * scores.error_std.to(torch.float64)
+    claimed = scores.distances.to(torch.float64) <= bound[None, :]
+    return dict(zip(scores.model_ids, claimed.to(torch.float64).mean(dim=0).tolist()))
 
 
 def adversary_matrix(
@@ -97,22 +110,30 @@ def adversary_matrix(
 
     The adversary a replaces their autoencoder by one trained on their own class plus v's, then
     uploads v's test images. Entry [a, v] is the fraction the Guard blocks; the diagonal (a user
-    uploading their own images with an honest model) is the owner's blocked fraction.
+    uploading their own images with an honest model) is the owner's blocked fraction. Guards with
+    the breadth gate get every model's breadth on all test images (the public reference, as the
+    service's probe digits), the adversary's model included.
     """
     n = len(classes)
     result = {name: np.zeros((n, n)) for name in guards}
+    gated = any(guard.breadth_ratio is not None for guard in guards.values())
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
     for a, adversary in enumerate(classes):
         for v, victim in enumerate(classes):
             rows = torch.as_tensor(test_labels == victim)
             victim_scores = test_scores.select(rows=rows)
+            reference = test_scores
             if a != v:
                 mask = torch.as_tensor(np.isin(train_labels, [adversary, victim]))
                 attack = OneClassAutoencoder(config, device=device).fit(train_features[mask])
                 victim_scores = with_replaced_model(victim_scores, a, attack, test_features[rows])
+                if gated:  # the adversary's breadth: its claims on every test image
+                    reference = with_replaced_model(test_scores, a, attack, test_features)
             uploader = [user_name(adversary)] * int(rows.sum())
             for name, guard in guards.items():
+                if guard.breadth_ratio is not None:
+                    guard.set_breadth(breadths(reference, alpha=guard.alpha))
                 blocked, _ = guard.block_mask(victim_scores, uploader)
                 result[name][a, v] = float(blocked.double().mean())
             if progress:

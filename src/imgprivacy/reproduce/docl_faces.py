@@ -140,13 +140,15 @@ def reproduce_docl_faces(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     device: str = "cpu",
+    breadth_ratio: float | None = None,
     progress: ProgressFactory | None = None,
 ) -> DoclFacesResult:
     """Run the experiment, write ``out/results.json`` and the PNG figures, return the results.
 
     The face extractor is :func:`face_extractor_for_run`'s: trained with ``extractor_config``
     (default :class:`FaceNetConfig`) and ``seed`` into ``out/models``, unless ``extractor`` names
-    a file to use.
+    a file to use. ``breadth_ratio`` turns on the Guard's breadth gate in every policy (see
+    :class:`~imgprivacy.reproduce.docl_protocol.ProtocolSettings`).
     """
     started = time.perf_counter()
     split = IdentitySplit()
@@ -163,6 +165,7 @@ def reproduce_docl_faces(
     settings = ProtocolSettings(
         alphas=(1.0, 2.0, 3.0) if quick else WIDE_ALPHAS,
         adversary_epochs=None,  # a user's epochs: fewer would undertrain it on ~90 faces
+        breadth_ratio=breadth_ratio,
         seed=seed,
         device=device,
     )

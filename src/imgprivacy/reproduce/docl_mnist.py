@@ -57,14 +57,20 @@ def reproduce_docl_mnist(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     device: str = "cpu",
+    breadth_ratio: float | None = None,
     progress: ProgressFactory | None = None,
 ) -> DoclMnistResult:
-    """Run the experiment, write ``out/results.json`` and the PNG figures, return the results."""
+    """Run the experiment, write ``out/results.json`` and the PNG figures, return the results.
+
+    ``breadth_ratio`` turns on the Guard's breadth gate in every policy (see
+    :class:`~imgprivacy.reproduce.docl_protocol.ProtocolSettings`).
+    """
     out = Path(out)
     started = time.perf_counter()
     settings = ProtocolSettings(
         alphas=(1.0, 1.5, 2.0) if quick else ProtocolSettings().alphas,
         adversary_epochs=QUICK_ADVERSARY_EPOCHS if quick else ProtocolSettings().adversary_epochs,
+        breadth_ratio=breadth_ratio,
         seed=seed,
         device=device,
     )

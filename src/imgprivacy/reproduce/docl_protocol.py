@@ -18,6 +18,7 @@ from imgprivacy.reproduce.docl_data import DoclData
 from imgprivacy.reproduce.docl_experiments import (
     adversary_matrix,
     bank_of,
+    breadths,
     scalability,
     train_class_models,
     user_name,
@@ -42,6 +43,9 @@ class ProtocolSettings:
     # it keeps the N*(N-1) models of the full run within the time budget.
     adversary_epochs: int | None = 10
     scalability_sizes: tuple[int, ...] = (1, 3, 5, 7, 9, 10)  # paper Fig. 5
+    # The Guard's breadth gate (None = off): an own model vouches only when it claims at most this
+    # many times the share of the test images that the narrowest claimant claims.
+    breadth_ratio: float | None = None
     seed: int = 0  # seeds the choice of user subsets
     device: str = "cpu"  # torch device for training and scoring
 
@@ -85,7 +89,12 @@ def evaluate_configuration(
         guard[policy] = []
         for alpha in settings.alphas:
             point = guard_point(
-                Guard(policy=policy, alpha=alpha),
+                Guard(
+                    policy=policy,
+                    alpha=alpha,
+                    breadth_ratio=settings.breadth_ratio,
+                    breadth=breadths(test_scores, alpha=alpha),
+                ),
                 private=test_scores,
                 private_owner=owner_of_row,
                 public=public_scores,
@@ -112,7 +121,10 @@ def evaluate_configuration(
     )
     if settings.adversary:
         step = progress(f"{label}: adversaries", len(classes) ** 2)
-        guards = {p: Guard(policy=p, alpha=settings.adversary_alpha) for p in settings.policies}
+        guards = {
+            p: Guard(policy=p, alpha=settings.adversary_alpha, breadth_ratio=settings.breadth_ratio)
+            for p in settings.policies
+        }
         attack_config = config.replace(
             epochs=min(config.epochs, settings.adversary_epochs or config.epochs)
         )

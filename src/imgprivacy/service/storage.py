@@ -220,43 +220,61 @@ class Storage:
         than ``max_total_models`` (None: no cap); replacing one needs neither.
         """
         with self.session() as session:
-            revision = self._bump(session)  # takes the row lock first: writers queue here
-            model = session.scalar(
-                select(GuardModel).where(GuardModel.user_id == user.id, GuardModel.name == name)
+            return self._put_model(
+                session,
+                user,
+                name,
+                new,
+                max_models=max_models,
+                max_total_models=max_total_models,
             )
-            created = model is None
-            if created:
-                count = len(
-                    session.scalars(
-                        select(GuardModel.id).where(GuardModel.user_id == user.id)
-                    ).all()
+
+    def _put_model(
+        self,
+        session: Session,
+        user: UserInfo,
+        name: str,
+        new: NewModel,
+        *,
+        max_models: int,
+        max_total_models: int | None,
+    ) -> tuple[ModelInfo, bool]:
+        """:meth:`put_model` inside ``session`` (the quarantine's approval shares it)."""
+        revision = self._bump(session)  # takes the row lock first: writers queue here
+        model = session.scalar(
+            select(GuardModel).where(GuardModel.user_id == user.id, GuardModel.name == name)
+        )
+        created = model is None
+        if created:
+            count = len(
+                session.scalars(select(GuardModel.id).where(GuardModel.user_id == user.id)).all()
+            )
+            if count >= max_models:
+                raise QuotaExceededError(
+                    f"You already have {count} models, the most this service keeps per user; "
+                    "delete one or replace it by uploading under its name.",
+                    reason="too many models",
                 )
-                if count >= max_models:
-                    raise QuotaExceededError(
-                        f"You already have {count} models, the most this service keeps per user; "
-                        "delete one or replace it by uploading under its name.",
-                        reason="too many models",
-                    )
-                total = session.scalar(select(func.count()).select_from(GuardModel))
-                if max_total_models is not None and total >= max_total_models:
-                    raise CapacityError(
-                        f"The service holds {total} models, the most its operator allows; "
-                        "replace one of yours by uploading under its name, or ask the operator.",
-                        reason="model limit reached",
-                    )
-                model = GuardModel(user_id=user.id, name=name, created_at=now())
-                session.add(model)
-            model.blob = new.blob
-            model.sha256 = new.sha256
-            model.size_bytes = len(new.blob)
-            model.hidden_dim = new.hidden_dim
-            model.error_mean = new.error_mean
-            model.error_std = new.error_std
-            model.probe_claim = new.probe_claim
-            model.revision = revision
-            model.updated_at = now()
-            session.flush()
-            return _info(model, user.name), created
+            total = session.scalar(select(func.count()).select_from(GuardModel))
+            if max_total_models is not None and total >= max_total_models:
+                raise CapacityError(
+                    f"The service holds {total} models, the most its operator allows; "
+                    "replace one of yours by uploading under its name, or ask the operator.",
+                    reason="model limit reached",
+                )
+            model = GuardModel(user_id=user.id, name=name, created_at=now())
+            session.add(model)
+        model.blob = new.blob
+        model.sha256 = new.sha256
+        model.size_bytes = len(new.blob)
+        model.hidden_dim = new.hidden_dim
+        model.error_mean = new.error_mean
+        model.error_std = new.error_std
+        model.probe_claim = new.probe_claim
+        model.revision = revision
+        model.updated_at = now()
+        session.flush()
+        return _info(model, user.name), created
 
     def list_models(self, owner: UserInfo | None = None) -> list[ModelInfo]:
         """Metadata of ``owner``'s models, or of everyone's when ``owner`` is None."""

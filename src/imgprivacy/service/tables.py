@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     func,
@@ -98,6 +99,31 @@ class GuardModel(Base):
     owner: Mapped[User] = relationship(back_populates="models")
 
 
+class QuarantinedModel(Base):
+    """An upload that behavioural admission refused, kept for the admin's review.
+
+    Only with ``quarantine_refused``: the model is in no bank and no check uses it until the
+    admin approves it (it then becomes a :class:`GuardModel`) or rejects it (it is deleted).
+    """
+
+    __tablename__ = "quarantined_models"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    blob: Mapped[bytes] = mapped_column(LargeBinary)  # the refused safetensors file
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int]
+    hidden_dim: Mapped[int]
+    error_mean: Mapped[float]
+    error_std: Mapped[float]
+    probe_claim: Mapped[float]  # the largest fraction of one probe source it claimed
+    reason: Mapped[str] = mapped_column(String(128))  # the refusal's stable detail
+    problems: Mapped[str] = mapped_column(Text)  # the refusal's problems, a JSON list
+    created_at: Mapped[dt.datetime] = mapped_column(default=now)
+
+
 class BankState(Base):
     """One row: the revision of the last change to any model (and the writers' lock)."""
 
@@ -168,3 +194,18 @@ class NewModel:
     error_mean: float
     error_std: float
     probe_claim: float
+
+
+@dataclass(frozen=True)
+class QuarantineInfo:
+    """A quarantined upload's metadata and why admission refused it (never its weights)."""
+
+    owner: str
+    name: str
+    sha256: str
+    size_bytes: int
+    hidden_dim: int
+    probe_claim: float
+    reason: str
+    problems: list[str]
+    created_at: dt.datetime

@@ -28,7 +28,9 @@ Checked in order, every problem of a step reported at once (a 4xx; storage untou
    noise; 422 ``model claims public probe images``; see :mod:`imgprivacy.service.probe`).
 
 Steps 6-8 need the probe set and are skipped without one (``probe_count`` 0), except the
-finiteness check on random inputs.
+finiteness check on random inputs. Their refusals are :class:`BehaviourRefused`, which carries
+the parsed upload: with ``quarantine_refused`` the service keeps it for the admin's review
+(:mod:`imgprivacy.service.quarantine`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ from imgprivacy.service.storage import NewModel
 
 NEAREST_FRACTION = 0.05  # the model's nearest probe images whose spread sigma is compared with
 FLOOR_QUANTILE = 0.01  # the probe distance that mu + a*sigma is compared with
+
+
+class BehaviourRefused(Unprocessable):
+    """A refusal at steps 6-8 (behaviour): the model parsed, so it can be kept for review."""
+
+    def __init__(self, problems: list[str], *, detail: str, new: NewModel):
+        super().__init__(problems, detail=detail)
+        self.new = new
 
 
 def check_size(size: int, *, limit: int) -> None:
@@ -209,10 +219,19 @@ def validate_upload(
         raise Unprocessable(problems, detail="model does not match this service")
     alpha = max(settings.probe_alpha, settings.alpha)
     probe_distances = model.distances(probes.features) if len(probes) else torch.empty(0)
+    claims = probe_claims(model, probes, alpha=alpha, distances=probe_distances)
+    new = NewModel(
+        blob=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        hidden_dim=model.config.hidden_dim,
+        error_mean=float(model.error_mean_),
+        error_std=float(model.error_std_),
+        probe_claim=max(claims.values(), default=0.0),
+    )
     problems = finiteness_problems(probe_distances, what="probe images")
     problems += finiteness_problems(model.distances(probes.random_inputs), what="random inputs")
     if problems:
-        raise Unprocessable(problems, detail="model gives non-finite distances")
+        raise BehaviourRefused(problems, detail="model gives non-finite distances", new=new)
     problems = statistics_problems(
         model,
         probe_distances[probes.from_images],
@@ -220,11 +239,12 @@ def validate_upload(
         gap=settings.statistics_gap,
     )
     if problems:
-        raise Unprocessable(problems, detail="model statistics do not match its distances")
-    claims = probe_claims(model, probes, alpha=alpha, distances=probe_distances)
+        raise BehaviourRefused(
+            problems, detail="model statistics do not match its distances", new=new
+        )
     over = {name: claim for name, claim in claims.items() if claim > settings.probe_max_claim}
     if over:
-        raise Unprocessable(
+        raise BehaviourRefused(
             [
                 f"The model claims {claim:.1%} of the service's {name} probe images (at most "
                 f"{settings.probe_max_claim:.0%} of any one source allowed): its privacy interval "
@@ -234,13 +254,6 @@ def validate_upload(
                 for name, claim in over.items()
             ],
             detail="model claims public probe images",
+            new=new,
         )
-    new = NewModel(
-        blob=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        hidden_dim=model.config.hidden_dim,
-        error_mean=float(model.error_mean_),
-        error_std=float(model.error_std_),
-        probe_claim=max(claims.values(), default=0.0),
-    )
     return model, new

@@ -1,5 +1,6 @@
 """``/v1/admin``: the operator lists users and models' metadata, removes abusive ones and, with
-``approve_registrations``, approves or rejects new users.
+``approve_registrations``, approves or rejects new users; with ``quarantine_refused``, reviews the
+uploads that admission refused for their behaviour (approve: into the bank; reject: deleted).
 
 Even the admin sees no weights and no statistics through the API.
 """
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from imgprivacy.service.auth import require_admin
+from imgprivacy.service.quarantine import QuarantineStore
 from imgprivacy.service.routes.common import error_responses, service
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -126,4 +128,63 @@ def approve_registration(name: str, request: Request) -> UserRow:
 def reject_registration(name: str, request: Request) -> Response:
     """Refuse a pending registration: its token never works and the name is free again."""
     service(request).storage.reject_user(name)
+    return Response(status_code=204)
+
+
+class QuarantineRow(BaseModel):
+    owner: str
+    name: str
+    sha256: str
+    size_bytes: int
+    hidden_dim: int
+    probe_claim: float  # the largest fraction of one probe source the model claimed
+    reason: str  # why admission refused it (the 422 detail it would have had)
+    problems: list[str]
+    created_at: AwareDatetime  # when it was uploaded (UTC)
+
+
+@router.get("/quarantine", response_model=list[QuarantineRow], responses=ADMIN_RESPONSES)
+def list_quarantine(request: Request) -> list[QuarantineRow]:
+    """Uploads refused for their behaviour and kept for review, oldest first."""
+    return [
+        QuarantineRow(**{k: getattr(q, k) for k in QuarantineRow.model_fields})
+        for q in QuarantineStore(service(request).storage).list()
+    ]
+
+
+@router.post(
+    "/quarantine/{owner}/{name}/approve",
+    response_model=ModelRow,
+    responses=error_responses(
+        401,
+        403,
+        404,
+        422,
+        e401="missing token",
+        e403="admin token required / model limit reached",
+        e404="model not found",
+        e422="invalid request / too many models",
+    ),
+)
+def approve_quarantined(owner: str, name: str, request: Request) -> ModelRow:
+    """Put the quarantined model into the bank (replacing the owner's model of that name)."""
+    state = service(request)
+    info = QuarantineStore(state.storage).approve(
+        owner,
+        name,
+        max_models=state.settings.max_models_per_user,
+        max_total_models=state.settings.max_models or None,
+    )
+    state.sync.sync()
+    return ModelRow(**{k: getattr(info, k) for k in ModelRow.model_fields})
+
+
+@router.delete(
+    "/quarantine/{owner}/{name}",
+    status_code=204,
+    responses=_by_name("model not found"),
+)
+def reject_quarantined(owner: str, name: str, request: Request) -> Response:
+    """Delete the quarantined model; the owner may upload another."""
+    QuarantineStore(service(request).storage).reject(owner, name)
     return Response(status_code=204)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from imgprivacy.errors import StorageError
 from imgprivacy.service.auth import check_name, current_user
 from imgprivacy.service.errors import ServiceError
+from imgprivacy.service.quarantine import QuarantineStore
 from imgprivacy.service.routes.common import (
     AUTH_RESPONSES,
     ModelOut,
@@ -21,12 +24,28 @@ from imgprivacy.service.routes.common import (
     service,
 )
 from imgprivacy.service.storage import UserInfo
-from imgprivacy.service.validation import validate_upload
+from imgprivacy.service.validation import BehaviourRefused, validate_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
+
+class QuarantinedOut(BaseModel):
+    """A refused upload kept for the operator's review (``quarantine_refused``)."""
+
+    name: str
+    detail: str  # "model quarantined for review"
+    reason: str  # why admission refused it, e.g. "model claims public probe images"
+    problems: list[str]
+
+
 UPLOAD_RESPONSES = {
     **AUTH_RESPONSES,
+    202: {
+        "model": QuarantinedOut,
+        "description": "model quarantined for review: admission refused it for its behaviour "
+        "and the service keeps such uploads for the operator (quarantine_refused); no check "
+        "uses it unless the operator approves it",
+    },
     **error_responses(
         403,
         413,
@@ -53,8 +72,12 @@ NOT_FOUND = {
 )
 async def put_model(
     name: str, request: Request, response: Response, user: UserInfo = Depends(current_user)
-) -> ModelOut:
-    """Upload (201) or replace (200) your model ``name``, validated before anything is stored."""
+) -> ModelOut | JSONResponse:
+    """Upload (201) or replace (200) your model ``name``, validated before anything is stored.
+
+    With ``quarantine_refused``, an upload refused for its behaviour is kept for the operator's
+    review instead (202); it is not one of your models unless the operator approves it.
+    """
     state = service(request)
     settings = state.settings
     check_name(name, what="model name")
@@ -75,6 +98,26 @@ async def put_model(
             max_models=settings.max_models_per_user,
             max_total_models=settings.max_models or None,
         )
+    except BehaviourRefused as exc:
+        state.metrics.uploads.labels("refused").inc()
+        if not settings.quarantine_refused:
+            raise
+        await run_in_threadpool(
+            QuarantineStore(state.storage).hold,
+            user,
+            name,
+            exc.new,
+            reason=exc.detail,
+            problems=exc.problems,
+            max_models=settings.max_models_per_user,
+        )
+        body = QuarantinedOut(
+            name=name,
+            detail="model quarantined for review",
+            reason=exc.detail,
+            problems=exc.problems,
+        )
+        return JSONResponse(body.model_dump(), status_code=202)
     except (ServiceError, StorageError) as exc:
         state.metrics.uploads.labels("refused").inc()
         raise exc

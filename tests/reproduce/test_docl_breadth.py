@@ -1,0 +1,56 @@
+"""The breadth gate in the DOCL protocol: breadths on the reference inputs, the adversary's model
+named apart, and a gated Guard blocking at least what the ungated one blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from imgprivacy.docl import AutoencoderConfig, BankScores, Guard
+from imgprivacy.reproduce.docl_experiments import (
+    adversary_matrix,
+    bank_of,
+    breadths,
+    train_class_models,
+)
+
+
+def test_breadths_are_the_share_of_reference_inputs_claimed():
+    scores = BankScores(
+        distances=torch.tensor([[1.0, 5.0], [2.0, 5.0], [9.0, 1.0], [3.5, 0.5]]),
+        error_mean=torch.tensor([2.0, 1.0]),
+        error_std=torch.tensor([1.0, 0.5]),
+        model_ids=("u0/0", "u1/0"),
+        owners=("u0", "u1"),
+    )
+    assert breadths(scores, alpha=1.0) == {"u0/0": 0.5, "u1/0": 0.5}
+    assert breadths(scores, alpha=1.5) == {"u0/0": 0.75, "u1/0": 0.5}
+
+
+def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 16, generator=generator)
+    labels = np.repeat(np.arange(3), 40)
+    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
+    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
+    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
+    classes = [0, 1, 2]
+    models = train_class_models(x[train], labels[train], classes, config=config)
+    test_scores = bank_of(models, classes).score(x[test])
+    guards = {
+        "off": Guard(policy="margin", alpha=1.0, margin=1.0),
+        "gated": Guard(policy="margin", alpha=1.0, margin=1.0, breadth_ratio=1.0),
+    }
+    matrices = adversary_matrix(
+        train_features=x[train],
+        train_labels=labels[train],
+        test_scores=test_scores,
+        test_features=x[test],
+        test_labels=labels[test],
+        classes=classes,
+        config=config,
+        guards=guards,
+    )
+    assert (matrices["gated"] >= matrices["off"]).all()
+    # The adversary's model got its own breadth entry (the gate read it).
+    assert any(key.endswith("/adversary") for key in guards["gated"]._breadth)
