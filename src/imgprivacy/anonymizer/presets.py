@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.swap_config import SwapConfig
 
 
 def faces_anonymizer_config(seed: int = 0, **overrides) -> AnonymizerConfig:
@@ -34,3 +35,17 @@ def faces_anonymizer_config(seed: int = 0, **overrides) -> AnonymizerConfig:
     )
     values.update(overrides)
     return AnonymizerConfig(**values)
+
+
+def faces_swap_config(seed: int = 0, **overrides) -> SwapConfig:
+    """The identity-swap anonymizer for 50x50 grey faces (measurements: ``docs/anonymizer.md``).
+
+    Examples
+    --------
+    >>> config = faces_swap_config(target_identity=2, substitution="code_nearest")
+    >>> config.image_size, config.target_identity, config.substitution
+    (50, 2, 'code_nearest')
+    """
+    values = dict(image_size=50, seed=seed)
+    values.update(overrides)
+    return SwapConfig(**values)
