@@ -11,7 +11,11 @@ from PIL import Image
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.evaluate import AttackConfig
-from imgprivacy.anonymizer.presets import faces_anonymizer_config, faces_swap_config
+from imgprivacy.anonymizer.presets import (
+    faces_anonymizer_config,
+    faces_code_match_config,
+    faces_swap_config,
+)
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.reports.results import results_json
 from imgprivacy.reproduce.anonymizer_faces import FacesSettings, reproduce_anonymizer_faces
@@ -33,6 +37,8 @@ TINY = FacesSettings(
         private_refresh_epochs=1,
     ),
     swap=faces_swap_config(channels=2, code_dim=4, adversary_hidden=8, epochs=1),
+    code_match=faces_code_match_config(channels=2, code_dim=4, projection_dim=4, epochs=1),
+    methods=("code_match", "swap"),
     attack=AttackConfig(cnn_epochs=1, cnn_channels=4, trees=5, n_jobs=1),
     transfer_held_out=(0,),
 )
@@ -68,8 +74,11 @@ def test_results_hold_the_issue_keys(tiny_run):
     assert rows[names.index("identity swap, target 2")][5] == "38.2%"
     assert "identity swap + nearest in z, target 0" in names
     assert [r["target_identity"] for r in stored["swap"]] == [0, 2]
+    assert [r["target_identity"] for r in stored["code_match"]] == [0, 2]
+    assert rows[names.index("code match (nearest target image), target 2")][6] == "77.5%"
     assert [r["target_identity"] for r in stored["swap_code_nearest"]] == [0, 2]
-    assert set(stored["goal_met_by"]) == {"standard", "intertwined", "swap", "swap_code_nearest"}
+    methods = {"standard", "intertwined", "code_match", "swap", "swap_code_nearest"}
+    assert set(stored["goal_met_by"]) == set(stored["paper_bar_met_by"]) == methods
     assert list(stored["expression_transfer"]["per_identity"]) == ["0"]
 
 
@@ -100,6 +109,8 @@ def test_processed_images_are_saved_per_run(tiny_run):
     out, _ = tiny_run
     names = sorted(p.stem for p in (out / "anonymized").glob("*.npz"))
     assert names == [
+        "code_match_target_0",
+        "code_match_target_2",
         "intertwined_target_0",
         "intertwined_target_2",
         "standard",
@@ -124,6 +135,8 @@ def test_processed_images_are_saved_per_run(tiny_run):
     flat = images.reshape(len(images), 1, -1)
     assert (flat == pool[None]).all(-1).any(-1).all()
     assert np.array_equal(identity, faces.identity) and np.array_equal(split, faces.split)
+    with np.load(out / "anonymized" / "code_match_target_2.npz") as run:  # the same for code match
+        assert (run["images"].reshape(len(images), 1, -1) == pool[None]).all(-1).any(-1).all()
 
 
 def test_figures_are_written(tiny_run):
@@ -138,6 +151,7 @@ def test_figures_are_written(tiny_run):
         "fig3_evolution_swap_target_0.png",
         "fig4_pairs_swap_target_2.png",
         "fig4_pairs_swap_code_nearest_target_0.png",
+        "fig4_pairs_code_match_target_2.png",
     } <= names
     assert "fig3_evolution_swap_target_2.png" not in names  # one swap training, one Fig. 3
     assert all(str(out / n) in results.figures for n in names)

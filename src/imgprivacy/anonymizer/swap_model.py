@@ -212,7 +212,7 @@ class SwapAnonymizer:
         }
         method = get_substitution(config.substitution)
         weights = {k: v for k, v in tensors.items() if k not in method.tensor_names}
-        problems = tensor_problems(weights, expected)
+        problems = tensor_problems(weights, expected, dtype=None)  # BatchNorm counts are int64
         if problems:
             raise CorruptFileError([f"{source}: {p}" for p in problems])
         model = cls(config, device=device)

@@ -12,7 +12,10 @@ Runs, all from one shared autoencoder pre-training (phase 1 does not depend on t
   the paper's substitution by the nearest training image of K (``standard``);
 * ``intertwined`` - for every target K, the discriminator's real samples restricted to identity K,
   then the same substitution (the paper's Table 1);
-* ``swap`` - the identity-swap anonymizer (:mod:`~imgprivacy.anonymizer.swap_model`), trained once:
+* ``code_match`` - the code-match anonymizer (:mod:`~imgprivacy.anonymizer.code_match`), trained
+  once: for every target K, K's training image nearest to the input in a contrastive code
+  standardised per identity (identity-free, expression-bearing);
+* ``swap`` (when ``methods`` names it) - the identity-swap anonymizer (:mod:`~imgprivacy.anonymizer.swap_model`), trained once:
   for every target K, ``decoder(z, K)`` with an identity-free code z (``swap``) and the target's
   training image nearest in z (``swap_code_nearest``).
 
@@ -37,10 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from imgprivacy.anonymizer.code_match_trainer import CodeMatchConfig
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.evaluate import AttackConfig, assess_tasks, task_summary
 from imgprivacy.anonymizer.model import Anonymizer
-from imgprivacy.anonymizer.presets import faces_anonymizer_config, faces_swap_config
+from imgprivacy.anonymizer.presets import (
+    faces_anonymizer_config,
+    faces_code_match_config,
+    faces_swap_config,
+)
 from imgprivacy.anonymizer.substitution.target_nearest import substitute_with_identity
 from imgprivacy.anonymizer.swap_config import SwapConfig
 from imgprivacy.data.labelled_faces import ferg_like_data, manifest_data
@@ -48,7 +56,7 @@ from imgprivacy.errors import InvalidInputError
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports.results import write_results
 from imgprivacy.reproduce.anonymizer_faces_output import EvolutionRecorder, write_figures
-from imgprivacy.reproduce.anonymizer_faces_swap import run_swap
+from imgprivacy.reproduce.anonymizer_faces_swap import run_code_match, run_swap
 from imgprivacy.reproduce.anonymizer_faces_transfer import expression_transfer
 from imgprivacy.reproduce.anonymizer_pendigits import output_spread, save_processed
 from imgprivacy.reproduce.anonymizer_results import (
@@ -86,7 +94,10 @@ class FacesSettings:
     variation: str = "studio"  # FERG_VARIATIONS preset: "studio" renders like FERG, "wild" harder
     targets: tuple[int, ...] = PAPER_TARGETS
     anonymizer: AnonymizerConfig = field(default_factory=faces_anonymizer_config)
+    code_match: CodeMatchConfig = field(default_factory=faces_code_match_config)
     swap: SwapConfig = field(default_factory=faces_swap_config)  # the identity-swap anonymizer
+    methods: tuple[str, ...] = ("code_match",)  # beyond standard and intertwined: any of
+    # "code_match", "swap" (the swap runs are off by default: measured far below the paper)
     attack: AttackConfig = AttackConfig()
     transfer_held_out: tuple[int, ...] | None = None  # identities held out one at a time in
     # the cross-identity expression check (None: every identity)
@@ -100,6 +111,7 @@ class FacesSettings:
             anonymizer=faces_anonymizer_config(
                 seed, pretrain_epochs=15, disc_pretrain_epochs=3, adversarial_epochs=3
             ),
+            code_match=faces_code_match_config(seed, epochs=8),
             swap=faces_swap_config(seed, epochs=10),
             attack=AttackConfig(cnn_epochs=4, trees=100, seed=seed),
             transfer_held_out=(0, 1),
@@ -109,6 +121,7 @@ class FacesSettings:
     def full(cls, seed: int = 0) -> FacesSettings:
         return cls(
             anonymizer=faces_anonymizer_config(seed),
+            code_match=faces_code_match_config(seed),
             swap=faces_swap_config(seed),
             attack=AttackConfig(seed=seed),
         )
@@ -293,17 +306,28 @@ def reproduce_anonymizer_faces(
         row["paper"] = PAPER_TABLE1.get(target) if manifest is None else None
         intertwined.append(row)
 
-    # the swap anonymizer: one training, every target
-    swap, swap_code_nearest = run_swap(
-        data=data,
-        config=settings.swap.replace(seed=seed),
-        targets=settings.targets,
-        evolution_picks=evolution_picks,
-        release=release,
-        out=out,
-        device=device,
-    )
-    for row in [*swap, *swap_code_nearest]:
+    # the methods trained once for every target
+    code_match, swap, swap_code_nearest = [], [], []
+    if "code_match" in settings.methods:
+        code_match = run_code_match(
+            data=data,
+            config=settings.code_match.replace(seed=seed),
+            targets=settings.targets,
+            release=release,
+            out=out,
+            device=device,
+        )
+    if "swap" in settings.methods:
+        swap, swap_code_nearest = run_swap(
+            data=data,
+            config=settings.swap.replace(seed=seed),
+            targets=settings.targets,
+            evolution_picks=evolution_picks,
+            release=release,
+            out=out,
+            device=device,
+        )
+    for row in [*code_match, *swap, *swap_code_nearest]:
         row["paper"] = PAPER_TABLE1.get(row["target_identity"]) if manifest is None else None
     transfer = expression_transfer(
         data.images,
@@ -327,6 +351,7 @@ def reproduce_anonymizer_faces(
     methods = {
         "standard": standard,
         "intertwined": intertwined,
+        "code_match": code_match,
         "swap": swap,
         "swap_code_nearest": swap_code_nearest,
     }
@@ -370,9 +395,11 @@ def reproduce_anonymizer_faces(
         standard_no_substitution=standard_no_sub,
         standard=standard,
         intertwined=intertwined,
+        code_match=code_match,
         swap=swap,
         swap_code_nearest=swap_code_nearest,
         expression_transfer=transfer,
+        code_match_config=settings.code_match.replace(seed=seed),
         swap_config=settings.swap.replace(seed=seed),
         paper_table1={str(k): dict(v) for k, v in PAPER_TABLE1.items()},
         paper_chance=dict(PAPER_CHANCE) if manifest is None else None,

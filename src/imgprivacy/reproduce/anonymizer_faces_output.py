@@ -42,6 +42,7 @@ def write_figures(
     rows.append(("standard", results.standard_no_substitution, None))
     rows += [(f"std+sub {r['target_identity']}", r, None) for r in results.standard]
     rows += [(f"intertw. {r['target_identity']}", r, r.get("paper")) for r in results.intertwined]
+    rows += [(f"code match {r['target_identity']}", r, r.get("paper")) for r in results.code_match]
     rows += [(f"swap {r['target_identity']}", r, r.get("paper")) for r in results.swap]
     rows += [
         (f"swap+z-NN {r['target_identity']}", r, r.get("paper")) for r in results.swap_code_nearest
@@ -58,7 +59,7 @@ def write_figures(
     for name, run in runs.items():
         if name.startswith("standard_target"):
             continue  # same autoencoder as "standard": its figures would repeat
-        if name.startswith("swap_code_nearest"):
+        if name.startswith(("swap_code_nearest", "code_match")):
             picks = pair_picks
             paths.append(
                 anonymizer_figures.pairs(
@@ -135,6 +136,9 @@ def summary_rows(results: FacesResult) -> list[tuple[str, ...]]:
         rows.append(line(f"standard + substitution, target {row['target_identity']}", row))
     for row in results.intertwined:
         rows.append(line(f"intertwined, target {row['target_identity']}", row, row.get("paper")))
+    for row in results.code_match:
+        name = f"code match (nearest target image), target {row['target_identity']}"
+        rows.append(line(name, row, row.get("paper")))
     for row in results.swap:
         rows.append(line(f"identity swap, target {row['target_identity']}", row, row.get("paper")))
     for row in results.swap_code_nearest:
