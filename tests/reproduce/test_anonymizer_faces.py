@@ -11,7 +11,11 @@ from PIL import Image
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.evaluate import AttackConfig
-from imgprivacy.anonymizer.presets import faces_anonymizer_config
+from imgprivacy.anonymizer.presets import (
+    faces_anonymizer_config,
+    faces_code_match_config,
+    faces_swap_config,
+)
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.reports.results import results_json
 from imgprivacy.reproduce.anonymizer_faces import FacesSettings, reproduce_anonymizer_faces
@@ -32,7 +36,11 @@ TINY = FacesSettings(
         adversarial_epochs=1,
         private_refresh_epochs=1,
     ),
+    swap=faces_swap_config(channels=2, code_dim=4, adversary_hidden=8, epochs=1),
+    code_match=faces_code_match_config(channels=2, code_dim=4, projection_dim=4, epochs=1),
+    methods=("code_match", "swap"),
     attack=AttackConfig(cnn_epochs=1, cnn_channels=4, trees=5, n_jobs=1),
+    transfer_held_out=(0,),
 )
 
 
@@ -54,10 +62,31 @@ def test_results_hold_the_issue_keys(tiny_run):
         "identity_accuracy": 0.3825,
         "expression_accuracy": 0.7746,
     }
-    assert stored["chance"]["identity_accuracy"] == pytest.approx(1 / 6)
+    test_identity = results_identity_of_test(results)
+    assert stored["chance"]["identity_accuracy"] == pytest.approx(
+        np.bincount(test_identity).max() / len(test_identity)
+    )
     rows = summary_rows(results)
-    assert rows[0][0] == "originals" and rows[-3][0] == "intertwined, target 2"
-    assert rows[-3][5] == "38.2%"  # the paper's identity accuracy for target 2
+    names = [row[0] for row in rows]
+    assert names[0] == "originals" and rows[-1][0] == "goal" and rows[-2][0] == "chance"
+    row = rows[names.index("intertwined, target 2")]
+    assert row[5] == "38.2%"  # the paper's identity accuracy for target 2
+    assert rows[names.index("identity swap, target 2")][5] == "38.2%"
+    assert "identity swap + nearest in z, target 0" in names
+    assert [r["target_identity"] for r in stored["swap"]] == [0, 2]
+    assert [r["target_identity"] for r in stored["code_match"]] == [0, 2]
+    assert rows[names.index("code match (nearest target image), target 2")][6] == "77.5%"
+    assert [r["target_identity"] for r in stored["swap_code_nearest"]] == [0, 2]
+    methods = {"standard", "intertwined", "code_match", "swap", "swap_code_nearest"}
+    assert set(stored["goal_met_by"]) == set(stored["paper_bar_met_by"]) == methods
+    assert list(stored["expression_transfer"]["per_identity"]) == ["0"]
+
+
+def results_identity_of_test(results):
+    from imgprivacy.data.synthetic.ferg_like import FERG_VARIATIONS, generate_ferg_like
+
+    faces = generate_ferg_like(per_cell=4, seed=0, config=FERG_VARIATIONS[TINY.variation])
+    return faces.identity[faces.split == 2]
 
 
 def test_results_json_keeps_its_keys_and_is_the_typed_result(tiny_run):
@@ -69,7 +98,9 @@ def test_results_json_keeps_its_keys_and_is_the_typed_result(tiny_run):
     assert isinstance(results.config, AnonymizerConfig) and results.config.seed == 0
     assert stored["config"] == results.config.to_dict()
     assert isinstance(results.goal, FacesGoal)
-    assert results.goal.identity_accuracy_at_most == pytest.approx(1 / 6 + 0.10)
+    assert results.goal.identity_accuracy_at_most == pytest.approx(
+        results.chance["identity_accuracy"] + 0.10
+    )
     assert results.paper_chance == {"identity_accuracy": 1 / 6, "expression_accuracy": 1 / 7}
     assert results.attack.families == ["cnn", "random_forest"] and results.attack.trees == 5
 
@@ -78,11 +109,17 @@ def test_processed_images_are_saved_per_run(tiny_run):
     out, _ = tiny_run
     names = sorted(p.stem for p in (out / "anonymized").glob("*.npz"))
     assert names == [
+        "code_match_target_0",
+        "code_match_target_2",
         "intertwined_target_0",
         "intertwined_target_2",
         "standard",
         "standard_target_0",
         "standard_target_2",
+        "swap_code_nearest_target_0",
+        "swap_code_nearest_target_2",
+        "swap_target_0",
+        "swap_target_2",
     ]
     with np.load(out / "anonymized" / "intertwined_target_2.npz") as run:
         images, identity, split = run["images"], run["identity"], run["split"]
@@ -98,6 +135,8 @@ def test_processed_images_are_saved_per_run(tiny_run):
     flat = images.reshape(len(images), 1, -1)
     assert (flat == pool[None]).all(-1).any(-1).all()
     assert np.array_equal(identity, faces.identity) and np.array_equal(split, faces.split)
+    with np.load(out / "anonymized" / "code_match_target_2.npz") as run:  # the same for code match
+        assert (run["images"].reshape(len(images), 1, -1) == pool[None]).all(-1).any(-1).all()
 
 
 def test_figures_are_written(tiny_run):
@@ -109,7 +148,12 @@ def test_figures_are_written(tiny_run):
         "fig3_evolution_intertwined_target_0.png",
         "fig4_pairs_intertwined_target_0.png",
         "fig4_pairs_intertwined_target_0_released.png",
+        "fig3_evolution_swap_target_0.png",
+        "fig4_pairs_swap_target_2.png",
+        "fig4_pairs_swap_code_nearest_target_0.png",
+        "fig4_pairs_code_match_target_2.png",
     } <= names
+    assert "fig3_evolution_swap_target_2.png" not in names  # one swap training, one Fig. 3
     assert all(str(out / n) in results.figures for n in names)
     with Image.open(out / "fig3_evolution_intertwined_target_0.png") as image:
         assert image.size[0] > 200

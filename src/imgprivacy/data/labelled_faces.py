@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgprivacy.data.manifest import read_manifest
-from imgprivacy.data.splits import random_split_codes
 from imgprivacy.data.synthetic.ferg_like import FERG_VARIATIONS, generate_ferg_like
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
@@ -56,6 +55,34 @@ def ferg_like_data(*, per_cell: int, seed: int, variation: str = "studio") -> Fa
     )
 
 
+MIN_PER_CELL = 3  # a (private, utility) cell needs one image for each of train / validation / test
+
+
+def stratified_split_codes(cells: np.ndarray, *, seed: int) -> np.ndarray:
+    """Codes 0 / 1 / 2 drawn 70 / 15 / 15 *within* every cell (e.g. identity x expression).
+
+    Each cell of at least three images gets at least one validation and one test image, so the
+    attackers see every class in every part even with ~6 images per cell (a plain random split
+    of 252 images leaves some cells out of the test part).
+
+    Examples
+    --------
+    >>> codes = stratified_split_codes(np.repeat([0, 1], 6), seed=0)
+    >>> [np.bincount(codes[:6]).tolist(), np.bincount(codes[6:]).tolist()]
+    [[4, 1, 1], [4, 1, 1]]
+    """
+    rng = np.random.default_rng(seed)
+    codes = np.zeros(len(cells), dtype=np.uint8)
+    for cell in np.unique(cells):
+        rows = rng.permutation(np.flatnonzero(cells == cell))
+        n = len(rows)
+        n_val = max(1, round(0.15 * n)) if n >= MIN_PER_CELL else 0
+        n_test = max(1, round(0.15 * n)) if n >= MIN_PER_CELL else 0
+        codes[rows[n - n_val - n_test : n - n_test]] = 1
+        codes[rows[n - n_test :]] = 2
+    return codes
+
+
 def manifest_data(
     manifest: str | os.PathLike,
     *,
@@ -64,7 +91,16 @@ def manifest_data(
     image_size: int,
     seed: int,
 ) -> FacesData:
-    """A user's manifest, split 70 / 15 / 15 at random (seeded)."""
+    """A user's manifest, split 70 / 15 / 15 within every (private, utility) cell (seeded).
+
+    Images of any size are resized to ``image_size``; a cell needs at least three images.
+
+    Raises
+    ------
+    InvalidInputError
+        Without a utility label, or when some (private, utility) cells have fewer than three
+        images (the first few are listed with their counts).
+    """
     if utility_label is None:
         raise InvalidInputError(
             "The reproduction assesses what the anonymizer keeps, so it needs a utility label: "
@@ -77,9 +113,24 @@ def manifest_data(
         utility_label=utility_label,
         size=(image_size, image_size),
     )
-    split = random_split_codes(
-        len(data), fractions=(0.7, 0.15, 0.15), rng=np.random.default_rng(seed)
-    )
+    n_utility = len(data.utility_classes)
+    cells = data.private.astype(np.int64) * n_utility + data.utility
+    counts = np.bincount(cells, minlength=len(data.private_classes) * n_utility)
+    thin = np.flatnonzero(counts < MIN_PER_CELL)
+    if len(thin):
+        shown = ", ".join(
+            f"({data.private_classes[c // n_utility]}, {data.utility_classes[c % n_utility]}): "
+            f"{counts[c]}"
+            for c in thin[:5]
+        )
+        more = f" and {len(thin) - 5} more" if len(thin) > 5 else ""
+        raise InvalidInputError(
+            f"Expected at least {MIN_PER_CELL} images in every ({private_label}, {utility_label}) "
+            f"cell of {manifest} (one each for training, validation and test; ~6 or more is "
+            f"better), got fewer in {len(thin)}: {shown}{more}. Add images to those cells or "
+            "remove their rows."
+        )
+    split = stratified_split_codes(cells, seed=seed)
     return FacesData(
         images=data.images,
         private=data.private,

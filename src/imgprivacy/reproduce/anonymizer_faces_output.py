@@ -42,6 +42,11 @@ def write_figures(
     rows.append(("standard", results.standard_no_substitution, None))
     rows += [(f"std+sub {r['target_identity']}", r, None) for r in results.standard]
     rows += [(f"intertw. {r['target_identity']}", r, r.get("paper")) for r in results.intertwined]
+    rows += [(f"code match {r['target_identity']}", r, r.get("paper")) for r in results.code_match]
+    rows += [(f"swap {r['target_identity']}", r, r.get("paper")) for r in results.swap]
+    rows += [
+        (f"swap+z-NN {r['target_identity']}", r, r.get("paper")) for r in results.swap_code_nearest
+    ]
     paths = [
         anonymizer_figures.table1_bars(
             out / "table1_accuracy.png",
@@ -54,18 +59,35 @@ def write_figures(
     for name, run in runs.items():
         if name.startswith("standard_target"):
             continue  # same autoencoder as "standard": its figures would repeat
-        recorder = run["recorder"]
-        frames = [data.images[evolution_picks], start_frame, *recorder.frames]
-        epochs = ["input", "pre-training", *[f"epoch {e}" for e in recorder.epochs]]
-        paths.append(
-            anonymizer_figures.evolution(
-                frames,
-                epochs,
-                out / f"fig3_evolution_{name}.png",
-                row_labels=("training sample", "validation sample"),
-                title=f"{name}: autoencoder output after each epoch",
+        if name.startswith(("swap_code_nearest", "code_match")):
+            picks = pair_picks
+            paths.append(
+                anonymizer_figures.pairs(
+                    data.images[picks],
+                    run["released"][picks],
+                    out / f"fig4_pairs_{name}.png",
+                    title=f"{name}: 24 test inputs and the released (nearest in z) images",
+                )
             )
-        )
+            continue
+        recorder = run["recorder"]
+        swap_target = getattr(recorder, "target", None)  # the swap model's recorder renders one
+        if swap_target is None:
+            frames = [data.images[evolution_picks], start_frame, *recorder.frames]
+            epochs = ["input", "pre-training", *[f"epoch {e}" for e in recorder.epochs]]
+        else:
+            frames = [data.images[evolution_picks], *recorder.frames]
+            epochs = ["input", *[f"epoch {e}" for e in recorder.epochs]]
+        if swap_target is None or name == f"swap_target_{swap_target}":
+            paths.append(
+                anonymizer_figures.evolution(
+                    frames,
+                    epochs,
+                    out / f"fig3_evolution_{name}.png",
+                    row_labels=("training sample", "validation sample"),
+                    title=f"{name}: output after each epoch",
+                )
+            )
         picks = pair_picks  # indices into the whole data set, like the processed arrays
         paths.append(
             anonymizer_figures.pairs(
@@ -114,6 +136,14 @@ def summary_rows(results: FacesResult) -> list[tuple[str, ...]]:
         rows.append(line(f"standard + substitution, target {row['target_identity']}", row))
     for row in results.intertwined:
         rows.append(line(f"intertwined, target {row['target_identity']}", row, row.get("paper")))
+    for row in results.code_match:
+        name = f"code match (nearest target image), target {row['target_identity']}"
+        rows.append(line(name, row, row.get("paper")))
+    for row in results.swap:
+        rows.append(line(f"identity swap, target {row['target_identity']}", row, row.get("paper")))
+    for row in results.swap_code_nearest:
+        name = f"identity swap + nearest in z, target {row['target_identity']}"
+        rows.append(line(name, row, row.get("paper")))
     chance = results.chance
     paper_chance = results.paper_chance  # FERG's, shown only beside FERG-like data
     rows.append(

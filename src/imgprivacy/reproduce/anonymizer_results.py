@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from imgprivacy.anonymizer.code_match_trainer import CodeMatchConfig
 from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.swap_config import SwapConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,15 +163,23 @@ class FacesResult:
     seed: int
     data: FacesData
     baseline: FacesRow  # the originals, plus ``spread``
-    chance: dict[str, float]  # <label>_accuracy -> 1 / classes
+    chance: dict[str, float]  # <label>_accuracy -> the test share of the most frequent label
     standard_no_substitution: FacesRow
     standard: list[FacesRow]  # the standard method's outputs substituted, one per target
     intertwined: list[FacesRow]  # one per target (the paper's Table 1)
+    code_match: list[FacesRow]  # the target's image nearest in an identity-free code, per target
+    swap: list[FacesRow]  # the identity-swap anonymizer's decoder(z, target), one per target
+    swap_code_nearest: list[FacesRow]  # the target's training image nearest in z, per target
+    expression_transfer: dict[str, Any]  # expression on identities held out of training
     paper_table1: dict[str, dict[str, float]]  # target -> the paper's accuracies
     paper_chance: dict[str, float] | None  # FERG's chance (None on a manifest)
     goal: FacesGoal
-    targets_meeting_goal: list[int]
+    targets_meeting_goal: list[int]  # the intertwined method's
+    goal_met_by: dict[str, list[int]]  # method -> targets meeting the goal
+    paper_bar_met_by: dict[str, list[int]]  # method -> targets at least as good as Table 1
     config: AnonymizerConfig
+    code_match_config: CodeMatchConfig
+    swap_config: SwapConfig
     attack: FacesAttack
     figures: list[str] = field(default_factory=list)
     seconds: float = 0.0

@@ -7,16 +7,18 @@
 * ``"prototypes"`` - the nearest of a few label-free k-means prototypes
   (:class:`~imgprivacy.anonymizer.substitution.prototypes.PrototypeSubstitution`);
 * ``"target"`` - the nearest training image of the target identity, the paper's protocol
-  (:class:`~imgprivacy.anonymizer.substitution.target_nearest.TargetSubstitution`).
+  (:class:`~imgprivacy.anonymizer.substitution.target_nearest.TargetSubstitution`);
+* ``"code_nearest"`` - the training image of the target identity whose learned representation
+  is nearest (:class:`~imgprivacy.anonymizer.substitution.code_nearest.CodeNearestSubstitution`).
 
 Examples
 --------
 >>> sorted(SUBSTITUTIONS)
-['none', 'prototypes', 'target']
+['code_nearest', 'none', 'prototypes', 'target']
 >>> get_substitution("nearest")
 Traceback (most recent call last):
 ...
-imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target.
+imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, code_nearest.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod, to_uint8
+from imgprivacy.anonymizer.substitution.code_nearest import CodeNearestSubstitution
 from imgprivacy.anonymizer.substitution.prototypes import PrototypeSubstitution
 from imgprivacy.anonymizer.substitution.target_nearest import TargetSubstitution
 from imgprivacy.errors import UnknownNameError
@@ -68,7 +71,13 @@ class NoSubstitution(SubstitutionMethod):
 
 
 SUBSTITUTIONS: dict[str, type[SubstitutionMethod]] = {
-    method.name: method for method in (NoSubstitution, PrototypeSubstitution, TargetSubstitution)
+    method.name: method
+    for method in (
+        NoSubstitution,
+        PrototypeSubstitution,
+        TargetSubstitution,
+        CodeNearestSubstitution,
+    )
 }
 
 
@@ -90,6 +99,7 @@ def get_substitution(name: str) -> type[SubstitutionMethod]:
 
 __all__ = [
     "SUBSTITUTIONS",
+    "CodeNearestSubstitution",
     "NoSubstitution",
     "PrototypeSubstitution",
     "SubstitutionMethod",
