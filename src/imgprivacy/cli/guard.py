@@ -70,18 +70,40 @@ def train(
             help="Continue an interrupted run from <out>.ckpt, or start over.",
         ),
     ] = True,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-epsilon",
+            min=0.01,
+            help="Train with differential privacy (DP-SGD) within this epsilon; it covers the "
+            "weights and mu/sigma, and is written into the file. Not resumable.",
+            show_default=False,
+        ),
+    ] = None,
+    dp_delta: Annotated[
+        float,
+        typer.Option(
+            "--dp-delta",
+            min=1e-12,
+            max=0.1,
+            help="The delta of --dp-epsilon; keep it below 1/(number of your images).",
+        ),
+    ] = 1e-5,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
     """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this
-    machine). A model whose sigma would be 0 (identical images) is refused, not written."""
+    machine). A model whose sigma would be 0 (identical images) is refused, not written.
+    With --dp-epsilon the training is differentially private (docs/threat-model.md)."""
     from imgprivacy.cli.reproduce import rich_progress
     from imgprivacy.client import train_guard
     from imgprivacy.docl import AutoencoderConfig
+    from imgprivacy.docl.private_budget import PrivacyBudget
 
     config = AutoencoderConfig(
         hidden_dim=hidden_dim, epochs=epochs, seed=seed, feature_extractor=features
     )
+    privacy = None if dp_epsilon is None else PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
     with progress_bar() as progress:
         model = train_guard(
             images,
@@ -89,9 +111,11 @@ def train(
             config=config,
             resume=resume,
             progress=rich_progress(progress),
+            privacy=privacy,
             device=device,
         )
-    console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}")
+    dp = "" if privacy is None else f" epsilon={dp_epsilon:g} delta={dp_delta:g}"
+    console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}{dp}")
 
 
 @guard_app.command("register")
