@@ -7,8 +7,11 @@ images.
 **Decoder inversion.** Starting from ``restarts`` batches of random codes, the codes are optimised
 (Adam, codes kept >= 0 as the encoder's ReLU makes them) so that the decoder's output is
 reconstructed by the whole model as well as possible, i.e. its distance is low; an output below
-mu is one the Guard would take for the owner's own image. Every optimised output is then compared
-with the owner's training images: its SSIM and pixel correlation with the nearest one.
+mu is one the Guard would take for the owner's own image. The outputs are then fed through the
+model ``iterations`` times (x <- AE(x)): training images that an autoencoder memorised are
+attractors of that map (Radhakrishnan et al., 2018), so iterating pulls the outputs onto them.
+Both the optimised and the iterated images are the recovered images, each compared with the
+owner's training images: its SSIM and pixel correlation with the nearest one.
 
 A training image has a **near-copy** when some recovered image has an SSIM with it of at least
 ``near_copy_ssim`` (0.9 by default). The threshold is calibrated on the data it is compared with:
@@ -52,6 +55,7 @@ class AuditSettings:
     restarts: int = 8  # independent batches of random starting codes
     codes_per_restart: int = 64  # codes optimised together in one batch
     steps: int = 300  # Adam steps on the codes
+    iterations: int = 100  # then x <- AE(x) this many times (memorised images attract)
     learning_rate: float = 0.05  # Adam's step size on the codes
     near_copy_ssim: float = 0.9  # SSIM that makes a near-copy (raised by the calibration)
     calibration_images: int = 500  # training images used to calibrate the near-copy threshold
@@ -63,6 +67,8 @@ class AuditSettings:
             for name in ("restarts", "codes_per_restart", "steps", "calibration_images")
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1
         ]
+        if not isinstance(self.iterations, int) or self.iterations < 0:
+            problems.append(f"iterations must be an integer >= 0, got {self.iterations!r}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 < self.near_copy_ssim <= 1:
@@ -75,7 +81,7 @@ class AuditSettings:
 class AuditResult:
     """One guard's audit. SSIM and correlation lie in [-1, 1]; fractions and AUC in [0, 1]."""
 
-    recovered: int  # decoder outputs the inversion produced (restarts * codes_per_restart)
+    recovered: int  # images the attack produced (2 * restarts * codes_per_restart)
     below_mu: int  # of them, reconstructed by the model with distance below mu
     best_ssim: float  # highest SSIM of a recovered image with its nearest training image
     best_correlation: float  # highest pixel correlation of a recovered image with a training image
@@ -136,7 +142,8 @@ def membership_auc(model: OneClassAutoencoder, members, non_members) -> float:
 
 
 def invert_decoder(model: OneClassAutoencoder, settings: AuditSettings) -> torch.Tensor:
-    """Decoder outputs (R, D) whose codes were optimised to lower their distance to ``model``.
+    """Recovered images (2R, D): R decoder outputs whose codes were optimised to lower their
+    distance to ``model``, then the same R after ``iterations`` passes through the model.
 
     Codes start where the encoder maps random sparse images (the attacker has the encoder too),
     so they begin in the region the decoder was trained on.
@@ -179,7 +186,11 @@ def invert_decoder(model: OneClassAutoencoder, settings: AuditSettings) -> torch
             with torch.no_grad():
                 codes.clamp_(min=0.0)
         with torch.no_grad():
-            return decode(codes).cpu()
+            optimised = decode(codes)
+            iterated = optimised
+            for _ in range(settings.iterations):
+                iterated = torch.sigmoid(net(iterated))
+            return torch.cat([optimised, iterated]).cpu()
     finally:
         for p in net.parameters():
             p.requires_grad_(True)

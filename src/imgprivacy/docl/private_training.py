@@ -40,7 +40,9 @@ from imgprivacy.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
-RDP_ORDERS = [1.25, 1.5, 1.75, *np.arange(2, 64, 0.5).tolist(), 64.0, 128.0, 256.0, 512.0, 1024.0]
+# Integer Renyi orders: the sampled Gaussian's RDP has a closed finite sum there, fractional
+# orders need a slow series (and rarely tighten epsilon by more than a few percent).
+RDP_ORDERS = [*range(2, 33), 40, 48, 64, 96, 128, 256]
 # Weights of (count, sum of clipped distances, sum of absolute deviations) in the statistics'
 # release (unit L2 norm): the count needs little precision, n being in the thousands.
 _STAT_WEIGHTS = np.array([0.2, 0.7, 0.7]) / np.linalg.norm([0.2, 0.7, 0.7])
@@ -75,7 +77,7 @@ def _smallest_noise(epsilon_of, target: float) -> float:
                 f"epsilon {target:g} cannot be reached with this many training steps; use "
                 "fewer epochs or a larger epsilon."
             )
-    for _ in range(40):
+    for _ in range(30):  # relative precision ~1e-9
         middle = (low + high) / 2
         if epsilon_of(middle) > target:
             low = middle

@@ -9,7 +9,9 @@ epsilon (``None`` = non-private training), the ten MNIST users train their guard
 - privacy: the audit of :mod:`imgprivacy.docl.audit` on each audited user's guard (decoder
   inversion against their training images, membership AUC against their held-out test images).
 
-Results are written to ``out/results.json`` after every finished (model, epsilon) run.
+Results are written to ``out/results.json`` after every finished (model, epsilon) run, the users'
+guards to ``out/guards/<model>-epsilon-<epsilon>/`` (to audit them again with
+``imgprivacy audit guard``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -127,10 +130,12 @@ def evaluate_privacy(
     audited: tuple[int, ...],
     settings: AuditSettings,
     probes: ProbeSet,
+    save_to: str | os.PathLike | None = None,
     device: str = "cpu",
     progress: ProgressFactory | None = None,
 ) -> PrivacyRun:
-    """Train, measure utility, check admission with ``probes``, audit ``audited`` users."""
+    """Train, measure utility, check admission with ``probes``, audit ``audited`` users; with
+    ``save_to`` the users' guards are written there (``u{digit}.safetensors``)."""
     progress = resolve(progress)
     config = config.replace(input_dim=data.input_dim)
     label = f"{model}, epsilon {'inf' if epsilon is None else f'{epsilon:g}'}"
@@ -143,6 +148,9 @@ def evaluate_privacy(
         advance=progress(f"{label}: train", len(data.classes)),
     )
     seconds = (time.perf_counter() - start) / len(data.classes)
+    if save_to is not None:
+        for cls, guard in zip(data.classes, models):
+            guard.save(Path(save_to) / f"{user_name(cls)}.safetensors")
     bank = bank_of(models, data.classes, device=device)
     test_scores = bank.score(data.test_x)
     accuracy = nearest_model_accuracy(test_scores, data.test_y, data.classes)
@@ -261,6 +269,7 @@ def reproduce_docl_audit(
                 audited=QUICK_AUDITED_USERS if quick else data.classes,
                 settings=settings,
                 probes=probes,
+                save_to=Path(out) / "guards" / f"{name}-epsilon-{epsilon or 'inf'}",
                 device=device,
                 progress=progress,
             )
