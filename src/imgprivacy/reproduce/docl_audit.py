@@ -196,7 +196,11 @@ def admission(
     models: list[OneClassAutoencoder], classes, *, probes: ProbeSet
 ) -> tuple[list[str], dict[str, str]]:
     """Which users' guards the service's admission (default settings) accepts, and why not."""
-    settings = ServiceSettings(database_url="sqlite://", probe_count=len(probes) // 2)
+    settings = ServiceSettings(
+        database_url="sqlite://",
+        probe_count=len(probes) // 2,
+        feature_extractor=models[0].config.feature_extractor,
+    )
     admitted, refusals = [], {}
     for cls, model in zip(classes, models):
         try:
