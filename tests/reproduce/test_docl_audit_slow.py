@@ -61,7 +61,11 @@ def test_the_reproduction_writes_its_table(tmp_path, data_dir, monkeypatch):
     )
     monkeypatch.setattr(docl_audit, "MODELS", {"paper-exact": AutoencoderConfig.paper(epochs=2)})
     results = docl_audit.reproduce_docl_audit(
-        out=tmp_path, quick=True, epsilons=(None, 4.0), data_dir=data_dir
+        out=tmp_path,
+        quick=True,
+        models=("paper-exact",),
+        epsilons=(None, 4.0),
+        data_dir=data_dir,
     )
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["epsilon"] for r in saved["runs"]] == [None, 4.0]
