@@ -8,6 +8,7 @@ import typer
 
 from imgprivacy import __version__
 from imgprivacy.cli.anonymize import anonymize_app
+from imgprivacy.cli.audit import audit_app, docl_audit
 from imgprivacy.cli.common import EXIT_CODES_HELP, ImgPrivacyApp, ShowsChoices, setup_logging
 from imgprivacy.cli.demo import demo_app
 from imgprivacy.cli.features import features_app
@@ -25,9 +26,11 @@ app = ImgPrivacyApp(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+reproduce_app.command("docl-audit")(docl_audit)
 app.add_typer(reproduce_app, name="reproduce")
 app.add_typer(anonymize_app, name="anonymize")
 app.add_typer(guard_app, name="guard")
+app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(features_app, name="features")
 app.command("serve", cls=ShowsChoices)(serve)

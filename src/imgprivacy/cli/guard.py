@@ -86,16 +86,38 @@ def train(
             help="Continue an interrupted run from <out>.ckpt, or start over.",
         ),
     ] = True,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-epsilon",
+            min=0.01,
+            help="Train with differential privacy (DP-SGD) within this epsilon; it covers the "
+            "weights and mu/sigma, and is written into the file. Not resumable.",
+            show_default=False,
+        ),
+    ] = None,
+    dp_delta: Annotated[
+        float,
+        typer.Option(
+            "--dp-delta",
+            min=1e-12,
+            max=0.1,
+            help="The delta of --dp-epsilon; keep it below 1/(number of your images).",
+        ),
+    ] = 1e-5,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
     """Train a one-class autoencoder on your images and compute mu/sigma (nothing leaves this
     machine). The model is the feature extractor's default one unless an option changes it. A
-    model whose sigma would be 0 (identical images) is refused, not written."""
+    model whose sigma would be 0 (identical images) is refused, not written. With --dp-epsilon
+    the training is differentially private (docs/threat-model.md)."""
     from imgprivacy.cli.reproduce import rich_progress
     from imgprivacy.client import train_guard
+    from imgprivacy.docl.private_budget import PrivacyBudget
 
     config = guard_config(features=features, hidden_dim=hidden_dim, epochs=epochs, seed=seed)
+    privacy = None if dp_epsilon is None else PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
     with progress_bar() as progress:
         model = train_guard(
             images,
@@ -103,9 +125,11 @@ def train(
             config=config,
             resume=resume,
             progress=rich_progress(progress),
+            privacy=privacy,
             device=device,
         )
-    console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}")
+    dp = "" if privacy is None else f" epsilon={dp_epsilon:g} delta={dp_delta:g}"
+    console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}{dp}")
 
 
 def guard_config(*, features: str | None, hidden_dim: int | None, epochs: int | None, seed: int):

@@ -2,7 +2,9 @@
 
 Training is :meth:`OneClassAutoencoder.fit`, resumable through its checkpoint: a run that is
 interrupted and started again with the same images and config continues from the last finished
-epoch and ends with exactly the model an uninterrupted run gives.
+epoch and ends with exactly the model an uninterrupted run gives. With a privacy budget
+(``privacy=PrivacyBudget(epsilon=...)``) training is differentially private (DP-SGD) and starts
+over when interrupted: a resumed DP run would spend its budget twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.data import load_image_folder
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
+from imgprivacy.docl.private_budget import PrivacyBudget
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.features import get_extractor
 from imgprivacy.fileio import write_atomic
@@ -42,12 +45,15 @@ def train_autoencoder(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     progress: ProgressFactory | None = None,
+    privacy: PrivacyBudget | None = None,
     device: str = "cpu",
 ) -> OneClassAutoencoder:
     """Fit a one-class autoencoder on features ``x`` (K, D), resumable through ``checkpoint``.
 
     With ``checkpoint`` the training state is saved there after every epoch and, with
-    ``resume``, an existing checkpoint of the same features and config is continued.
+    ``resume``, an existing checkpoint of the same features and config is continued. With
+    ``privacy`` the training is differentially private and not checkpointed (``checkpoint`` is
+    ignored).
 
     Raises
     ------
@@ -57,6 +63,8 @@ def train_autoencoder(
     CorruptFileError
         For an unreadable checkpoint (start over with ``resume=False``).
     """
+    if privacy is not None:
+        return OneClassAutoencoder(config, device=device).fit(x, progress=progress, privacy=privacy)
     return OneClassAutoencoder(config, device=device).fit(
         x, checkpoint=checkpoint, resume=resume and checkpoint is not None, progress=progress
     )
@@ -69,12 +77,15 @@ def train_guard(
     config: AutoencoderConfig | None = None,
     resume: bool = True,
     progress: ProgressFactory | None = None,
+    privacy: PrivacyBudget | None = None,
     device: str = "cpu",
 ) -> OneClassAutoencoder:
     """Train on the images in folder ``images`` and save the guard to ``out`` (.safetensors).
 
     Training checkpoints to ``<out>.ckpt`` after every epoch; with ``resume`` an interrupted run
-    continues from it, without it starts over. The checkpoint is removed at the end.
+    continues from it, without it starts over. The checkpoint is removed at the end. With
+    ``privacy`` the training is differentially private (no checkpoint; the file records epsilon
+    and delta).
 
     Raises
     ------
@@ -93,6 +104,7 @@ def train_guard(
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,
+        privacy=privacy,
         device=device,
     )
     data = autoencoder_to_bytes(model)

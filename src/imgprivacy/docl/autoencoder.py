@@ -36,6 +36,7 @@ from imgprivacy.docl.checkpoint import (
     save_checkpoint,
 )
 from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.private_budget import PrivacyBudget, PrivacyReport
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
@@ -117,6 +118,7 @@ class OneClassAutoencoder:
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         progress: ProgressFactory | None = None,
+        privacy: PrivacyBudget | None = None,
     ) -> OneClassAutoencoder:
         """Train on features ``x`` of shape (K, D) in [0, 1], then record the error statistics.
 
@@ -133,13 +135,18 @@ class OneClassAutoencoder:
             uninterrupted one. Only ``epochs`` may differ from the checkpointed run's config.
         progress
             Reports one step per epoch, its status the epoch's loss.
+        privacy
+            Train with differential privacy within this budget (DP-SGD, and mu and sigma by the
+            Gaussian mechanism; :mod:`imgprivacy.docl.private_training`, needs Opacus, the
+            ``dp`` extra). ``privacy_`` then reports what was spent and the model file records
+            it. Not resumable: ``checkpoint`` must be None.
 
         Raises
         ------
         InvalidInputError
             For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows;
             for ``resume`` without ``checkpoint``; for a checkpoint of other features, another
-            config or more epochs than ``config.epochs``.
+            config or more epochs than ``config.epochs``; for ``privacy`` with ``checkpoint``.
         CorruptFileError
             When ``resume`` finds a file at ``checkpoint`` that is not a readable checkpoint.
         """
@@ -153,6 +160,8 @@ class OneClassAutoencoder:
             raise InvalidInputError(
                 "resume=True needs the checkpoint file to resume from: pass checkpoint=PATH."
             )
+        if privacy is not None:
+            return self._fit_private(x, privacy, checkpoint=checkpoint, progress=progress)
         net = _seeded_net(cfg).to(self.device)
         state = TrainingState(
             net=net,
@@ -183,6 +192,33 @@ class OneClassAutoencoder:
         train_distances = self.distances(x)
         self.error_mean_ = float(train_distances.mean())
         self.error_std_ = float(train_distances.std())
+        self.privacy_ = None
+        return self
+
+    def _fit_private(
+        self,
+        x: torch.Tensor,
+        budget: PrivacyBudget,
+        *,
+        checkpoint: str | os.PathLike | None,
+        progress: ProgressFactory | None,
+    ) -> OneClassAutoencoder:
+        from imgprivacy.docl.private_training import train_private
+
+        if checkpoint is not None:
+            raise InvalidInputError(
+                "Differentially private training cannot be checkpointed or resumed (a resumed "
+                "run would spend its privacy budget twice): pass checkpoint=None."
+            )
+        net = _seeded_net(self.config).to(self.device)
+        advance = resolve(progress)("training autoencoder (DP)", self.config.epochs)
+        losses, mu, sigma, report = train_private(
+            net, x.to(self.device), config=self.config, budget=budget, advance=advance
+        )
+        self.net_ = net.eval()
+        self.history_ = TrainHistory(losses)
+        self.error_mean_, self.error_std_ = mu, sigma
+        self.privacy_ = report
         return self
 
     # -- scoring --------------------------------------------------------------------------
@@ -229,9 +265,11 @@ class OneClassAutoencoder:
         *,
         error_mean: float,
         error_std: float,
+        privacy: PrivacyReport | None = None,
         device: str = "cpu",
     ) -> OneClassAutoencoder:
-        """Rebuild a fitted model from validated weights and statistics."""
+        """Rebuild a fitted model from validated weights and statistics (and, for a DP model,
+        the report of its privacy budget)."""
         model = cls(config, device=device)
         net = AutoencoderNet(config.layer_dims)
         net.load_state_dict(weights)
@@ -239,6 +277,7 @@ class OneClassAutoencoder:
         model.history_ = TrainHistory()
         model.error_mean_ = float(error_mean)
         model.error_std_ = float(error_std)
+        model.privacy_ = privacy
         return model
 
     # -- persistence ----------------------------------------------------------------------

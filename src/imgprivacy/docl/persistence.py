@@ -1,7 +1,9 @@
 """Save and load one-class autoencoders as safetensors with JSON metadata (never pickle).
 
 A file alone rebuilds the model: the safetensors header's metadata holds ``imgprivacy`` = JSON with
-the format version, the config, the error statistics, the feature extractor and the input dimension.
+the format version, the config, the error statistics, the feature extractor and the input dimension;
+a differentially private model adds ``privacy`` (:class:`~imgprivacy.docl.private_budget.PrivacyReport`:
+epsilon, delta and the mechanisms' noise). Files without it are non-private models.
 
 The public API is the model's own methods, the style the anonymizer uses too:
 ``model.save(path)`` / ``OneClassAutoencoder.load(path)`` and ``model.to_bytes()`` /
@@ -22,6 +24,7 @@ from safetensors.torch import save as save_bytes
 from imgprivacy import __version__, safetensors_io
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.private_budget import PrivacyReport
 from imgprivacy.errors import CorruptFileError, InvalidInputError
 from imgprivacy.safetensors_io import tensor_problems
 
@@ -60,6 +63,8 @@ def encode(model: OneClassAutoencoder) -> bytes:
         "feature_extractor": model.config.feature_extractor,
         "input_dim": model.config.input_dim,
     }
+    if getattr(model, "privacy_", None) is not None:
+        metadata["privacy"] = model.privacy_.to_dict()
     return save_bytes(model.weights(), metadata={METADATA_KEY: json.dumps(metadata)})
 
 
@@ -90,6 +95,12 @@ def autoencoder_from_bytes(
     for name, value in stats.items():
         if not safetensors_io.finite_number(value) or value <= 0:
             problems.append(f"{name} must be a finite number > 0, got {value!r}")
+    privacy = None
+    if metadata.get("privacy") is not None:
+        try:
+            privacy = PrivacyReport.from_dict(metadata["privacy"])
+        except InvalidInputError as exc:
+            problems += exc.problems
     if problems:
         raise InvalidInputError([f"{source}: {p}" for p in problems])
     return OneClassAutoencoder.from_weights(
@@ -97,6 +108,7 @@ def autoencoder_from_bytes(
         tensors,
         error_mean=stats["error_mean"],
         error_std=stats["error_std"],
+        privacy=privacy,
         device=device,
     )
 

@@ -27,6 +27,7 @@ from imgprivacy.errors import (
     RecordNotFoundError,
 )
 from imgprivacy.service.migrations import upgrade_schema
+from imgprivacy.service.model_privacy import HEADER_PREFIX, header_prefix, privacy_of
 from imgprivacy.service.tables import (
     BankState,
     GuardModel,
@@ -42,7 +43,8 @@ from imgprivacy.service.tables import (
 __all__ = ["ModelInfo", "NewModel", "PendingInfo", "Storage", "UserInfo", "make_engine"]
 
 
-def _info(model: GuardModel, owner: str) -> ModelInfo:
+def _info(model: GuardModel, owner: str, header: bytes | None = None) -> ModelInfo:
+    dp_epsilon, dp_delta = privacy_of(header)
     return ModelInfo(
         owner=owner,
         name=model.name,
@@ -55,6 +57,8 @@ def _info(model: GuardModel, owner: str) -> ModelInfo:
         revision=model.revision,
         created_at=model.created_at,
         updated_at=model.updated_at,
+        dp_epsilon=dp_epsilon,
+        dp_delta=dp_delta,
     )
 
 
@@ -274,13 +278,13 @@ class Storage:
         model.revision = revision
         model.updated_at = now()
         session.flush()
-        return _info(model, user.name), created
+        return _info(model, user.name, new.blob[:HEADER_PREFIX]), created
 
     def list_models(self, owner: UserInfo | None = None) -> list[ModelInfo]:
         """Metadata of ``owner``'s models, or of everyone's when ``owner`` is None."""
         with self.session() as session:
             query = (
-                select(GuardModel, User.name)
+                select(GuardModel, User.name, header_prefix())
                 .join(User)
                 .options(defer(GuardModel.blob))  # metadata only: never read the weights here
                 .order_by(User.name, GuardModel.name)
@@ -288,20 +292,20 @@ class Storage:
             if owner is not None:
                 query = query.where(GuardModel.user_id == owner.id)
             return [
-                _info(m, o)
-                for m, o in session.execute(query.execution_options(yield_per=256)).all()
+                _info(m, o, header)
+                for m, o, header in session.execute(query.execution_options(yield_per=256)).all()
             ]
 
     def get_model(self, owner: UserInfo, name: str) -> ModelInfo:
         with self.session() as session:
-            model = session.scalar(
-                select(GuardModel)
+            row = session.execute(
+                select(GuardModel, header_prefix())
                 .options(defer(GuardModel.blob))
                 .where(GuardModel.user_id == owner.id, GuardModel.name == name)
-            )
-            if model is None:
+            ).first()
+            if row is None:
                 raise _model_not_found(name)
-            return _info(model, owner.name)
+            return _info(row[0], owner.name, row[1])
 
     def delete_model(self, owner_name: str, name: str) -> None:
         with self.session() as session:

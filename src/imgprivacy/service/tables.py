@@ -178,6 +178,9 @@ class ModelInfo:
     revision: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    # A DP model's budget, read from its file's metadata (service.model_privacy); None otherwise.
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
 
     @property
     def key(self) -> str:

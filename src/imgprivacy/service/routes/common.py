@@ -94,6 +94,10 @@ class ModelOut(BaseModel):
     revision: int
     created_at: AwareDatetime  # UTC
     updated_at: AwareDatetime
+    # Differential privacy of a model trained with `guard train --dp-epsilon` (from the file's
+    # metadata); null for a model trained without it.
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
 
     @classmethod
     def of(cls, info: ModelInfo) -> ModelOut:
