@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -268,7 +268,9 @@ class ShardedBank:
 
         if self.source is None:
             return False
-        with self._changes:
+        if not self._changes.acquire(timeout=-1 if timeout is None else timeout):
+            raise self._unavailable("another change is still loading models")
+        try:
             if not force and self.source.revision() == self._revision:
                 return False
             revision, listing = self.source.listing()
@@ -282,6 +284,8 @@ class ShardedBank:
                 raise
             logger.info("sharded bank synced to revision %d: %d models", revision, len(self))
             return True
+        finally:
+            self._changes.release()
 
     def _collect_states(self, ray, refs: list, *, timeout: float | None = None) -> None:
         try:
@@ -362,17 +366,6 @@ class ShardedBank:
         for shard in self._shards:
             ray.kill(shard, no_restart=True)
         self._shards = []
-
-    def describe(self) -> dict:
-        """Configuration and per-shard state, JSON-ready."""
-        return {
-            "config": asdict(self.config),
-            "revision": self._revision,
-            "models": len(self),
-            "shards": [
-                None if s is None else {**asdict(s), "models": len(s.models)} for s in self._states
-            ],
-        }
 
 
 def _guard_args(guard: Guard) -> dict:
