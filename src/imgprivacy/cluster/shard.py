@@ -12,6 +12,8 @@ starts, which is how a restarted actor recovers; without one, the driver pushes 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import os
@@ -26,6 +28,8 @@ from imgprivacy.docl import BankScores, FilterBank, Guard, OneClassAutoencoder
 from imgprivacy.errors import ImgPrivacyError
 
 logger = logging.getLogger(__name__)
+
+LOAD_CHUNK = 256  # models loaded from the source at a time
 
 
 def shard_of(model_id: str, shards: int) -> int:
@@ -118,15 +122,22 @@ class BankShard:
         mine = {key: rev for key, rev in listing.items() if self.owns(key)}
         changed = [key for key, rev in mine.items() if self._known.get(key) != rev]
         removed = [key for key in self._known if key not in mine]
-        loaded = self.source.load(changed) if changed else {}
-        removed += [key for key in changed if key not in loaded]  # deleted since the listing
-        items = [(owner, model) for _, owner, model in loaded.values()]
-        if items:
+        # In chunks, so a shard (re)loading 10,000 models holds one chunk of loaded copies at a
+        # time. No check runs inside this call (an actor runs one call at a time), so the
+        # chunks need not be added as one step.
+        for start in range(0, len(changed), LOAD_CHUNK):
+            keys = changed[start : start + LOAD_CHUNK]
+            loaded = self.source.load(keys)
+            removed += [key for key in keys if key not in loaded]  # deleted since the listing
+            if not loaded:
+                continue
+            items = [(owner, model) for _, owner, model in loaded.values()]
             try:
                 self.bank.add_many(items, model_ids=list(loaded), replace=True)
                 self._known.update({key: rev for key, (rev, _, _) in loaded.items()})
             except ImgPrivacyError as exc:  # stored before a settings change, say
                 logger.error("shard %d could not add %d models: %s", self.index, len(items), exc)
+            del loaded, items
         self._remove(removed)
         self.revision = revision
         return self.state()
@@ -157,6 +168,7 @@ class BankShard:
             if key in present:
                 self.bank.remove(key)
         self.bank.snapshot()  # stack the weights now, not in the next check
+        release_free_memory()
 
     # -- checks -----------------------------------------------------------------------------
     def check(
@@ -197,6 +209,13 @@ class BankShard:
 
 def _guard_key(guard: dict) -> tuple:
     return tuple(sorted(guard.items()))
+
+
+def release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc), so a shard's resident size
+    after a rebuild is what it holds, not the peak of the rebuild."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _rss_bytes() -> int:
