@@ -63,6 +63,13 @@ def serve(
     batch_max_size: Annotated[
         int | None, _opt("Checks per bank pass (1 = no batching).", "--batch-max-size", min=1)
     ] = None,
+    bank: Annotated[
+        str | None,
+        _opt("Where the bank lives: memory (default) or ray (shard actors).", "--bank"),
+    ] = None,
+    ray_address: Annotated[
+        str | None, _opt("Ray cluster for --bank ray (default: a local one).", "--ray-address")
+    ] = None,
     access_log: Annotated[
         bool | None,
         typer.Option(
@@ -82,6 +89,8 @@ def serve(
         "feature_extractor": features,
         "batch_max_size": batch_max_size,
         "access_log": access_log,
+        "bank": bank,
+        "ray_address": ray_address,
     }
     flags = {name: value for name, value in flags.items() if value is not None}
     settings = load_settings(flags)
@@ -122,7 +131,8 @@ def check_settings(settings) -> None:
         database URL.
     """
     problems = []
-    for check in (_check_guard, _check_extractor, _check_probe_images, _check_database):
+    checks = (_check_guard, _check_extractor, _check_probe_images, _check_database, _check_bank)
+    for check in checks:
         try:
             check(settings)
         except (ImgPrivacyError, OSError) as exc:
@@ -136,6 +146,16 @@ def _check_guard(settings) -> None:
 
     margin = {} if settings.margin is None else {"margin": settings.margin}
     Guard(policy=settings.policy, alpha=settings.alpha, **margin)
+
+
+def _check_bank(settings) -> None:
+    if settings.bank == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise InvalidInputError(
+                "--bank ray needs Ray; install it with pip install 'imgprivacy[cluster]'"
+            ) from None
 
 
 def _check_extractor(settings) -> None:

@@ -67,11 +67,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )  # lists POLICIES if unknown
     extractor = get_extractor(settings.feature_extractor)
     storage = Storage(settings.database_url)
-    bank = FilterBank(
-        input_dim=extractor.dim,
-        feature_extractor=extractor.name,
-        precision=settings.bank_precision,  # lists the valid precisions if unknown
-    )
+    if settings.bank == "ray":  # shard actors that follow the database (imgprivacy.cluster)
+        from imgprivacy.service.ray_bank import sharded_scorer, sharded_service_bank
+
+        bank = sharded_service_bank(settings, storage=storage, extractor=extractor, guard=guard)
+        sync, scorer = bank, sharded_scorer(bank, guard)
+    else:
+        bank = FilterBank(
+            input_dim=extractor.dim,
+            feature_extractor=extractor.name,
+            precision=settings.bank_precision,  # lists the valid precisions if unknown
+        )
+        sync, scorer = BankSync(storage, bank), bank_scorer(bank, guard)
     metrics = Metrics()
     state = ServiceState(
         settings=settings,
@@ -79,9 +86,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         extractor=extractor,
         bank=bank,
         guard=guard,
-        sync=BankSync(storage, bank),
+        sync=sync,
         batcher=MicroBatcher(
-            bank_scorer(bank, guard),
+            scorer,
             prepare=partial(
                 prepare_batch, extractor=extractor, max_pixels=settings.max_image_pixels
             ),
@@ -130,6 +137,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await poller
             await state.batcher.stop()
+            if settings.bank == "ray":
+                bank.shutdown()
             storage.dispose()
 
     app = FastAPI(

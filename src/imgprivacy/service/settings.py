@@ -6,6 +6,8 @@ and several workers can each build their own app. ``imgprivacy serve`` maps its 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -96,3 +98,11 @@ class ServiceSettings(BaseSettings):
     # When true, an upload refused for its behaviour (non-finite distances, statistics, probe
     # claims) is kept in quarantine (202) for the admin to approve or reject, never used by checks.
     quarantine_refused: bool = False
+    # Where the bank lives: "memory" (every model in this process) or "ray" (shard actors on a
+    # Ray cluster, each loading its share of the models from the database; see docs/service.md).
+    bank: Literal["memory", "ray"] = "memory"
+    ray_address: str | None = None  # a Ray cluster to join; unset = start a local one (2 CPUs)
+    ray_shards: int = Field(default=2, ge=1)  # shard actors of the bank
+    ray_shard_cpus: float = Field(default=1.0, ge=0)  # CPUs Ray reserves for each shard
+    # A check waits this long for every shard; past it the service answers 503 (Retry-After).
+    ray_check_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -1,0 +1,84 @@
+"""The exact reduction of a sharded bank: each shard keeps the few columns that can decide.
+
+The Guard (:mod:`imgprivacy.docl.guard`) decides input b from three minima over the models:
+
+- the nearest *claimant* (another user's model whose interval holds the input, not broken):
+  its distance, and which model it is (the operator's log names it);
+- the nearest *voucher* among the uploader's own models (any own model with a finite distance
+  under ``nearer``; only an own model whose interval holds the input under ``margin``);
+- whether any claimant exists at all (true exactly when the nearest claimant exists).
+
+A minimum over all models equals the minimum over any subset that holds the argmin. So each
+shard scores its own models and keeps, for every input, the columns that reach those minima in
+that shard (plus the nearest model, so a non-empty shard always answers with a column). The
+union of the shards' columns, with their true distances for every input, holds every global
+argmin; :meth:`Guard.decide` on that union gives the decisions of the whole bank, bit for bit
+(a tie between two shards' claimants, at exactly equal distances, may name the other model).
+A shard sends at most four columns per input, however many models it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from imgprivacy.docl import BankScores, Guard
+from imgprivacy.docl.guard import POLICIES, read_claims
+from imgprivacy.errors import InvalidInputError
+
+
+def ownership(owners: Sequence[str], uploaders: Sequence[str]) -> torch.Tensor:
+    """(B, N) bool: True where model n belongs to the uploader of input b."""
+    codes = {name: i for i, name in enumerate(dict.fromkeys([*owners, *uploaders]))}
+    owner_codes = torch.tensor([codes[o] for o in owners], dtype=torch.long)
+    uploader_codes = torch.tensor([codes[u] for u in uploaders], dtype=torch.long)
+    return uploader_codes[:, None] == owner_codes[None, :]
+
+
+def deciding_columns(scores: BankScores, uploaders: Sequence[str], guard: Guard) -> BankScores:
+    """The columns of one shard's ``scores`` that can decide an input (see the module docstring).
+
+    ``guard.claims`` runs on the whole shard, so the shard's Guard counts broken models exactly.
+    Returns ``scores`` restricted to those columns, in model-id order.
+    """
+    if not scores.model_ids:
+        return scores
+    claims = guard.claims(scores, list(uploaders))
+    own = ownership(scores.owners, list(uploaders))
+    distances = scores.distances.to(torch.float64)
+    finite = torch.isfinite(distances) & torch.isfinite(scores.error_mean + scores.error_std)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    # The uploader's own models, read as if they were the claimants: their nearest one whose
+    # interval holds the input is the voucher of a policy that needs a claim to vouch.
+    rule = dataclasses.replace(POLICIES[guard.policy], vouch="never")
+    inside_own = read_claims(scores, ~own, rule=rule, alpha=guard.alpha, margin=guard.margin)
+    own_best, own_index = torch.where(own & finite, distances, inf).min(dim=1)
+    picked = [
+        scores.nearest,
+        claims.culprit[torch.isfinite(claims.claimant_distance)],
+        inside_own.culprit[torch.isfinite(inside_own.claimant_distance)],
+        own_index[torch.isfinite(own_best)],
+    ]
+    columns = torch.unique(torch.cat(picked)).tolist()
+    columns.sort(key=lambda n: scores.model_ids[n])
+    return scores.select(models=columns)
+
+
+def merge_columns(parts: Sequence[BankScores]) -> BankScores:
+    """One :class:`BankScores` holding every shard's deciding columns, in model-id order."""
+    parts = [p for p in parts if p.model_ids]
+    if not parts:
+        raise InvalidInputError(
+            "The sharded bank holds no model yet; add users' autoencoders before checking."
+        )
+    merged = BankScores(
+        distances=torch.cat([p.distances for p in parts], dim=1),
+        error_mean=torch.cat([p.error_mean for p in parts]),
+        error_std=torch.cat([p.error_std for p in parts]),
+        model_ids=tuple(m for p in parts for m in p.model_ids),
+        owners=tuple(o for p in parts for o in p.owners),
+    )
+    order = sorted(range(len(merged.model_ids)), key=lambda n: merged.model_ids[n])
+    return merged.select(models=order)

@@ -1,0 +1,139 @@
+"""The shards' deciding columns reduce to exactly the single bank's decisions (no Ray here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imgprivacy.cluster import deciding_columns, merge_columns, shard_of
+from imgprivacy.docl import POLICIES, Guard
+from imgprivacy.errors import InvalidInputError
+from tests.cluster.helpers import DIM, random_models, single_bank, trained_models
+from tests.conftest import blobs
+
+
+def sharded_decisions(models, x, uploaders, guards, shards: int):
+    """For each Guard: the decisions from ``shards`` separate banks' deciding columns."""
+    scores = []
+    for k in range(shards):
+        mine = [m for m in models if shard_of(m[0], shards) == k]
+        if mine:
+            scores.append(single_bank(mine).score(x))
+    return [
+        guard.decide(
+            merge_columns([deciding_columns(s, uploaders, guard) for s in scores]), uploaders
+        )
+        for guard in guards
+    ]
+
+
+GUARDS = [Guard(policy=p, alpha=a, margin=1.2) for p in POLICIES for a in (1.0, 2.0)]
+
+
+@pytest.fixture(scope="module")
+def random_case():
+    models = random_models(40, seed=1)
+    x, uploaders = inputs(1, models)
+    scores = single_bank(models).score(x)
+    return models, x, uploaders, [guard.decide(scores, uploaders) for guard in GUARDS]
+
+
+@pytest.fixture(scope="module")
+def trained_case():
+    models = trained_models()
+    x, y = blobs(dim=DIM, classes=3, seed=5)
+    uploaders = [f"u{(c + i) % 3}" for i, c in enumerate(y.tolist())]  # own and others' images
+    guards = [Guard(policy=p, alpha=2.0) for p in POLICIES]
+    scores = single_bank(models).score(x)
+    return models, x, uploaders, guards, [guard.decide(scores, uploaders) for guard in guards]
+
+
+def assert_same(got, expected):
+    """Same verdicts and claiming models; distances equal up to float32 rounding.
+
+    One model's distance can differ in its last bit between banks of different membership
+    (BLAS blocks a (B, D) @ (D, n*M) product by its width), as it can between two sizes of one
+    in-process bank; the reduction itself adds no error.
+    """
+    assert [d.share for d in got] == [d.share for d in expected]
+    assert [(d.matched_model, d.matched_owner) for d in got] == [
+        (d.matched_model, d.matched_owner) for d in expected
+    ]
+    distances = [(d.distance or 0.0, e.distance or 0.0) for d, e in zip(got, expected)]
+    assert [a for a, _ in distances] == pytest.approx([b for _, b in distances], rel=1e-6)
+    assert {(d.policy, d.alpha) for d in got} == {(d.policy, d.alpha) for d in expected}
+
+
+def inputs(seed: int, models) -> tuple[torch.Tensor, list[str]]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(48, DIM, generator=gen)
+    owners = sorted({owner for _, owner, _ in models})
+    uploaders = [owners[i % len(owners)] if i % 5 else "stranger" for i in range(len(x))]
+    return x, uploaders
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_random_models_decide_as_one_bank(random_case, shards):
+    models, x, uploaders, expected = random_case
+    got = sharded_decisions(models, x, uploaders, GUARDS, shards)
+    for guard, mine, theirs in zip(GUARDS, got, expected):
+        blocked = sum(not d.share for d in theirs)
+        assert 0 < blocked < len(x), guard.policy  # not trivial: some blocked, some shared
+        assert_same(mine, theirs)
+
+
+def test_trained_models_decide_as_one_bank(trained_case):
+    models, x, uploaders, guards, expected = trained_case
+    for mine, theirs in zip(sharded_decisions(models, x, uploaders, guards, 2), expected):
+        assert 0 < sum(not d.share for d in theirs) < len(x)
+        assert_same(mine, theirs)
+
+
+def test_a_shard_sends_few_columns_however_many_models():
+    models = random_models(60, seed=3)
+    x, uploaders = inputs(3, models)
+    scores = single_bank(models).score(x[:2])
+    columns = deciding_columns(scores, uploaders[:2], Guard(policy="margin"))
+    assert 1 <= len(columns.model_ids) <= 8  # at most four per input
+    assert columns.model_ids == tuple(sorted(columns.model_ids))
+    assert torch.equal(
+        columns.distances,
+        scores.select(models=[scores.model_ids.index(m) for m in columns.model_ids]).distances,
+    )
+
+
+def test_broken_model_claims_nothing_when_sharded():
+    models = random_models(12, seed=4)
+    _, owner, model = models[0]
+    weights = model.weights()
+    weights["layers.0.weight"] = weights["layers.0.weight"] * 1e30  # overflows to inf/NaN
+    broken = type(model).from_weights(model.config, weights, error_mean=1.0, error_std=1.0)
+    models[0] = ("broken/m", "broken", broken)
+    x, uploaders = inputs(4, models)
+    expected = Guard(policy="paper").decide(single_bank(models).score(x), uploaders)
+    assert_same(sharded_decisions(models, x, uploaders, [Guard(policy="paper")], 3)[0], expected)
+
+
+def test_no_columns_at_all_is_an_empty_bank():
+    with pytest.raises(InvalidInputError, match="holds no model yet"):
+        merge_columns([_empty(), _empty()])
+
+
+def _empty():
+    from imgprivacy.docl import BankScores
+
+    return BankScores(
+        distances=torch.empty(3, 0),
+        error_mean=torch.empty(0, dtype=torch.float64),
+        error_std=torch.empty(0, dtype=torch.float64),
+        model_ids=(),
+        owners=(),
+    )
+
+
+def test_model_ids_hash_to_stable_shards():
+    assert [shard_of(f"alice/{k}", 4) for k in range(6)] == [
+        shard_of(f"alice/{k}", 4) for k in range(6)
+    ]
+    counts = torch.bincount(torch.tensor([shard_of(f"u{k}/m", 4) for k in range(400)]))
+    assert counts.min() > 60  # roughly even
