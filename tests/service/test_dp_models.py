@@ -9,9 +9,15 @@ import torch
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.private_budget import PrivacyBudget
 from imgprivacy.service.model_privacy import HEADER_PREFIX, privacy_of
-from tests.service.conftest import TEST_CONFIG, in_process_service
+from tests.service.conftest import FEATURES, TEST_CONFIG, in_process_service
 
-TINY = AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, batch_size=16)
+TINY = AutoencoderConfig(
+    hidden_dim=4,
+    layer_widths=(),
+    epochs=1,
+    batch_size=16,
+    feature_extractor=FEATURES,
+)
 
 
 @pytest.fixture(scope="module")
