@@ -41,6 +41,9 @@ def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
         "off": Guard(policy="margin", alpha=1.0, margin=1.0),
         "gated": Guard(policy="margin", alpha=1.0, margin=1.0, breadth_ratio=1.0),
     }
+    seen = []  # every breadth mapping the gated Guard was given
+    set_breadth = guards["gated"].set_breadth
+    guards["gated"].set_breadth = lambda breadth: (seen.append(dict(breadth)), set_breadth(breadth))
     matrices = adversary_matrix(
         train_features=x[train],
         train_labels=labels[train],
@@ -52,5 +55,10 @@ def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
         guards=guards,
     )
     assert (matrices["gated"] >= matrices["off"]).all()
-    # The adversary's model got its own breadth entry (the gate read it).
-    assert any(key.endswith("/adversary") for key in guards["gated"]._breadth)
+    assert (matrices["gated"] > matrices["off"]).any()  # the gate took some vouching away
+    # One mapping per (adversary, victim) pair; off the diagonal the adversary's model has its
+    # own entry beside the honest models it does not replace.
+    assert len(seen) == 9
+    attacked = [m for m in seen if any(k.endswith("/adversary") for k in m)]
+    assert len(attacked) == 6
+    assert all(len(m) == 3 and all(0.0 <= b <= 1.0 for b in m.values()) for m in seen)
