@@ -98,6 +98,7 @@ def test_the_wheel_holds_the_package_data(wheel):
     assert features and features <= names
     assert {
         "imgprivacy/py.typed",
+        "imgprivacy/docl/bank_kernel.c",  # the bank's native kernel, compiled on first use
         "imgprivacy/service/migrations/env.py",
         "imgprivacy/service/migrations/script.py.mako",
         "imgprivacy/service/migrations/versions/0001_baseline.py",

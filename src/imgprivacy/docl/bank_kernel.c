@@ -38,6 +38,13 @@ INLINE float load1(const void *p, long i, int dt) {
     return f;
 }
 
+/* One input alone is memory-bound: fetching weights this far ahead of their use measured ~8
+ * points of read bandwidth better than the hardware prefetcher alone (256-2048 bytes tried). */
+#define PREFETCH_BYTES 512
+INLINE void prefetch(const void *p, long i, int dt) {
+    _mm_prefetch((const char *)p + i * (dt == F32 ? 4 : 2) + PREFETCH_BYTES, _MM_HINT_T0);
+}
+
 INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -86,6 +93,7 @@ INLINE void dot_tile(int R, int J, int dt, long K, const float *a, long lda, con
         __m256 av[3];
         for (int r = 0; r < R; r++) av[r] = _mm256_loadu_ps(a + r * lda + k);
         for (int j = 0; j < J; j++) {
+            if (R == 1) prefetch(w, (j0 + j) * K + k, dt);
             __m256 wv = load8(w, (j0 + j) * K + k, dt);
             for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(av[r], wv, acc[r][j]);
         }
@@ -190,6 +198,7 @@ INLINE void axpy_stream(int dt, int last, long rows, long K, long J, const float
     for (long k = 0; k < K; k++) {
         long c = 0;
         for (; c + 8 <= J; c += 8) {
+            prefetch(w, k * J + c, dt);
             __m256 wv = load8(w, k * J + c, dt);
             for (long r = 0; r < rows; r++) {
                 __m256 av = _mm256_broadcast_ss(a + r * K + k);
