@@ -24,16 +24,18 @@ from tests.conftest import tiny_config
 
 
 def test_registry_keeps_the_config_values_and_lists_them_for_unknown_names():
-    assert list(SUBSTITUTIONS) == ["none", "prototypes", "target"]
+    assert list(SUBSTITUTIONS) == ["none", "prototypes", "target", "spectral-clusters"]
     assert SUBSTITUTIONS["prototypes"] is PrototypeSubstitution
     assert get_substitution("target") is TargetSubstitution
     with pytest.raises(UnknownNameError, match="'nearest'. Valid names: none, prototypes, target"):
         get_substitution("nearest")
-    with pytest.raises(InvalidInputError, match=r"one of \['none', 'prototypes', 'target'\]"):
+    with pytest.raises(
+        InvalidInputError, match=r"one of \['none', 'prototypes', 'target', 'spectral-clusters'\]"
+    ):
         AnonymizerConfig(substitution="nearest")
 
 
-@pytest.mark.parametrize("name", ["none", "prototypes", "target"])
+@pytest.mark.parametrize("name", ["none", "prototypes", "target", "spectral-clusters"])
 def test_every_method_fits_transforms_and_round_trips_its_state(name):
     config = tiny_config(substitution=name, target_identity=1, n_prototypes=3)
     gen = torch.Generator().manual_seed(0)

@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
-from imgprivacy.anonymizer.evaluate import AttackConfig, assess
+from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES, AttackConfig, assess
 from imgprivacy.anonymizer.model import Anonymizer
+from imgprivacy.anonymizer.warp_game import WarpGameConfig
 from imgprivacy.data.pendigits import N_WRITERS, load_pendigits
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
-from imgprivacy.reports import anonymizer_figures
+from imgprivacy.reports import anonymizer_figures, anonymizer_frontier
 from imgprivacy.reports.results import write_results
+from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings, run_frontier
 from imgprivacy.reproduce.anonymizer_results import (
     BestLambda,
     PendigitsAttack,
@@ -50,7 +52,7 @@ SWEEP_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 # The paper gives Fig. 2 as a plot only; these are our goals for the best lambda.
 GOALS = {
     "writer_accuracy_at_most": 2.0 / N_WRITERS,  # within 2x of chance (6.7%)
-    "digit_accuracy_at_least": 0.95,
+    "digit_accuracy_at_least": 0.96,
     "digit_accuracy_relative_to_original_at_least": 0.97,
 }
 
@@ -63,21 +65,39 @@ class SweepSettings:
     anonymizer: AnonymizerConfig = AnonymizerConfig()  # everything but lam
     attack: AttackConfig = AttackConfig()  # the assessment attackers
     shared_pretraining: bool = True  # phases 1-2 once, every lambda branches from them
+    # the attackers on the autoencoder's own outputs (no substitution): the paper's kind of
+    # assessment network (the CNN) and the strong families
+    raw_families: tuple[str, ...] = STRONG_FAMILIES
+    frontier: FrontierSettings = FrontierSettings()  # the warp game, its clusters, baselines
 
     @classmethod
     def quick(cls, seed: int = 0) -> SweepSettings:
         """A few-minute demo: 3 lambdas, shorter training, lighter attackers."""
+        light = AttackConfig(cnn_epochs=4, cnn_channels=16, trees=100, seed=seed)
         return cls(
             lambdas=(0.0, 1.0, 4.0),
             anonymizer=AnonymizerConfig(
                 seed=seed, pretrain_epochs=8, disc_pretrain_epochs=2, adversarial_epochs=3
             ),
-            attack=AttackConfig(cnn_epochs=4, cnn_channels=16, trees=100, seed=seed),
+            attack=light,
+            raw_families=("cnn", "random_forest", "knn"),
+            frontier=FrontierSettings(
+                lambdas=(0.0, 1.0),
+                prototype_counts=(10, 15, 20, 30),
+                warp=WarpGameConfig(epochs=6),
+                attack=dataclasses.replace(light, families=STRONG_FAMILIES),
+            ),
         )
 
     @classmethod
     def full(cls, seed: int = 0) -> SweepSettings:
-        return cls(anonymizer=AnonymizerConfig(seed=seed), attack=AttackConfig(seed=seed))
+        return cls(
+            anonymizer=AnonymizerConfig(seed=seed),
+            attack=AttackConfig(seed=seed),
+            frontier=FrontierSettings(
+                attack=AttackConfig(families=STRONG_FAMILIES, seed=seed), umap_baseline=True
+            ),
+        )
 
 
 def lambda_tag(lam: float) -> str:
@@ -185,14 +205,14 @@ def reproduce_anonymizer_pendigits(
             description=f"attackers at lambda={tag}",
         )
         if anonymizer.config.n_prototypes > 0:
-            # what the autoencoder alone leaves (the forest only: it is the attacker that wins
-            # on continuous outputs), to show what the substitution adds
+            # what the autoencoder alone leaves, per attacker family: the paper's assessment
+            # network (the CNN) beside the strong families
             before = assess(
                 anonymizer.transform(data.images, substitution=False),
                 **labels,
-                config=dataclasses.replace(settings.attack, families=("random_forest",)),
+                config=dataclasses.replace(settings.attack, families=settings.raw_families),
                 device=device,
-                description=f"forest before substitution at lambda={tag}",
+                description=f"attackers before substitution at lambda={tag}",
             )
             autoencoder_only = before.to_dict()
         else:
@@ -214,6 +234,31 @@ def reproduce_anonymizer_pendigits(
         sweep.append(row)
         processed_by_lambda[tag] = processed
         histories[tag] = anonymizer.history_.epochs
+
+    run = run_frontier(
+        data,
+        settings=settings.frontier,
+        goal_writer=GOALS["writer_accuracy_at_most"],
+        seed=seed,
+        device=device,
+    )
+    for stem, images in run.released.items():
+        save_processed(
+            out / "anonymized" / f"{stem}.npz",
+            images,
+            labels={"writer": data.writer, "digit": data.digit},
+            split=data.split,
+        )
+        run.models[stem].save(out / "models" / f"{stem}.safetensors")
+    frontier = run.frontier + paper_rows(sweep)
+    test = run.selected["test"]
+    selected = {
+        **run.selected,
+        "meets_goal": bool(
+            test["writer"] <= GOALS["writer_accuracy_at_most"]
+            and test["digit"] >= GOALS["digit_accuracy_at_least"]
+        ),
+    }
 
     results = PendigitsResult(
         experiment="anonymizer-pendigits",
@@ -242,11 +287,43 @@ def reproduce_anonymizer_pendigits(
         ),
         shared_pretraining=settings.shared_pretraining,
         history=histories,
+        selected=selected,
+        frontier=frontier,
     )
-    figures = [str(p) for p in write_figures(results, data, processed_by_lambda, out)]
+    shown = dict(processed_by_lambda)
+    shown.update({stem: images for stem, images in run.released.items()})
+    figures = [str(p) for p in write_figures(results, data, shown, out)]
     results = dataclasses.replace(results, figures=figures, seconds=time.perf_counter() - started)
     write_results(results, out)
     return results
+
+
+def paper_rows(sweep: list[SweepRow]) -> list[dict]:
+    """Frontier rows of the paper's pipeline (test split only: its attackers see no validation
+    score): the released prototypes and the autoencoder's own outputs, per lambda."""
+    rows = []
+    for row in sweep:
+        rows.append(
+            {
+                "label": "paper autoencoder + k-means prototypes",
+                "method": "paper",
+                "lambda": row["lambda"],
+                "test_writer": row["writer_accuracy"],
+                "test_digit": row["digit_accuracy"],
+                "distortion": row["distortion"],
+            }
+        )
+        if row["autoencoder_only"] is not None:
+            rows.append(
+                {
+                    "label": "paper autoencoder outputs",
+                    "method": "paper-outputs",
+                    "lambda": row["lambda"],
+                    "test_writer": row["autoencoder_only"]["writer_accuracy"],
+                    "test_digit": row["autoencoder_only"]["digit_accuracy"],
+                }
+            )
+    return rows
 
 
 def output_spread(images: np.ndarray) -> float:
@@ -298,6 +375,20 @@ def write_figures(
             title="test images (one per digit): original and anonymized",
         ),
     ]
+    paths.append(
+        anonymizer_frontier.frontier(
+            out / "frontier.png",
+            rows=results.frontier,
+            chance_writer=results.chance_writer_accuracy,
+            chance_digit=results.chance_digit_accuracy,
+            goal_writer=GOALS["writer_accuracy_at_most"],
+            goal_digit=GOALS["digit_accuracy_at_least"],
+            selected={
+                "test_writer": results.selected["test"]["writer"],
+                "test_digit": results.selected["test"]["digit"],
+            },
+        )
+    )
     for tag, history in results.history.items():
         paths.append(
             anonymizer_figures.training_curves(
@@ -335,6 +426,31 @@ def summary_rows(results: PendigitsResult) -> list[tuple[str, ...]]:
                 f"{row['distortion']:.3f}",
             )
         )
+    chosen = results.selected
+    test = chosen["test"]
+    rows.append(
+        (
+            f"warp game lambda={chosen['lambda']:g}, k={chosen['n_prototypes']} (selected)",
+            pct(test["writer"]),
+            " / ".join(pct(v) for v in test["writer_accuracy_by_family"].values())
+            + f" / clusters {pct(test['cluster_majority_writer'])}",
+            pct(test["digit"]),
+            " / ".join(pct(v) for v in test["digit_accuracy_by_family"].values()),
+            f"{chosen['distortion']:.3f}",
+        )
+    )
+    ablation = chosen["ablation_lambda_0"]
+    if ablation is not None:
+        rows.append(
+            (
+                f"same, lambda=0 (ablation), k={ablation['n_prototypes']}",
+                pct(ablation["test_writer"]),
+                "clusters",
+                pct(ablation["test_digit"]),
+                "clusters",
+                f"{ablation['distortion']:.3f}",
+            )
+        )
     rows.append(("chance", pct(results.chance_writer_accuracy), "", "10.0%", "", ""))
-    rows.append(("goal", "<= 6.7%", "", ">= 95%", "", ""))
+    rows.append(("goal", "<= 6.7%", "", ">= 96%", "", ""))
     return rows

@@ -6,17 +6,19 @@
 * ``"none"`` - the autoencoder's outputs themselves (:class:`NoSubstitution`);
 * ``"prototypes"`` - the nearest of a few label-free k-means prototypes
   (:class:`~imgprivacy.anonymizer.substitution.prototypes.PrototypeSubstitution`);
+* ``"spectral-clusters"`` - the medoid training image of the output's label-free spectral
+  cluster (:class:`~imgprivacy.anonymizer.substitution.spectral_clusters.SpectralClusterSubstitution`);
 * ``"target"`` - the nearest training image of the target identity, the paper's protocol
   (:class:`~imgprivacy.anonymizer.substitution.target_nearest.TargetSubstitution`).
 
 Examples
 --------
 >>> sorted(SUBSTITUTIONS)
-['none', 'prototypes', 'target']
+['none', 'prototypes', 'spectral-clusters', 'target']
 >>> get_substitution("nearest")
 Traceback (most recent call last):
 ...
-imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target.
+imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, spectral-clusters.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod, to_uint8
 from imgprivacy.anonymizer.substitution.prototypes import PrototypeSubstitution
+from imgprivacy.anonymizer.substitution.spectral_clusters import SpectralClusterSubstitution
 from imgprivacy.anonymizer.substitution.target_nearest import TargetSubstitution
 from imgprivacy.errors import UnknownNameError
 
@@ -68,7 +71,13 @@ class NoSubstitution(SubstitutionMethod):
 
 
 SUBSTITUTIONS: dict[str, type[SubstitutionMethod]] = {
-    method.name: method for method in (NoSubstitution, PrototypeSubstitution, TargetSubstitution)
+    method.name: method
+    for method in (
+        NoSubstitution,
+        PrototypeSubstitution,
+        TargetSubstitution,
+        SpectralClusterSubstitution,
+    )
 }
 
 
@@ -92,6 +101,7 @@ __all__ = [
     "SUBSTITUTIONS",
     "NoSubstitution",
     "PrototypeSubstitution",
+    "SpectralClusterSubstitution",
     "SubstitutionMethod",
     "TargetSubstitution",
     "get_substitution",
