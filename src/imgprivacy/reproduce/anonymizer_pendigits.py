@@ -34,9 +34,15 @@ from imgprivacy.anonymizer.warp_game import WarpGameConfig
 from imgprivacy.data.pendigits import N_WRITERS, load_pendigits
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
-from imgprivacy.reports import anonymizer_figures, anonymizer_frontier
+from imgprivacy.reports import anonymizer_figures
 from imgprivacy.reports.results import write_results
-from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings, run_frontier
+from imgprivacy.reproduce.anonymizer_pendigits_frontier import (
+    FrontierSettings,
+    frontier_figure,
+    paper_rows,
+    run_frontier,
+    selected_rows,
+)
 from imgprivacy.reproduce.anonymizer_results import (
     BestLambda,
     PendigitsAttack,
@@ -84,7 +90,7 @@ class SweepSettings:
             frontier=FrontierSettings(
                 lambdas=(0.0, 1.0),
                 prototype_counts=(10, 15, 20, 30),
-                warp=WarpGameConfig(epochs=6),
+                warp=WarpGameConfig(),
                 attack=dataclasses.replace(light, families=STRONG_FAMILIES),
             ),
         )
@@ -298,34 +304,6 @@ def reproduce_anonymizer_pendigits(
     return results
 
 
-def paper_rows(sweep: list[SweepRow]) -> list[dict]:
-    """Frontier rows of the paper's pipeline (test split only: its attackers see no validation
-    score): the released prototypes and the autoencoder's own outputs, per lambda."""
-    rows = []
-    for row in sweep:
-        rows.append(
-            {
-                "label": "paper autoencoder + k-means prototypes",
-                "method": "paper",
-                "lambda": row["lambda"],
-                "test_writer": row["writer_accuracy"],
-                "test_digit": row["digit_accuracy"],
-                "distortion": row["distortion"],
-            }
-        )
-        if row["autoencoder_only"] is not None:
-            rows.append(
-                {
-                    "label": "paper autoencoder outputs",
-                    "method": "paper-outputs",
-                    "lambda": row["lambda"],
-                    "test_writer": row["autoencoder_only"]["writer_accuracy"],
-                    "test_digit": row["autoencoder_only"]["digit_accuracy"],
-                }
-            )
-    return rows
-
-
 def output_spread(images: np.ndarray) -> float:
     """Mean over pixels of the standard deviation across images (uint8 input, result in [0, 1])."""
     return float(images.reshape(len(images), -1).astype(np.float64).std(axis=0).mean() / 255.0)
@@ -376,17 +354,11 @@ def write_figures(
         ),
     ]
     paths.append(
-        anonymizer_frontier.frontier(
+        frontier_figure(
             out / "frontier.png",
-            rows=results.frontier,
-            chance_writer=results.chance_writer_accuracy,
-            chance_digit=results.chance_digit_accuracy,
+            results,
             goal_writer=GOALS["writer_accuracy_at_most"],
             goal_digit=GOALS["digit_accuracy_at_least"],
-            selected={
-                "test_writer": results.selected["test"]["writer"],
-                "test_digit": results.selected["test"]["digit"],
-            },
         )
     )
     for tag, history in results.history.items():
@@ -426,31 +398,7 @@ def summary_rows(results: PendigitsResult) -> list[tuple[str, ...]]:
                 f"{row['distortion']:.3f}",
             )
         )
-    chosen = results.selected
-    test = chosen["test"]
-    rows.append(
-        (
-            f"warp game lambda={chosen['lambda']:g}, k={chosen['n_prototypes']} (selected)",
-            pct(test["writer"]),
-            " / ".join(pct(v) for v in test["writer_accuracy_by_family"].values())
-            + f" / clusters {pct(test['cluster_majority_writer'])}",
-            pct(test["digit"]),
-            " / ".join(pct(v) for v in test["digit_accuracy_by_family"].values()),
-            f"{chosen['distortion']:.3f}",
-        )
-    )
-    ablation = chosen["ablation_lambda_0"]
-    if ablation is not None:
-        rows.append(
-            (
-                f"same, lambda=0 (ablation), k={ablation['n_prototypes']}",
-                pct(ablation["test_writer"]),
-                "clusters",
-                pct(ablation["test_digit"]),
-                "clusters",
-                f"{ablation['distortion']:.3f}",
-            )
-        )
+    rows += selected_rows(results.selected)
     rows.append(("chance", pct(results.chance_writer_accuracy), "", "10.0%", "", ""))
     rows.append(("goal", "<= 6.7%", "", ">= 96%", "", ""))
     return rows

@@ -27,6 +27,7 @@ from imgprivacy.anonymizer.release_quality import realism, transfer_accuracy
 from imgprivacy.anonymizer.substitution.spectral_clusters import SpectralClusterSubstitution
 from imgprivacy.anonymizer.warp_game import WarpGameConfig
 from imgprivacy.anonymizer.warp_model import WarpAnonymizer
+from imgprivacy.reports import anonymizer_frontier
 
 logger = logging.getLogger(__name__)
 
@@ -250,9 +251,86 @@ def run_frontier(
     return FrontierRun(frontier=rows, selected=selected, released=released, models=saved_models)
 
 
+def paper_rows(sweep: list[dict]) -> list[dict]:
+    """Frontier rows of the paper's pipeline (test split only: its attackers see no validation
+    score): the released prototypes and the autoencoder's own outputs, per lambda."""
+    rows = []
+    for row in sweep:
+        rows.append(
+            {
+                "label": "paper autoencoder + k-means prototypes",
+                "method": "paper",
+                "lambda": row["lambda"],
+                "test_writer": row["writer_accuracy"],
+                "test_digit": row["digit_accuracy"],
+                "distortion": row["distortion"],
+            }
+        )
+        if row["autoencoder_only"] is not None:
+            rows.append(
+                {
+                    "label": "paper autoencoder outputs",
+                    "method": "paper-outputs",
+                    "lambda": row["lambda"],
+                    "test_writer": row["autoencoder_only"]["writer_accuracy"],
+                    "test_digit": row["autoencoder_only"]["digit_accuracy"],
+                }
+            )
+    return rows
+
+
 def _light(attack: AttackConfig) -> AttackConfig:
     """The CNN and the forest among ``attack``'s families (realism and transfer need no more)."""
     import dataclasses
 
     families = tuple(f for f in attack.families if f in ("cnn", "random_forest"))
     return dataclasses.replace(attack, families=families or attack.families[:1])
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def selected_rows(chosen: dict) -> list[tuple[str, ...]]:
+    """Printed-table rows of the selected warp-game release and of its lambda = 0 ablation."""
+    test = chosen["test"]
+    rows = [
+        (
+            f"warp game lambda={chosen['lambda']:g}, k={chosen['n_prototypes']} (selected)",
+            _pct(test["writer"]),
+            " / ".join(_pct(v) for v in test["writer_accuracy_by_family"].values())
+            + f" / clusters {_pct(test['cluster_majority_writer'])}",
+            _pct(test["digit"]),
+            " / ".join(_pct(v) for v in test["digit_accuracy_by_family"].values()),
+            f"{chosen['distortion']:.3f}",
+        )
+    ]
+    ablation = chosen["ablation_lambda_0"]
+    if ablation is not None:
+        rows.append(
+            (
+                f"same, lambda=0 (ablation), k={ablation['n_prototypes']}",
+                _pct(ablation["test_writer"]),
+                "clusters",
+                _pct(ablation["test_digit"]),
+                "clusters",
+                f"{ablation['distortion']:.3f}",
+            )
+        )
+    return rows
+
+
+def frontier_figure(path, results, *, goal_writer: float, goal_digit: float):
+    """The frontier PNG of a pen-digits result (every row with test figures)."""
+    return anonymizer_frontier.frontier(
+        path,
+        rows=[r for r in results.frontier if r.get("test_writer") is not None],
+        chance_writer=results.chance_writer_accuracy,
+        chance_digit=results.chance_digit_accuracy,
+        goal_writer=goal_writer,
+        goal_digit=goal_digit,
+        selected={
+            "test_writer": results.selected["test"]["writer"],
+            "test_digit": results.selected["test"]["digit"],
+        },
+    )
