@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import ScalarFormatter
+
 from imgprivacy.reports.plotting import new_figure, save
 
 STYLES = {  # method -> (colour, marker)
@@ -48,11 +50,16 @@ def frontier(
             markersize=4,
             label=label,
         )
-    ax.axvspan(0, 100 * goal_writer, ymin=0, ymax=1, color="tab:green", alpha=0.05)
+    writers = [100 * r[f"{split}_writer"] for r in rows] + [100 * chance_writer]
+    left = 0.8 * min(writers)
+    ax.fill_between([left, 100 * goal_writer], 100 * goal_digit, 100, color="tab:green", alpha=0.08)
     ax.axhline(100 * goal_digit, color="tab:green", linestyle="--", linewidth=1, label="goal")
     ax.axvline(100 * goal_writer, color="tab:green", linestyle="--", linewidth=1)
     ax.axvline(100 * chance_writer, color="black", linestyle=":", label="chance (writer)")
-    ax.axhline(100 * chance_digit, color="black", linestyle=":")
+    bottom = max(0.0, min(100 * r[f"{split}_digit"] for r in rows) - 5)
+    if 100 * chance_digit >= bottom:  # the digit's chance, when the axis reaches it
+        ax.axhline(100 * chance_digit, color="black", linestyle=":")
+    ax.set_ylim(bottom, 100.5)
     if selected is not None:
         ax.scatter(
             [100 * selected[f"{split}_writer"]],
@@ -65,6 +72,9 @@ def frontier(
     ax.set_xlabel(f"writer accuracy, strongest attacker ({split}, %)")
     ax.set_ylabel(f"digit accuracy ({split}, %)")
     ax.set_xscale("log")
+    ax.set_xlim(left=left)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.set_title("pen-digits: privacy / utility frontier")
     ax.legend(fontsize=7, loc="lower right")
     return save(fig, path)
