@@ -118,3 +118,16 @@ def test_transfer_accuracy_trains_on_originals():
     )
     assert same.best == 1.0
     assert flipped.best <= 0.1  # a mirrored slant reads as the other writer
+
+
+def test_spectral_clusters_also_follow_the_papers_autoencoder(tmp_path):
+    from imgprivacy.anonymizer import Anonymizer
+    from tests.conftest import tiny_config, tiny_images
+
+    images, writers = tiny_images()
+    config = tiny_config(substitution="spectral-clusters", n_prototypes=3)
+    model = Anonymizer(config).fit(images, writers)
+    released = model.transform(images)
+    assert len(np.unique(released.reshape(len(released), -1), axis=0)) <= 3
+    again = Anonymizer.load(model.save(tmp_path / "a.safetensors"))
+    assert np.array_equal(again.transform(images), released)
