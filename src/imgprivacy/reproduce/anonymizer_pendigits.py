@@ -13,6 +13,10 @@ Phases 1-2 (pre-training) do not involve lambda, so they run once and every lamb
 from the same pre-trained checkpoint (the lambda = 0 run is the same game without the private
 term). This halves the cost of the sweep; say ``shared_pretraining=False`` to train each
 lambda from scratch.
+
+After the sweep, :mod:`~imgprivacy.reproduce.anonymizer_pendigits_frontier` trains the warp game,
+clusters it for several k, selects one configuration on the validation split and measures it
+(``frontier``, ``selected``, ``frontier.png``).
 """
 
 from __future__ import annotations
