@@ -24,20 +24,30 @@ from tests.conftest import tiny_config
 
 
 def test_registry_keeps_the_config_values_and_lists_them_for_unknown_names():
-    assert list(SUBSTITUTIONS) == ["none", "prototypes", "target", "code_nearest"]
+    assert list(SUBSTITUTIONS) == [
+        "none",
+        "prototypes",
+        "target",
+        "code_nearest",
+        "spectral-clusters",
+    ]
     assert SUBSTITUTIONS["prototypes"] is PrototypeSubstitution
     assert get_substitution("target") is TargetSubstitution
     with pytest.raises(
-        UnknownNameError, match="'nearest'. Valid names: none, prototypes, target, code_nearest"
+        UnknownNameError,
+        match="'nearest'. Valid names: none, prototypes, target, code_nearest, spectral-clusters",
     ):
         get_substitution("nearest")
     with pytest.raises(
-        InvalidInputError, match=r"one of \['none', 'prototypes', 'target', 'code_nearest'\]"
+        InvalidInputError,
+        match=r"one of \['none', 'prototypes', 'target', 'code_nearest', 'spectral-clusters'\]",
     ):
         AnonymizerConfig(substitution="nearest")
 
 
-@pytest.mark.parametrize("name", ["none", "prototypes", "target", "code_nearest"])
+@pytest.mark.parametrize(
+    "name", ["none", "prototypes", "target", "code_nearest", "spectral-clusters"]
+)
 def test_every_method_fits_transforms_and_round_trips_its_state(name):
     config = tiny_config(substitution=name, target_identity=1, n_prototypes=3)
     gen = torch.Generator().manual_seed(0)

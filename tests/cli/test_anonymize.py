@@ -52,7 +52,9 @@ def test_apply_reports_a_missing_model(tmp_path):
 )
 def test_reproduce_anonymizer_pendigits_prints_the_sweep(monkeypatch, tmp_path):
     from imgprivacy.anonymizer.evaluate import AttackConfig
+    from imgprivacy.anonymizer.warp_game import WarpGameConfig
     from imgprivacy.reproduce import anonymizer_pendigits as reproduce
+    from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings
 
     tiny = reproduce.SweepSettings(
         lambdas=(0.0, 1.0),
@@ -60,6 +62,13 @@ def test_reproduce_anonymizer_pendigits_prints_the_sweep(monkeypatch, tmp_path):
             image_size=20, pretrain_epochs=1, disc_pretrain_epochs=1, adversarial_epochs=1
         ),
         attack=AttackConfig(families=("random_forest",), trees=5, n_jobs=1),
+        raw_families=("random_forest", "knn"),
+        frontier=FrontierSettings(
+            lambdas=(0.0, 1.0),
+            prototype_counts=(10,),
+            warp=WarpGameConfig(epochs=1, hidden=8, private_hidden=16, private_refresh_epochs=1),
+            attack=AttackConfig(families=("random_forest", "knn"), trees=5, n_jobs=1),
+        ),
     )
     monkeypatch.setattr(reproduce.SweepSettings, "quick", classmethod(lambda cls, seed=0: tiny))
     out = tmp_path / "anon"

@@ -126,6 +126,45 @@ def cnn_attacker(data: Split, *, config: AttackConfig, device: str = "cpu") -> n
             return net(test_x).argmax(1).cpu().numpy()
 
 
+def standardized_cnn_attacker(
+    data: Split, *, config: AttackConfig, device: str = "cpu"
+) -> np.ndarray:
+    """The CNN on per-pixel standardised inputs (training mean and standard deviation per pixel):
+    low-contrast or dimmed outputs then train it as fast as the originals do."""
+    mean = data.train_x.mean(axis=0)
+    std = data.train_x.std(axis=0) + 1e-3
+
+    def scaled(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std).astype(np.float32)
+
+    standardized = Split(
+        scaled(data.train_x),
+        data.train_y,
+        scaled(data.val_x),
+        data.val_y,
+        scaled(data.test_x),
+        data.test_y,
+    )
+    return cnn_attacker(standardized, config=config, device=device)
+
+
+def knn_attacker(data: Split, *, config: AttackConfig, device: str = "cpu") -> np.ndarray:
+    """k-nearest neighbours on the raw pixels, k in (1, 3, 5, 10) chosen on the validation
+    images, then fitted on train + validation."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def fitted(k: int, x: np.ndarray, y: np.ndarray) -> KNeighborsClassifier:
+        return KNeighborsClassifier(n_neighbors=min(k, len(x)), n_jobs=config.n_jobs).fit(x, y)
+
+    scores = {
+        k: (fitted(k, data.train_x, data.train_y).predict(data.val_x) == data.val_y).mean()
+        for k in (1, 3, 5, 10)
+    }
+    best = max(scores, key=lambda k: (scores[k], -k))
+    both_x = np.concatenate([data.train_x, data.val_x])
+    return fitted(best, both_x, np.concatenate([data.train_y, data.val_y])).predict(data.test_x)
+
+
 def forest_attacker(data: Split, *, config: AttackConfig, device: str = "cpu") -> np.ndarray:
     """A random forest on the raw pixels (trains on train + validation: it needs no selection)."""
     forest = RandomForestClassifier(
@@ -153,7 +192,30 @@ ATTACKERS: dict[str, Attacker] = {
     "cnn": cnn_attacker,
     "random_forest": forest_attacker,
     "extra_trees": extra_trees_attacker,
+    "cnn_standardized": standardized_cnn_attacker,
+    "knn": knn_attacker,
 }
+STRONG_FAMILIES = ("cnn", "cnn_standardized", "random_forest", "extra_trees", "knn")
+
+
+def cluster_majority(
+    train_ids: np.ndarray, train_labels: np.ndarray, eval_ids: np.ndarray
+) -> np.ndarray:
+    """The Bayes attacker on released cluster ids: each cluster's majority training label.
+
+    When the released image is a function of a cluster index, no attacker that learns from the
+    released training images can do better (up to sampling noise) than this vote.
+
+    Examples
+    --------
+    >>> cluster_majority(np.array([0, 0, 0, 1]), np.array([5, 5, 6, 7]), np.array([1, 0])).tolist()
+    [7, 5]
+    """
+    train_ids, train_labels = np.asarray(train_ids), np.asarray(train_labels)
+    n_ids = int(max(train_ids.max(), np.max(eval_ids))) + 1
+    table = np.zeros((n_ids, int(train_labels.max()) + 1))
+    np.add.at(table, (train_ids, train_labels), 1)
+    return table.argmax(axis=1)[np.asarray(eval_ids)]
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,13 @@ class PendigitsResult:
     attack: PendigitsAttack
     shared_pretraining: bool
     history: dict[str, list[dict[str, Any]]]  # lambda tag -> the training's per-epoch records
+    # the warp game's configuration chosen on validation: lambda, n_prototypes, validation and
+    # test figures (five attacker families and the cluster-majority vote), distortion, realism,
+    # transfer utility, its lambda = 0 ablation, meets_goal
+    selected: dict[str, Any] = field(default_factory=dict)
+    # every configuration's writer / digit (cluster majority on val and test; the paper's rows
+    # on test only) and distortion, with its label in the frontier figure
+    frontier: list[dict[str, Any]] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 

@@ -6,6 +6,8 @@
 * ``"none"`` - the autoencoder's outputs themselves (:class:`NoSubstitution`);
 * ``"prototypes"`` - the nearest of a few label-free k-means prototypes
   (:class:`~imgprivacy.anonymizer.substitution.prototypes.PrototypeSubstitution`);
+* ``"spectral-clusters"`` - the medoid training image of the output's label-free spectral
+  cluster (:class:`~imgprivacy.anonymizer.substitution.spectral_clusters.SpectralClusterSubstitution`);
 * ``"target"`` - the nearest training image of the target identity, the paper's protocol
   (:class:`~imgprivacy.anonymizer.substitution.target_nearest.TargetSubstitution`);
 * ``"code_nearest"`` - the training image of the target identity whose learned representation
@@ -14,11 +16,11 @@
 Examples
 --------
 >>> sorted(SUBSTITUTIONS)
-['code_nearest', 'none', 'prototypes', 'target']
+['code_nearest', 'none', 'prototypes', 'spectral-clusters', 'target']
 >>> get_substitution("nearest")
 Traceback (most recent call last):
 ...
-imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, code_nearest.
+imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, code_nearest, spectral-clusters.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod, to_uint8
 from imgprivacy.anonymizer.substitution.code_nearest import CodeNearestSubstitution
 from imgprivacy.anonymizer.substitution.prototypes import PrototypeSubstitution
+from imgprivacy.anonymizer.substitution.spectral_clusters import SpectralClusterSubstitution
 from imgprivacy.anonymizer.substitution.target_nearest import TargetSubstitution
 from imgprivacy.errors import UnknownNameError
 
@@ -77,6 +80,7 @@ SUBSTITUTIONS: dict[str, type[SubstitutionMethod]] = {
         PrototypeSubstitution,
         TargetSubstitution,
         CodeNearestSubstitution,
+        SpectralClusterSubstitution,
     )
 }
 
@@ -102,6 +106,7 @@ __all__ = [
     "CodeNearestSubstitution",
     "NoSubstitution",
     "PrototypeSubstitution",
+    "SpectralClusterSubstitution",
     "SubstitutionMethod",
     "TargetSubstitution",
     "get_substitution",
