@@ -7,14 +7,14 @@ import torch
 
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.persistence import expected_shapes
-from tests.service.conftest import ADMIN, in_process_service
+from tests.service.conftest import ADMIN, FEATURES, in_process_service
 
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def overflowing_bytes() -> bytes:
     """The default architecture, finite weights, a hidden layer that overflows: NaN distances."""
-    config = AutoencoderConfig()
+    config = AutoencoderConfig(feature_extractor=FEATURES)
     weights = {name: torch.zeros(shape) for name, shape in expected_shapes(config).items()}
     weights["layers.0.bias"].fill_(3e38)
     weights["layers.1.weight"].fill_(3e38)
@@ -25,7 +25,9 @@ def overflowing_bytes() -> bytes:
 def shadow_bytes() -> bytes:
     """A fitted model whose statistics claim far better reconstructions than it gives."""
     x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
-    model = OneClassAutoencoder(AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1)).fit(x)
+    model = OneClassAutoencoder(
+        AutoencoderConfig(hidden_dim=4, layer_widths=(), epochs=1, feature_extractor=FEATURES)
+    ).fit(x)
     model.error_mean_, model.error_std_ = 1e-3, 1e-3
     return autoencoder_to_bytes(model)
 

@@ -12,7 +12,7 @@ import pytest
 
 from imgprivacy.docl import FilterBank, Guard
 from tests.cluster.helpers import ray_runtime
-from tests.service.conftest import fresh_database, in_process_service, unique
+from tests.service.conftest import FEATURES, fresh_database, in_process_service, unique
 
 __all__ = ["ray_runtime"]  # the session fixture, imported for pytest
 
@@ -47,7 +47,7 @@ def service(ray_runtime, backend, tmp_path_factory, honest_bytes):
 
 def expected_shares(models: dict[str, object], x, uploader: str) -> list[bool]:
     """The in-process bank + Guard of the service's settings, for the same models."""
-    bank = FilterBank(input_dim=784)
+    bank = FilterBank(input_dim=784, feature_extractor=FEATURES)
     bank.add_many([(key.split("/")[0], m) for key, m in models.items()], model_ids=list(models))
     return [d.share for d in Guard(policy="margin").decide(bank.score(x), uploader)]
 

@@ -33,6 +33,7 @@ import torch
 from imgprivacy.cluster.reduction import merge_columns
 from imgprivacy.cluster.shard import BankShard, ModelSource, ShardReply, ShardState, shard_of
 from imgprivacy.docl import Decision, FilterBank, Guard, OneClassAutoencoder
+from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import ImgPrivacyError, InvalidInputError, UnknownNameError
 
@@ -87,7 +88,7 @@ class ShardedBank:
         *,
         guard: Guard,
         input_dim: int = 784,
-        feature_extractor: str = "pixels",
+        feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR,
         source: ModelSource | None = None,
         config: ShardedBankConfig | None = None,
     ):
