@@ -197,7 +197,7 @@ class BankShard:
         return ShardState(
             shard=self.index,
             revision=self.revision,
-            models=tuple((e.model_id, e.owner) for e in self.bank.entries),
+            models=tuple(sorted((e.model_id, e.owner) for e in self.bank.entries)),
             rss_bytes=_rss_bytes(),
             pid=os.getpid(),
         )
