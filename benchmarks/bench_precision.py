@@ -57,7 +57,11 @@ def run_shape(name: str, config, data, *, precisions: list[str]) -> dict:
     result = {"shape": name, "layer_dims": list(config.layer_dims), "train_seconds": trained}
     reference = None
     for precision in ["fp32", *precisions]:
-        bank = FilterBank(input_dim=data.input_dim, precision=precision)
+        bank = FilterBank(
+            input_dim=data.input_dim,
+            feature_extractor=config.feature_extractor,
+            precision=precision,
+        )
         bank.add_many([(user_name(c), m) for c, m in zip(data.classes, models)])
         scores = bank.score(x)
         blocked = decisions(scores, uploaders)

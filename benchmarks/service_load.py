@@ -120,6 +120,12 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
+def _percentile_line(text: str, percent: int) -> str:
+    """The value of a "Latency Distribution" row; anchored to the line start, because a
+    "+/- Stdev" column such as "68.50%" also contains "50%"."""
+    return re.search(rf"^\s*{percent}%\s+(\S+)", text, re.MULTILINE).group(1)
+
+
 def run_wrk(url: str, spec: dict) -> dict:
     """wrk (C, one thread, one connection per client): bounded by time, cheap on the CPU."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,8 +165,8 @@ def run_wrk(url: str, spec: dict) -> dict:
         "errors": (int(non_2xx.group(1)) if non_2xx else 0)
         + (sum(int(g) for g in socket.groups()) if socket else 0),
         "seconds": wall,
-        "p50_ms": _ms(re.search(r"50%\s+(\S+)", text).group(1)),
-        "p99_ms": _ms(re.search(r"99%\s+(\S+)", text).group(1)),
+        "p50_ms": _ms(_percentile_line(text, 50)),
+        "p99_ms": _ms(_percentile_line(text, 99)),
     }
 
 

@@ -100,7 +100,9 @@ def sharded_service_bank(
     config = ShardedBankConfig(
         shards=settings.ray_shards,
         num_cpus=settings.ray_shard_cpus,
-        torch_threads=settings.torch_threads,
+        # one torch thread per CPU Ray reserves for the shard (the service's own torch_threads
+        # default to every core of this host, which S shards would oversubscribe)
+        torch_threads=max(1, int(settings.ray_shard_cpus)),
         check_timeout=settings.ray_check_timeout_seconds,
     )
     return ShardedBank(
