@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod
+from imgprivacy.anonymizer.substitution.target_nearest import SubstitutionConfig, nearest_neighbours
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.safetensors_io import tensor_problems
 
@@ -105,11 +106,11 @@ class CodeNearestSubstitution(SubstitutionMethod):
                 f"Expected representations of size {self.codes_.shape[1]} (as at fit time), got "
                 f"{codes.shape[1]}. Pass the same model's codes."
             )
-        chunks = [
-            torch.cdist(codes[i : i + batch_size].double(), self.codes_.double()).argmin(1)
-            for i in range(0, len(codes), batch_size)
-        ]
-        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+        # the search of the paper's protocol, on codes instead of pixels (floats kept as they are)
+        indices, _ = nearest_neighbours(
+            codes, self.codes_, config=SubstitutionConfig(chunk_size=batch_size)
+        )
+        return torch.from_numpy(indices)
 
     def transform(self, outputs: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
         """Representations (N, C) -> (N, D) uint8: the nearest references' pixels."""
