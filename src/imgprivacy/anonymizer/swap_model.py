@@ -4,7 +4,7 @@ A Fader-network-style conditional autoencoder (:mod:`~imgprivacy.anonymizer.swap
 trained by :mod:`~imgprivacy.anonymizer.swap_trainer`): the encoder's code z is made
 identity-free by the eq. (12) game against an identity adversary, the decoder renders z as a
 given identity. :meth:`SwapAnonymizer.transform` releases ``decoder(z, target)`` or, with
-``substitution="code_nearest"``, the target's real training image whose code is nearest to z.
+``substitution="code-nearest"``, the target's real training image whose code is nearest to z.
 Only identity labels are used in training; one trained model serves every target
 (:meth:`SwapAnonymizer.retarget`).
 
@@ -120,7 +120,7 @@ class SwapAnonymizer:
         if not hasattr(self, "_train"):
             if self.config.substitution != "none":
                 raise InvalidInputError(
-                    "Retargeting a loaded model with substitution='code_nearest' needs the "
+                    "Retargeting a loaded model with substitution='code-nearest' needs the "
                     "training images: fit a new model with target_identity set instead."
                 )
             return model

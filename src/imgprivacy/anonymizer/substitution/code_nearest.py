@@ -1,4 +1,4 @@
-"""Substitution by the nearest target image *in a learned representation* (``"code_nearest"``).
+"""Substitution by the nearest target image *in a learned representation* (``"code-nearest"``).
 
 The paper's protocol (:mod:`~imgprivacy.anonymizer.substitution.target_nearest`) compares pixels,
 which follow outline, tones and pose more than expression. Here every query is compared, by
@@ -42,7 +42,7 @@ CODES_KEY = "code_reference_codes"  # (M, C) float32 their representations
 
 
 class CodeNearestSubstitution(SubstitutionMethod):
-    """The target's training image whose representation is nearest (config ``"code_nearest"``).
+    """The target's training image whose representation is nearest (config ``"code-nearest"``).
 
     Parameters
     ----------
@@ -57,7 +57,7 @@ class CodeNearestSubstitution(SubstitutionMethod):
         (M, C) float32 their representations (``autoencode`` of the references).
     """
 
-    name = "code_nearest"
+    name = "code-nearest"
     tensor_names = (IMAGES_KEY, CODES_KEY)
 
     def __init__(self, *, target_identity: int):
@@ -67,7 +67,7 @@ class CodeNearestSubstitution(SubstitutionMethod):
     def config_problems(cls, config: AnonymizerConfig) -> list[str]:
         if config.target_identity is None:
             return [
-                "substitution='code_nearest' needs a target_identity (the identity whose "
+                "substitution='code-nearest' needs a target_identity (the identity whose "
                 "training images replace the outputs)"
             ]
         return []
