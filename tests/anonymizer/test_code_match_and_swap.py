@@ -82,7 +82,7 @@ def test_swap_renders_every_target_and_round_trips(swap, tmp_path):
     assert not np.array_equal(out, swap.retarget(1).transform(IMAGES))  # the identity matters
     loaded = SwapAnonymizer.load(swap.save(tmp_path / "s.safetensors"))
     assert np.array_equal(loaded.transform(IMAGES), out)
-    nearest = SwapAnonymizer(swap.config.replace(substitution="code_nearest", epochs=1))
+    nearest = SwapAnonymizer(swap.config.replace(substitution="code-nearest", epochs=1))
     assert is_image_of(nearest.fit(IMAGES, IDENTITY).transform(IMAGES), 0).all()
     with pytest.raises(InvalidInputError, match="substitution must be one of"):
         SwapConfig(substitution="target")

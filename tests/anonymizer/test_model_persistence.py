@@ -52,9 +52,10 @@ def test_model_of_another_architecture_is_rejected(fitted, tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(data)
     # same metadata, but tensors of a wider autoencoder
-    from imgprivacy.anonymizer.persistence import METADATA_KEY, _decode
+    from imgprivacy.anonymizer.persistence import MODEL_FILE, read_model_bytes
+    from imgprivacy.safetensors_io import METADATA_KEY
 
-    metadata, tensors = _decode(data, source="x", expected_format="imgprivacy.anonymizer.model")
+    tensors, metadata = read_model_bytes(data, format=MODEL_FILE, source="x")
     tensors["encoder.0.weight"] = torch.zeros(32, 64)
     import json
 

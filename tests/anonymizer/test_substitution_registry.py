@@ -28,25 +28,25 @@ def test_registry_keeps_the_config_values_and_lists_them_for_unknown_names():
         "none",
         "prototypes",
         "target",
-        "code_nearest",
+        "code-nearest",
         "spectral-clusters",
     ]
     assert SUBSTITUTIONS["prototypes"] is PrototypeSubstitution
     assert get_substitution("target") is TargetSubstitution
     with pytest.raises(
         UnknownNameError,
-        match="'nearest'. Valid names: none, prototypes, target, code_nearest, spectral-clusters",
+        match="'nearest'. Valid names: none, prototypes, target, code-nearest, spectral-clusters",
     ):
         get_substitution("nearest")
     with pytest.raises(
         InvalidInputError,
-        match=r"one of \['none', 'prototypes', 'target', 'code_nearest', 'spectral-clusters'\]",
+        match=r"one of \['none', 'prototypes', 'target', 'code-nearest', 'spectral-clusters'\]",
     ):
         AnonymizerConfig(substitution="nearest")
 
 
 @pytest.mark.parametrize(
-    "name", ["none", "prototypes", "target", "code_nearest", "spectral-clusters"]
+    "name", ["none", "prototypes", "target", "code-nearest", "spectral-clusters"]
 )
 def test_every_method_fits_transforms_and_round_trips_its_state(name):
     config = tiny_config(substitution=name, target_identity=1, n_prototypes=3)
@@ -200,3 +200,50 @@ def test_a_new_registered_method_saves_and_loads_its_metadata(tiny_data, tmp_pat
     loaded = Anonymizer.load(model.save(tmp_path / "m.safetensors"))
     assert isinstance(loaded.substitution_, _Inverted)
     assert np.array_equal(loaded.transform(images), 255 - raw)
+
+
+def test_an_earlier_name_in_a_config_or_a_model_file_resolves_to_the_kebab_case_one(tmp_path):
+    from imgprivacy.anonymizer.substitution import SUBSTITUTION_ALIASES, CodeNearestSubstitution
+    from imgprivacy.anonymizer.swap_config import SwapConfig
+    from imgprivacy.anonymizer.swap_model import SwapAnonymizer
+
+    assert all(name == name.lower().replace("_", "-") for name in SUBSTITUTIONS)
+    assert SUBSTITUTION_ALIASES == {"code_nearest": "code-nearest"}
+    assert get_substitution("code_nearest") is CodeNearestSubstitution
+    old = tiny_config(substitution="code_nearest", target_identity=1)
+    assert old.substitution == "code-nearest" and old == tiny_config(
+        substitution="code-nearest", target_identity=1
+    )
+    stored = dict(TINY_CONFIG, substitution="code_nearest", target_identity=1)
+    assert AnonymizerConfig.from_dict(stored).substitution == "code-nearest"
+    swap = SwapConfig.from_dict({**SwapConfig().to_dict(), "substitution": "code_nearest"})
+    assert swap.substitution == "code-nearest"
+
+    # an identity-swap model file written with the earlier name loads and releases the same
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(24, 12, 12), dtype=np.uint8)
+    config = SwapConfig(
+        image_size=12,
+        channels=2,
+        code_dim=4,
+        adversary_hidden=8,
+        epochs=1,
+        substitution="code-nearest",
+    )
+    model = SwapAnonymizer(config).fit(images, np.repeat([0, 1, 2], 8))
+    data = model.save(tmp_path / "new.safetensors").read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])["__metadata__"]
+    metadata = json.loads(header["imgprivacy"])
+    assert metadata["config"]["substitution"] == "code-nearest"
+    metadata["config"]["substitution"] = "code_nearest"  # as files of earlier versions say
+    from safetensors.torch import save as save_bytes
+
+    old_file = tmp_path / "old.safetensors"
+    old_file.write_bytes(
+        save_bytes(load_bytes(data), metadata={"imgprivacy": json.dumps(metadata)})
+    )
+    loaded = SwapAnonymizer.load(old_file)
+    assert loaded.config.substitution == "code-nearest"
+    assert isinstance(loaded.substitution_, CodeNearestSubstitution)
+    assert np.array_equal(loaded.transform(images), model.transform(images))

@@ -369,3 +369,42 @@ def test_the_client_imports_neither_torch_nor_sklearn():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_refuses_several_workers_on_a_local_ray_bank(serve_in, monkeypatch):
+    pytest.importorskip("ray")
+    folder, data, started = serve_in
+    for name in ("IMGPRIVACY_BANK", "IMGPRIVACY_RAY_ADDRESS"):  # serve's writes undone after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    url = f"sqlite:///{folder / 'service.db'}"
+    args = ("serve", "--data-dir", data, "--database-url", url, "--port", 0, "--bank", "ray")
+    result = run(*args, "--workers", 2)
+    assert_error(
+        result,
+        INPUT,
+        "--bank ray with --workers 2 needs --ray-address",
+        "every worker starts its own local Ray",
+        "`ray start --head`",
+        "--ray-address 127.0.0.1:6379",
+    )
+    assert started == []
+    result = run(*args, "--workers", 2, "--ray-address", "127.0.0.1:6379")
+    assert_error(result, 0)
+    assert started == [{"host": "127.0.0.1", "port": 0, "workers": 2}]
+    assert run(*args, "--workers", 1).exit_code == 0  # one worker may start a local Ray
+
+
+def test_python_m_service_refuses_several_workers_on_a_local_ray_bank():
+    env = {k: v for k, v in os.environ.items() if k != "IMGPRIVACY_RAY_ADDRESS"}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), IMGPRIVACY_BANK="ray")
+    result = subprocess.run(
+        [sys.executable, "-m", "imgprivacy.service", "--port", "0", "--workers", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "error: --bank ray with --workers 3 needs --ray-address" in result.stderr
+    assert "Traceback" not in result.stderr

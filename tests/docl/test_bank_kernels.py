@@ -172,3 +172,39 @@ def test_the_service_setting_selects_the_bank_precision(tmp_path, monkeypatch):
     assert create_app(settings).state.service.bank.precision == "bf16"
     with pytest.raises(UnknownNameError, match="Valid precisions"):
         create_app(settings.model_copy(update={"bank_precision": "fp8"}))
+
+
+def test_the_native_kernel_is_built_at_the_first_score_not_at_construction(monkeypatch):
+    import threading
+
+    real_build = bank_kernels._build
+    builds = []
+
+    def counting_build():
+        builds.append(threading.get_ident())
+        return real_build()  # may raise OSError here: then the bank scores with torch
+
+    monkeypatch.setattr(bank_kernels, "_build", counting_build)
+    monkeypatch.setattr(bank_kernels, "_library", None)  # as in a fresh process
+    monkeypatch.setattr(bank_kernels, "_failure", None)
+    models = random_models((16, 4, 16), 3)
+    bank = bank_of(models)
+    assert builds == []  # constructing (and filling) a bank compiles nothing
+    x = torch.rand(4, 16)
+    expected = torch.stack([m.distances(x) for m in models], dim=1)
+    banks = [bank_of(models) for _ in range(6)]
+    results = [None] * len(banks)
+
+    def score(i):
+        results[i] = banks[i].distances(x)
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(len(banks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1  # banks scoring at once in several threads: one build
+    torch.testing.assert_close(bank.distances(x), expected, rtol=1e-4, atol=1e-5)
+    for result in results:
+        torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-5)
+    assert len(builds) == 1 and bank._kernel in ("native", "torch")

@@ -28,17 +28,14 @@ Examples
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as save_bytes
 from torch.nn import functional as F
 
-from imgprivacy import __version__
 from imgprivacy.anonymizer.code_match_trainer import (
     CodeMatchConfig,
     CodeMatchTrainer,
@@ -46,13 +43,18 @@ from imgprivacy.anonymizer.code_match_trainer import (
 )
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.model import as_pixels, encode_labels
+from imgprivacy.anonymizer.persistence import (
+    CODE_MATCH_FILE,
+    config_from_metadata,
+    load_model_file,
+    save_model_file,
+)
 from imgprivacy.anonymizer.substitution.code_nearest import CodeNearestSubstitution
 from imgprivacy.anonymizer.trainer import AdversarialHistory
-from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError, NotFittedError
-from imgprivacy.fileio import write_atomic
-from imgprivacy.safetensors_io import METADATA_KEY, read_safetensors, tensor_problems
+from imgprivacy.errors import CorruptFileError, InvalidInputError, NotFittedError
+from imgprivacy.safetensors_io import tensor_problems
 
-CODE_MATCH_FORMAT = "imgprivacy.anonymizer.code_match_model"
+CODE_MATCH_FORMAT = CODE_MATCH_FILE.name
 STATS = ("code_means", "code_stds", "identity_weights", "identity_bias")
 
 
@@ -210,37 +212,18 @@ class CodeMatchAnonymizer:
         tensors |= {name: getattr(self, f"{name}_") for name in STATS}
         tensors |= self.substitution_.state()[0]
         metadata = {
-            "format": CODE_MATCH_FORMAT,
-            "format_version": 1,
-            "imgprivacy_version": __version__,
             "config": self.config.to_dict(),
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_],
             "history": self.history_.epochs,
         }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        data = save_bytes(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
-        return write_atomic(Path(path), data)
+        return save_model_file(path, format=CODE_MATCH_FILE, tensors=tensors, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> CodeMatchAnonymizer:
         """Read a model written by :meth:`save`, checking every tensor against its config."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataNotFoundError(f"Expected a code-match model file at {path}, got none.")
         source = str(path)
-        tensors, metadata = read_safetensors(
-            path.read_bytes(), source=source, expected="an imgprivacy code-match model"
-        )
-        if metadata.get("format") != CODE_MATCH_FORMAT:
-            raise CorruptFileError(
-                f"{source}: expected a file of format {CODE_MATCH_FORMAT!r}, got "
-                f"{metadata.get('format')!r}. Code-match models come from "
-                "CodeMatchAnonymizer.save()."
-            )
-        try:
-            config = CodeMatchConfig.from_dict(dict(metadata["config"]))
-        except (InvalidInputError, TypeError, KeyError) as exc:
-            raise CorruptFileError(f"{source}: invalid config in metadata: {exc}") from exc
+        tensors, metadata = load_model_file(path, format=CODE_MATCH_FILE)
+        config = config_from_metadata(CodeMatchConfig, metadata, source=source)
         encoder = build_code_match_networks(config).encoder
         k, c = config.n_private, config.code_dim
         expected = {f"encoder.{n}": tuple(v.shape) for n, v in encoder.state_dict().items()}

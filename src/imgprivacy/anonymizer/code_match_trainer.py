@@ -12,9 +12,7 @@ identity (:mod:`~imgprivacy.anonymizer.code_match`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,13 +21,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from imgprivacy.anonymizer.augment import NuisanceAugment
+from imgprivacy.anonymizer.epoch_loop import run_shuffled_epoch, train_remaining_epochs
 from imgprivacy.anonymizer.losses import anonymizer_loss, private_loss
 from imgprivacy.anonymizer.networks import classifier
 from imgprivacy.anonymizer.swap_networks import SwapEncoder
 from imgprivacy.anonymizer.trainer import AdversarialHistory, frozen
 from imgprivacy.errors import InvalidInputError
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,34 +183,23 @@ class CodeMatchTrainer:
         return losses
 
     def run_epoch(self, x: torch.Tensor, identity: torch.Tensor) -> dict:
-        cfg = self.config
-        started = time.perf_counter()
-        sums: dict[str, float] = {}
-        batches = 0
-        self.nets.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 1_000_003 + self.epoch)  # dropout
-            order = torch.randperm(len(x), generator=self.generator).to(self.device)
-            # the last short batch is dropped: two images make a poor contrastive batch
-            stop = max(len(x) - cfg.batch_size // 4, 1)
-            for start in range(0, stop, cfg.batch_size):
-                index = order[start : start + cfg.batch_size]
-                if len(index) < 2:
-                    continue
-                xb, yb = x[index], identity[index]
-                losses: dict[str, float] = {}
-                if cfg.lam > 0:
-                    losses.update(self.adversary_step(xb, yb))
-                losses.update(self.encoder_step(xb, yb, lam=cfg.lam))
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                batches += 1
-        self.epoch += 1
-        record = {"epoch": self.epoch, "seconds": time.perf_counter() - started}
-        record.update({k: v / max(batches, 1) for k, v in sums.items()})
-        self.history.epochs.append(record)
-        logger.info("code-match epoch %d/%d %s", self.epoch, cfg.epochs, record)
-        return record
+        """One epoch (the adversary's update first when ``lam`` > 0); returns its record."""
+        lam = self.config.lam
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> dict[str, float]:
+            losses = self.adversary_step(xb, yb) if lam > 0 else {}
+            return losses | self.encoder_step(xb, yb, lam=lam)
+
+        # the last short batch is dropped: two images make a poor contrastive batch
+        return run_shuffled_epoch(
+            self,
+            x,
+            identity,
+            step=step,
+            name="code-match",
+            drop_last=self.config.batch_size // 4,
+            min_batch=2,
+        )
 
     def fit(
         self,
@@ -223,9 +209,4 @@ class CodeMatchTrainer:
         on_epoch: Callable[[CodeMatchTrainer, dict], None] | None = None,
     ) -> CodeMatchTrainer:
         """Train the remaining epochs on (N, D) pixels in [0, 1] and (N,) int64 identities."""
-        x, identity = x.to(self.device), identity.to(self.device)
-        while self.epoch < self.config.epochs:
-            record = self.run_epoch(x, identity)
-            if on_epoch is not None:
-                on_epoch(self, record)
-        return self
+        return train_remaining_epochs(self, x, identity, on_epoch=on_epoch)

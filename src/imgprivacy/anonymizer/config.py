@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from imgprivacy.anonymizer.substitution import SUBSTITUTIONS
+from imgprivacy.anonymizer.substitution import SUBSTITUTIONS, canonical_substitution
 from imgprivacy.errors import InvalidInputError
 
 AE_ARCHS = ("mlp", "conv")
@@ -80,6 +80,8 @@ class AnonymizerConfig:
     seed: int = 0  # seeds initialisation, shuffling and dropout
 
     def __post_init__(self) -> None:
+        # an earlier name of the substitution (from a stored config) is kept as its current name
+        object.__setattr__(self, "substitution", canonical_substitution(self.substitution))
         problems = []
         positive_ints = (
             "image_size",

@@ -27,16 +27,19 @@ from imgprivacy.anonymizer.config import AnonymizerConfig
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.networks import build_autoencoder
 from imgprivacy.anonymizer.persistence import (
+    MODEL_FILE,
     load_checkpoint,
-    model_from_bytes,
-    model_to_bytes,
+    load_model_file,
+    model_contents,
+    model_file_bytes,
+    model_file_contents,
     save_checkpoint,
+    save_model_file,
 )
 from imgprivacy.anonymizer.substitution import NoSubstitution, get_substitution
 from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
 from imgprivacy.anonymizer.trainer import AdversarialHistory, AnonymizerTrainer
-from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
-from imgprivacy.fileio import write_atomic
+from imgprivacy.errors import InvalidInputError, NotFittedError
 from imgprivacy.progress import ProgressFactory, resolve
 
 logger = logging.getLogger(__name__)
@@ -249,10 +252,10 @@ class Anonymizer:
         )
 
     # -- persistence ----------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
+    def _file_contents(self) -> tuple[dict[str, torch.Tensor], dict]:
         self._check_fitted()
         weights = {k: v.detach().cpu() for k, v in self.autoencoder_.state_dict().items()}
-        return model_to_bytes(
+        return model_file_contents(
             config=self.config,
             autoencoder=weights,
             substitution=self.substitution_,
@@ -260,19 +263,20 @@ class Anonymizer:
             history=self.history_.epochs,
         )
 
+    def to_bytes(self) -> bytes:
+        tensors, metadata = self._file_contents()
+        return model_file_bytes(format=MODEL_FILE, tensors=tensors, metadata=metadata)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model (safetensors + JSON config) atomically."""
-        return write_atomic(Path(path), self.to_bytes())
+        tensors, metadata = self._file_contents()
+        return save_model_file(path, format=MODEL_FILE, tensors=tensors, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> Anonymizer:
         """Read a model written by :meth:`save`, checking it against its declared architecture."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"Expected an anonymizer model file at {path}, but there is none."
-            )
-        contents = model_from_bytes(path.read_bytes(), source=str(path))
+        tensors, metadata = load_model_file(path, format=MODEL_FILE)
+        contents = model_contents(tensors, metadata, source=str(path))
         model = cls(contents.config, device=device)
         net = build_autoencoder(contents.config)
         net.load_state_dict(contents.autoencoder)

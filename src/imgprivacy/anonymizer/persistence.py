@@ -1,15 +1,22 @@
 """Anonymizer files: safetensors tensors plus JSON metadata in the header (never pickle).
 
-Two kinds, told apart by the metadata's ``format``:
+Every kind of file is told apart by the metadata's ``format`` (one :class:`ModelFileFormat` each,
+all listed in :data:`FILE_FORMATS`) and written and read by the same two functions,
+:func:`save_model_file` and :func:`load_model_file` (:func:`model_file_bytes` /
+:func:`read_model_bytes` for bytes):
 
 * a **model** (``imgprivacy.anonymizer.model``): the autoencoder's weights, the fitted
   substitution's tensors (under their own names, e.g. ``prototypes``), the config, the private
   classes and the training history - all that :meth:`Anonymizer.load` needs to anonymize images;
 * a **checkpoint** (``imgprivacy.anonymizer.checkpoint``): the three networks, the four optimisers'
-  states, the shuffling RNG, the finished epochs and the history - all that resuming needs.
+  states, the shuffling RNG, the finished epochs and the history - all that resuming needs;
+* the code-match, identity-swap and warp-game models
+  (:class:`~imgprivacy.anonymizer.code_match.CodeMatchAnonymizer`,
+  :class:`~imgprivacy.anonymizer.swap_model.SwapAnonymizer`,
+  :class:`~imgprivacy.anonymizer.warp_model.WarpAnonymizer`).
 
-Both are written atomically (temporary file, then rename), so an interruption leaves the previous
-file intact.
+Files are written atomically (temporary file, then rename), so an interruption leaves the previous
+file intact. A file of another kind is refused with a message naming what it is and what reads it.
 """
 
 from __future__ import annotations
@@ -31,35 +38,141 @@ from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputE
 from imgprivacy.fileio import write_atomic
 from imgprivacy.safetensors_io import METADATA_KEY, read_safetensors, tensor_problems
 
-MODEL_FORMAT = "imgprivacy.anonymizer.model"
-CHECKPOINT_FORMAT = "imgprivacy.anonymizer.checkpoint"
 FORMAT_VERSION = 1
 SUBSTITUTION_METADATA_KEY = "substitution_state"  # written only when the method has metadata
 
 
-def _encode(tensors: dict[str, torch.Tensor], metadata: dict) -> bytes:
+@dataclass(frozen=True)
+class ModelFileFormat:
+    """One kind of anonymizer file, as its metadata names it and as messages describe it."""
+
+    name: str  # the metadata's "format" value
+    what: str  # how messages call such a file ("an imgprivacy code-match model")
+    reader: str  # what reads it, named when another reader is given such a file
+    origin: str  # where good files come from, appended to a wrong-format message
+    version: int = FORMAT_VERSION  # the metadata's "format_version" this imgprivacy reads
+
+
+_ANONYMIZER_ORIGIN = (
+    "Models come from `imgprivacy anonymize train` or Anonymizer.save(); checkpoints from "
+    "training with checkpoint=PATH."
+)
+MODEL_FILE = ModelFileFormat(
+    name="imgprivacy.anonymizer.model",
+    what="an imgprivacy anonymizer file",
+    reader="Anonymizer.load",
+    origin=_ANONYMIZER_ORIGIN,
+)
+CHECKPOINT_FILE = ModelFileFormat(
+    name="imgprivacy.anonymizer.checkpoint",
+    what="an imgprivacy anonymizer checkpoint",
+    reader="Anonymizer.fit(..., checkpoint=PATH, resume=True)",
+    origin=_ANONYMIZER_ORIGIN,
+)
+CODE_MATCH_FILE = ModelFileFormat(
+    name="imgprivacy.anonymizer.code_match_model",
+    what="an imgprivacy code-match model",
+    reader="CodeMatchAnonymizer.load",
+    origin="Code-match models come from CodeMatchAnonymizer.save().",
+)
+SWAP_FILE = ModelFileFormat(
+    name="imgprivacy.anonymizer.swap_model",
+    what="an imgprivacy identity-swap model",
+    reader="SwapAnonymizer.load",
+    origin="Identity-swap models come from SwapAnonymizer.save().",
+)
+WARP_FILE = ModelFileFormat(
+    name="imgprivacy-warp-anonymizer",
+    what="an imgprivacy warp anonymizer file",
+    reader="WarpAnonymizer.load",
+    origin="Warp anonymizer files come from WarpAnonymizer.save().",
+)
+FILE_FORMATS = {
+    f.name: f for f in (MODEL_FILE, CHECKPOINT_FILE, CODE_MATCH_FILE, SWAP_FILE, WARP_FILE)
+}
+MODEL_FORMAT = MODEL_FILE.name
+CHECKPOINT_FORMAT = CHECKPOINT_FILE.name
+
+
+def model_file_bytes(
+    *, format: ModelFileFormat, tensors: dict[str, torch.Tensor], metadata: dict
+) -> bytes:
+    """The bytes of a file of ``format``: ``tensors`` and, after the format fields, ``metadata``."""
+    header = {
+        "format": format.name,
+        "format_version": format.version,
+        "imgprivacy_version": __version__,
+        **metadata,
+    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return save_bytes(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
+    return save_bytes(tensors, metadata={METADATA_KEY: json.dumps(header)})
 
 
-def _decode(data: bytes, *, source: str, expected_format: str) -> tuple[dict, dict]:
-    """(metadata, tensors) of a file, or a clear :class:`CorruptFileError`."""
-    tensors, metadata = read_safetensors(
-        data, source=source, expected="an imgprivacy anonymizer file"
+def save_model_file(
+    path: str | os.PathLike,
+    *,
+    format: ModelFileFormat,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict,
+) -> Path:
+    """Write a file of ``format`` atomically (see :func:`model_file_bytes`); returns its path."""
+    return write_atomic(
+        Path(path), model_file_bytes(format=format, tensors=tensors, metadata=metadata)
     )
+
+
+def read_model_bytes(
+    data: bytes, *, format: ModelFileFormat, source: str
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, metadata)`` of a file of ``format``; the tensors are not checked yet.
+
+    Raises
+    ------
+    CorruptFileError
+        When the bytes are not such a file: unreadable, of another format (named, with what
+        reads it) or of an unsupported format version.
+    """
+    tensors, metadata = read_safetensors(data, source=source, expected=format.what)
     found = metadata.get("format")
-    if found != expected_format:
+    if found != format.name:
+        other = FILE_FORMATS.get(found) if isinstance(found, str) else None
+        described = f" ({other.what}; read it with {other.reader})" if other else ""
         raise CorruptFileError(
-            f"{source}: expected a file of format {expected_format!r}, got {found!r}. "
-            "Models come from `imgprivacy anonymize train` or Anonymizer.save(); checkpoints "
-            "from training with checkpoint=PATH."
+            f"{source}: expected a file of format {format.name!r}, got {found!r}{described}. "
+            f"{format.origin}"
         )
-    if metadata.get("format_version") != FORMAT_VERSION:
+    if metadata.get("format_version") != format.version:
         raise CorruptFileError(
             f"{source}: format version {metadata.get('format_version')!r} is not supported "
-            f"(this imgprivacy reads version {FORMAT_VERSION}); retrain or upgrade imgprivacy."
+            f"(this imgprivacy reads version {format.version}); retrain or upgrade imgprivacy."
         )
-    return metadata, tensors
+    return tensors, metadata
+
+
+def load_model_file(
+    path: str | os.PathLike, *, format: ModelFileFormat
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, metadata)`` of the file of ``format`` at ``path`` (see :func:`read_model_bytes`).
+
+    Raises
+    ------
+    DataNotFoundError
+        When there is no file at ``path``.
+    CorruptFileError
+        As :func:`read_model_bytes`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"Expected {format.what} at {path}, but there is none.")
+    return read_model_bytes(path.read_bytes(), format=format, source=str(path))
+
+
+def config_from_metadata(config_type, metadata: dict, *, source: str):
+    """``config_type.from_dict`` of the metadata's config, or a :class:`CorruptFileError`."""
+    try:
+        return config_type.from_dict(dict(metadata["config"]))
+    except (InvalidInputError, TypeError, KeyError) as exc:
+        raise CorruptFileError(f"{source}: invalid config in metadata: {exc}") from exc
 
 
 def _config_from(metadata: dict, source: str) -> AnonymizerConfig:
@@ -108,36 +221,35 @@ class ModelContents:
     history: list[dict]  # AdversarialHistory.epochs of the training run
 
 
-def model_to_bytes(
+def model_file_contents(
     *,
     config: AnonymizerConfig,
     autoencoder: dict[str, torch.Tensor],
     substitution: SubstitutionMethod,
     classes: list,
     history: list,
-) -> bytes:
-    """Serialise a trained anonymizer (autoencoder weights, substitution state, config, classes)."""
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, metadata)`` of a trained anonymizer's model file (see :data:`MODEL_FILE`)."""
     state, state_metadata = substitution.state()
     clashes = sorted(set(state) & set(autoencoder))
     if clashes:
         raise InvalidInputError(
             f"Expected substitution tensor names distinct from the autoencoder's, got {clashes}."
         )
-    metadata = {
-        "format": MODEL_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "imgprivacy_version": __version__,
-        "config": config.to_dict(),
-        "private_classes": list(classes),
-        "history": history,
-    }
+    metadata = {"config": config.to_dict(), "private_classes": list(classes), "history": history}
     if state_metadata:
         metadata[SUBSTITUTION_METADATA_KEY] = state_metadata
-    return _encode({**autoencoder, **state}, metadata)
+    return {**autoencoder, **state}, metadata
+
+
+def model_to_bytes(**contents) -> bytes:
+    """Serialise a trained anonymizer; keywords as :func:`model_file_contents`."""
+    tensors, metadata = model_file_contents(**contents)
+    return model_file_bytes(format=MODEL_FILE, tensors=tensors, metadata=metadata)
 
 
 def model_from_bytes(data: bytes, *, source: str = "model") -> ModelContents:
-    """The validated contents of a model file; every tensor mismatch is reported at once.
+    """The validated contents of a model file (see :func:`model_contents`).
 
     Raises
     ------
@@ -146,9 +258,23 @@ def model_from_bytes(data: bytes, *, source: str = "model") -> ModelContents:
     InvalidInputError
         When the config is invalid or the tensors do not match the architecture it declares.
     """
-    metadata, tensors = _decode(data, source=source, expected_format=MODEL_FORMAT)
+    tensors, metadata = read_model_bytes(data, format=MODEL_FILE, source=source)
+    return model_contents(tensors, metadata, source=source)
+
+
+def model_contents(
+    tensors: dict[str, torch.Tensor], metadata: dict, *, source: str
+) -> ModelContents:
+    """Check a model file's tensors against its config; every mismatch is reported at once.
+
+    Raises
+    ------
+    InvalidInputError
+        When the config is invalid or the tensors do not match the architecture it declares.
+    """
     config = _config_from(metadata, source)
     method = get_substitution(config.substitution)
+    tensors = dict(tensors)
     state = {name: tensors.pop(name) for name in method.tensor_names if name in tensors}
     state_metadata = metadata.get(SUBSTITUTION_METADATA_KEY, {})
     expected = {
@@ -177,8 +303,7 @@ def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer, out: dict) -
     return state["param_groups"]
 
 
-def checkpoint_to_bytes(trainer: AnonymizerTrainer) -> bytes:
-    """Everything needed to continue ``trainer`` exactly where it stopped."""
+def _checkpoint_contents(trainer: AnonymizerTrainer) -> tuple[dict[str, torch.Tensor], dict]:
     tensors = {f"nets.{k}": v for k, v in trainer.nets.state_dict().items()}
     groups = {
         name: _flatten_optimizer(name, opt, tensors) for name, opt in trainer.optimizers.items()
@@ -186,19 +311,23 @@ def checkpoint_to_bytes(trainer: AnonymizerTrainer) -> bytes:
     tensors["rng.generator"] = trainer.generator.get_state()
     tensors["prior"] = trainer.prior
     metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "imgprivacy_version": __version__,
         "config": trainer.config.to_dict(),
         "epoch": trainer.epoch,
         "history": trainer.history.epochs,
         "param_groups": groups,
     }
-    return _encode(tensors, metadata)
+    return tensors, metadata
+
+
+def checkpoint_to_bytes(trainer: AnonymizerTrainer) -> bytes:
+    """Everything needed to continue ``trainer`` exactly where it stopped."""
+    tensors, metadata = _checkpoint_contents(trainer)
+    return model_file_bytes(format=CHECKPOINT_FILE, tensors=tensors, metadata=metadata)
 
 
 def save_checkpoint(trainer: AnonymizerTrainer, path: str | os.PathLike) -> Path:
-    return write_atomic(Path(path), checkpoint_to_bytes(trainer))
+    tensors, metadata = _checkpoint_contents(trainer)
+    return save_model_file(path, format=CHECKPOINT_FILE, tensors=tensors, metadata=metadata)
 
 
 def load_checkpoint(
@@ -214,11 +343,8 @@ def load_checkpoint(
     ------
     DataNotFoundError, CorruptFileError, InvalidInputError
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"Expected a checkpoint at {path}, but there is none.")
     source = str(path)
-    metadata, tensors = _decode(path.read_bytes(), source=source, expected_format=CHECKPOINT_FORMAT)
+    tensors, metadata = load_model_file(path, format=CHECKPOINT_FILE)
     saved = _config_from(metadata, source)
     config = config or saved
     if config.architecture() != saved.architecture():

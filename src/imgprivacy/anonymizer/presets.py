@@ -43,9 +43,9 @@ def faces_swap_config(seed: int = 0, **overrides) -> SwapConfig:
 
     Examples
     --------
-    >>> config = faces_swap_config(target_identity=2, substitution="code_nearest")
+    >>> config = faces_swap_config(target_identity=2, substitution="code-nearest")
     >>> config.image_size, config.target_identity, config.substitution
-    (50, 2, 'code_nearest')
+    (50, 2, 'code-nearest')
     """
     values = dict(image_size=50, seed=seed)
     values.update(overrides)

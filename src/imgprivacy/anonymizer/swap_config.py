@@ -6,9 +6,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from imgprivacy.anonymizer.substitution import canonical_substitution
 from imgprivacy.errors import InvalidInputError
 
-SWAP_SUBSTITUTIONS = ("none", "code_nearest")  # names in SUBSTITUTIONS this model can release
+SWAP_SUBSTITUTIONS = ("none", "code-nearest")  # names in SUBSTITUTIONS this model can release
 
 # Fields that fix the tensors' shapes: a saved model only loads under the same ones.
 SWAP_ARCHITECTURE_FIELDS = ("image_size", "n_private", "channels", "code_dim", "adversary_hidden")
@@ -34,7 +35,7 @@ class SwapConfig:
     dropout: float = 0.2  # dropout in the adversary
     # -- release ----------------------------------------------------------------------------
     target_identity: int = 0  # the identity every image is rendered as by transform()
-    substitution: str = "none"  # "none": release decoder(z, target); "code_nearest": the
+    substitution: str = "none"  # "none": release decoder(z, target); "code-nearest": the
     # target's training image whose code is nearest to z (a real image of the target)
     # -- objective ------------------------------------------------------------------------------
     lam: float = 1.0  # weight of eq. (12)'s gap on the code against the reconstruction
@@ -49,6 +50,8 @@ class SwapConfig:
     seed: int = 0  # seeds initialisation, shuffling, dropout and the cycle's identities
 
     def __post_init__(self) -> None:
+        # an earlier name of the substitution (from a stored config) is kept as its current name
+        object.__setattr__(self, "substitution", canonical_substitution(self.substitution))
         problems = []
         for name in ("image_size", "channels", "code_dim", "adversary_hidden", "batch_size"):
             value = getattr(self, name)

@@ -4,7 +4,7 @@ A Fader-network-style conditional autoencoder (:mod:`~imgprivacy.anonymizer.swap
 trained by :mod:`~imgprivacy.anonymizer.swap_trainer`): the encoder's code z is made
 identity-free by the eq. (12) game against an identity adversary, the decoder renders z as a
 given identity. :meth:`SwapAnonymizer.transform` releases ``decoder(z, target)`` or, with
-``substitution="code_nearest"``, the target's real training image whose code is nearest to z.
+``substitution="code-nearest"``, the target's real training image whose code is nearest to z.
 Only identity labels are used in training; one trained model serves every target
 (:meth:`SwapAnonymizer.retarget`).
 
@@ -21,29 +21,31 @@ Examples
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as save_bytes
 
-from imgprivacy import __version__
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.model import as_pixels, encode_labels
+from imgprivacy.anonymizer.persistence import (
+    SWAP_FILE,
+    config_from_metadata,
+    load_model_file,
+    save_model_file,
+)
 from imgprivacy.anonymizer.substitution import NoSubstitution, get_substitution
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod, to_uint8
 from imgprivacy.anonymizer.swap_config import SwapConfig
 from imgprivacy.anonymizer.swap_trainer import SwapTrainer, build_swap_networks
 from imgprivacy.anonymizer.trainer import AdversarialHistory
-from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError, NotFittedError
-from imgprivacy.fileio import write_atomic
-from imgprivacy.safetensors_io import METADATA_KEY, read_safetensors, tensor_problems
+from imgprivacy.errors import CorruptFileError, InvalidInputError, NotFittedError
+from imgprivacy.safetensors_io import tensor_problems
 
-SWAP_FORMAT = "imgprivacy.anonymizer.swap_model"
-SWAP_FORMAT_VERSION = 1
+SWAP_FORMAT = SWAP_FILE.name
+SWAP_FORMAT_VERSION = SWAP_FILE.version
 
 
 class SwapAnonymizer:
@@ -118,7 +120,7 @@ class SwapAnonymizer:
         if not hasattr(self, "_train"):
             if self.config.substitution != "none":
                 raise InvalidInputError(
-                    "Retargeting a loaded model with substitution='code_nearest' needs the "
+                    "Retargeting a loaded model with substitution='code-nearest' needs the "
                     "training images: fit a new model with target_identity set instead."
                 )
             return model
@@ -172,37 +174,19 @@ class SwapAnonymizer:
         sub_tensors, sub_metadata = self.substitution_.state()
         tensors |= sub_tensors
         metadata = {
-            "format": SWAP_FORMAT,
-            "format_version": SWAP_FORMAT_VERSION,
-            "imgprivacy_version": __version__,
             "config": self.config.to_dict(),
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_],
             "substitution_state": sub_metadata,
             "history": self.history_.epochs,
         }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        data = save_bytes(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
-        return write_atomic(Path(path), data)
+        return save_model_file(path, format=SWAP_FILE, tensors=tensors, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> SwapAnonymizer:
         """Read a model written by :meth:`save`, checking every tensor against its config."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataNotFoundError(f"Expected an identity-swap model file at {path}, got none.")
         source = str(path)
-        tensors, metadata = read_safetensors(
-            path.read_bytes(), source=source, expected="an imgprivacy identity-swap model"
-        )
-        if metadata.get("format") != SWAP_FORMAT:
-            raise CorruptFileError(
-                f"{source}: expected a file of format {SWAP_FORMAT!r}, got "
-                f"{metadata.get('format')!r}. Identity-swap models come from SwapAnonymizer.save()."
-            )
-        try:
-            config = SwapConfig.from_dict(dict(metadata["config"]))
-        except (InvalidInputError, TypeError, KeyError) as exc:
-            raise CorruptFileError(f"{source}: invalid config in metadata: {exc}") from exc
+        tensors, metadata = load_model_file(path, format=SWAP_FILE)
+        config = config_from_metadata(SwapConfig, metadata, source=source)
         with torch.device("meta"):
             nets = build_swap_networks(config)
         expected = {

@@ -15,19 +15,16 @@ anchor does not pull the identity back into what is released. Only identity labe
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
 
+from imgprivacy.anonymizer.epoch_loop import run_shuffled_epoch, train_remaining_epochs
 from imgprivacy.anonymizer.losses import anonymizer_loss, private_loss
 from imgprivacy.anonymizer.swap_config import SwapConfig
 from imgprivacy.anonymizer.swap_networks import SwapNetworks
 from imgprivacy.anonymizer.trainer import AdversarialHistory, frozen
-
-logger = logging.getLogger(__name__)
 
 
 def build_swap_networks(config: SwapConfig) -> SwapNetworks:
@@ -117,30 +114,15 @@ class SwapTrainer:
     def run_epoch(self, x: torch.Tensor, identity: torch.Tensor) -> dict:
         """One epoch of alternating updates; returns (and logs) its record."""
         cfg = self.config
-        started = time.perf_counter()
         lam = cfg.lam_at(self.epoch)
-        sums: dict[str, float] = {}
-        batches = 0
-        self.nets.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 1_000_003 + self.epoch)  # dropout
-            order = torch.randperm(len(x), generator=self.generator).to(self.device)
-            for start in range(0, len(x), cfg.batch_size):
-                index = order[start : start + cfg.batch_size]
-                xb, yb = x[index], identity[index]
-                losses: dict[str, float] = {}
-                for _ in range(cfg.adversary_steps):
-                    losses.update(self.adversary_step(xb, yb))
-                losses.update(self.autoencoder_step(xb, yb, lam=lam))
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                batches += 1
-        self.epoch += 1
-        record = {"epoch": self.epoch, "lam": lam, "seconds": time.perf_counter() - started}
-        record.update({k: v / max(batches, 1) for k, v in sums.items()})
-        self.history.epochs.append(record)
-        logger.info("swap epoch %d/%d %s", self.epoch, cfg.epochs, record)
-        return record
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> dict[str, float]:
+            losses: dict[str, float] = {}
+            for _ in range(cfg.adversary_steps):
+                losses.update(self.adversary_step(xb, yb))
+            return losses | self.autoencoder_step(xb, yb, lam=lam)
+
+        return run_shuffled_epoch(self, x, identity, step=step, name="swap", fields={"lam": lam})
 
     def fit(
         self,
@@ -150,9 +132,4 @@ class SwapTrainer:
         on_epoch: Callable[[SwapTrainer, dict], None] | None = None,
     ) -> SwapTrainer:
         """Train the remaining epochs on (N, D) pixels in [0, 1] and (N,) int64 identities."""
-        x, identity = x.to(self.device), identity.to(self.device)
-        while self.epoch < self.config.epochs:
-            record = self.run_epoch(x, identity)
-            if on_epoch is not None:
-                on_epoch(self, record)
-        return self
+        return train_remaining_epochs(self, x, identity, on_epoch=on_epoch)

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from imgprivacy.anonymizer.losses import objective_loss, private_loss
 from imgprivacy.anonymizer.networks import classifier
+from imgprivacy.anonymizer.substitution import canonical_substitution
 from imgprivacy.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class WarpGameConfig:
     seed: int = 0  # seeds initialisation, shuffling, dropout and the clustering
 
     def __post_init__(self) -> None:
+        # an earlier name of the substitution (from a stored config) is kept as its current name
+        object.__setattr__(self, "substitution", canonical_substitution(self.substitution))
         problems = []
         for name in ("image_size", "hidden", "private_hidden", "private_steps", "batch_size"):
             value = getattr(self, name)

@@ -17,25 +17,29 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as save_bytes
 
-from imgprivacy import __version__
 from imgprivacy.anonymizer.losses import empirical_prior
 from imgprivacy.anonymizer.model import as_pixels, encode_labels
+from imgprivacy.anonymizer.persistence import (
+    WARP_FILE,
+    config_from_metadata,
+    load_model_file,
+    model_file_bytes,
+    read_model_bytes,
+    save_model_file,
+)
 from imgprivacy.anonymizer.substitution import get_substitution
 from imgprivacy.anonymizer.warp_game import ShearWarp, WarpGameConfig, WarpGameTrainer
-from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError, NotFittedError
-from imgprivacy.fileio import write_atomic
-from imgprivacy.safetensors_io import METADATA_KEY, read_safetensors, tensor_problems
+from imgprivacy.errors import CorruptFileError, InvalidInputError, NotFittedError
+from imgprivacy.safetensors_io import tensor_problems
 
-FORMAT = "imgprivacy-warp-anonymizer"
-FORMAT_VERSION = 1
+FORMAT = WARP_FILE.name
+FORMAT_VERSION = WARP_FILE.version
 WARP_PREFIX = "warp."
 
 
@@ -118,41 +122,38 @@ class WarpAnonymizer:
         return released.reshape(len(x), side, side)
 
     # -- persistence ----------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
+    def _file_contents(self) -> tuple[dict[str, torch.Tensor], dict]:
         self._check_fitted()
-        tensors = {WARP_PREFIX + k: v.detach().cpu() for k, v in self.warp_.state_dict().items()}
+        tensors = {WARP_PREFIX + k: v for k, v in self.warp_.state_dict().items()}
         state, state_metadata = self.substitution_.state()
-        tensors.update({k: v.detach().cpu().contiguous() for k, v in state.items()})
+        tensors.update(state)
         metadata = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "imgprivacy_version": __version__,
             "config": self.config.to_dict(),
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_],
             "substitution_state": state_metadata,
             "history": self.history_,
         }
-        return save_bytes(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
+        return tensors, metadata
+
+    def to_bytes(self) -> bytes:
+        tensors, metadata = self._file_contents()
+        return model_file_bytes(format=WARP_FILE, tensors=tensors, metadata=metadata)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model (safetensors + JSON config) atomically."""
-        return write_atomic(Path(path), self.to_bytes())
+        tensors, metadata = self._file_contents()
+        return save_model_file(path, format=WARP_FILE, tensors=tensors, metadata=metadata)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "model", device: str = "cpu"):
-        tensors, metadata = read_safetensors(
-            data, source=source, expected="an imgprivacy warp anonymizer file"
-        )
-        if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
-            raise CorruptFileError(
-                f"{source}: expected format {FORMAT!r} version {FORMAT_VERSION}, got "
-                f"{metadata.get('format')!r} version {metadata.get('format_version')!r}. "
-                "Warp anonymizer files come from WarpAnonymizer.save()."
-            )
-        try:
-            config = WarpGameConfig.from_dict(dict(metadata["config"]))
-        except (KeyError, TypeError, InvalidInputError) as exc:
-            raise CorruptFileError(f"{source}: unreadable config ({exc}).") from None
+        tensors, metadata = read_model_bytes(data, format=WARP_FILE, source=source)
+        return cls._from_contents(tensors, metadata, source=source, device=device)
+
+    @classmethod
+    def _from_contents(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict, *, source: str, device: str
+    ) -> WarpAnonymizer:
+        config = config_from_metadata(WarpGameConfig, metadata, source=source)
         warp = ShearWarp(config.image_size, config.hidden, config.max_shear)
         weights = {
             k[len(WARP_PREFIX) :]: v for k, v in tensors.items() if k.startswith(WARP_PREFIX)
@@ -176,9 +177,5 @@ class WarpAnonymizer:
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> WarpAnonymizer:
         """Read a model written by :meth:`save`, checking it against its declared architecture."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"Expected a warp anonymizer file at {path}, but there is none."
-            )
-        return cls.from_bytes(path.read_bytes(), source=str(path), device=device)
+        tensors, metadata = load_model_file(path, format=WARP_FILE)
+        return cls._from_contents(tensors, metadata, source=str(path), device=device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +95,7 @@ def serve(
     }
     flags = {name: value for name, value in flags.items() if value is not None}
     settings = load_settings(flags)
-    check_settings(settings)
+    check_settings(settings, workers=workers)
     check_address(host, port)
     for name, value in flags.items():
         os.environ[f"IMGPRIVACY_{name.upper()}"] = str(value)
@@ -121,17 +122,23 @@ def load_settings(flags: dict):
         ) from None
 
 
-def check_settings(settings) -> None:
+def check_settings(settings, *, workers: int = 1) -> None:
     """Every problem a worker would hit while starting, collected and raised at once.
 
     Raises
     ------
     InvalidInputError
         Listing the problems: policy or alpha, feature extractor (its weights), probe images,
-        database URL.
+        database URL, the bank (Ray installed; a cluster address for several workers).
     """
     problems = []
-    checks = (_check_guard, _check_extractor, _check_probe_images, _check_database, _check_bank)
+    checks = (
+        _check_guard,
+        _check_extractor,
+        _check_probe_images,
+        _check_database,
+        partial(_check_bank, workers=workers),
+    )
     for check in checks:
         try:
             check(settings)
@@ -148,7 +155,7 @@ def _check_guard(settings) -> None:
     Guard(policy=settings.policy, alpha=settings.alpha, **margin)
 
 
-def _check_bank(settings) -> None:
+def _check_bank(settings, *, workers: int) -> None:
     if settings.bank == "ray":
         try:
             import ray  # noqa: F401
@@ -156,6 +163,9 @@ def _check_bank(settings) -> None:
             raise InvalidInputError(
                 "--bank ray needs Ray; install it with pip install 'imgprivacy[cluster]'"
             ) from None
+        from imgprivacy.service.ray_bank import check_workers
+
+        check_workers(workers=workers, bank=settings.bank, ray_address=settings.ray_address)
 
 
 def _check_extractor(settings) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
-from imgprivacy.docl.bank_kernels import native_stacked_distances, resolve_kernel
+from imgprivacy.docl.bank_kernels import check_kernel, native_stacked_distances, resolve_kernel
 from imgprivacy.docl.bank_precision import Precision, get_precision, precision_problems
 from imgprivacy.docl.bank_stack import LayerStack, model_views, stack_group, stacked_distances
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
@@ -154,7 +154,8 @@ class FilterBank:
         self.precision = precision
         self.kernel = kernel
         self._precision: Precision = get_precision(precision)  # lists valid names if unknown
-        self._kernel = resolve_kernel(kernel, device=device)  # "native" or "torch"
+        # "native", "torch", or "auto": settled (the native kernel built) at the first score
+        self._kernel = check_kernel(kernel, device=device)
         self._models: dict[str, tuple[BankEntry, dict[str, torch.Tensor]]] = {}
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
@@ -346,6 +347,8 @@ class FilterBank:
                 "The bank holds no model yet; add users' autoencoders with bank.add(...)."
             )
         x = as_feature_matrix(x, input_dim=self.input_dim, what="features")
+        if self._kernel == "auto":  # the first score builds the native kernel (once a process)
+            self._kernel = resolve_kernel("auto", device=self.device)
         if self._kernel == "native":
             distances = native_stacked_distances(snap, x, threads=torch.get_num_threads())
         else:

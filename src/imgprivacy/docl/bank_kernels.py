@@ -3,7 +3,8 @@
 The native kernel (``bank_kernel.c``) runs every layer of each stacked model and the distance
 tail (bias, sigmoid, subtract, square, sum) in one pass over a block of inputs, so the (B, D)
 reconstruction never reaches memory, and it reads fp16/bf16 weights converting them in
-registers. It is compiled once per source version with the system C compiler (``cc``/``gcc``,
+registers. It is compiled at the first score that can use it (not when a bank is built, so
+start-up does not pay it), once per source version, with the system C compiler (``cc``/``gcc``,
 AVX2 + FMA + F16C) into a cache directory and loaded with :mod:`ctypes`; where that fails (no
 compiler, another CPU, a read-only cache) the bank falls back to the torch path
 (:func:`imgprivacy.docl.bank_stack.stacked_distances`), logging why once.
@@ -143,6 +144,18 @@ def resolve_kernel(kernel: str, *, device: str = "cpu") -> str:
             )
         return "torch"
     return "native"
+
+
+def check_kernel(kernel: str, *, device: str = "cpu") -> str:
+    """Validate a requested ``kernel`` without building anything unless it must be native.
+
+    Returns ``"torch"``, ``"native"`` (an explicit request, built now so that a machine that
+    cannot build it fails at once with the fix) or ``"auto"``, which :func:`resolve_kernel`
+    settles at the first score.
+    """
+    if kernel == "auto" and device == "cpu":
+        return "auto"
+    return resolve_kernel(kernel, device=device)
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:

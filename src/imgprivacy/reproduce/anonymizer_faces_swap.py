@@ -77,7 +77,7 @@ def run_swap(
         raw_rows.append(release(f"swap_target_{target}", raw, raw, recorder, dict(entry)))
         nearest_model = SwapAnonymizer.__new__(SwapAnonymizer)
         nearest_model.__dict__.update(raw_model.__dict__)
-        nearest_model.config = raw_model.config.replace(substitution="code_nearest")
+        nearest_model.config = raw_model.config.replace(substitution="code-nearest")
         nearest_model.substitution_ = nearest_model._fit_substitution(nearest_model.config)
         released = nearest_model.transform(data.images)
         nearest_rows.append(

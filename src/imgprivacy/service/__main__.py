@@ -5,7 +5,9 @@ The rest of the configuration comes from ``IMGPRIVACY_*`` environment variables
 """
 
 import argparse
+import sys
 
+from imgprivacy.errors import InvalidInputError
 from imgprivacy.service.server import run_server
 
 if __name__ == "__main__":
@@ -14,4 +16,15 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    if args.workers > 1:  # several workers on one Ray bank need one cluster's address
+        from imgprivacy.service import ServiceSettings
+        from imgprivacy.service.ray_bank import check_workers
+
+        settings = ServiceSettings()
+        try:
+            check_workers(
+                workers=args.workers, bank=settings.bank, ray_address=settings.ray_address
+            )
+        except InvalidInputError as exc:
+            sys.exit(f"error: {exc}")
     run_server(host=args.host, port=args.port, workers=args.workers)

@@ -18,6 +18,7 @@ from imgprivacy import __version__
 from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.errors import SchemaError
 from imgprivacy.features import get_extractor
+from imgprivacy.service.auth import UserCache
 from imgprivacy.service.errors import install_error_handler, route_methods
 from imgprivacy.service.images import prepare_batch
 from imgprivacy.service.limits import BodyGuardMiddleware
@@ -29,7 +30,7 @@ from imgprivacy.service.routes import admin, check, health, models, users
 from imgprivacy.service.routes.common import APP_RESPONSES
 from imgprivacy.service.scorer import MicroBatcher, bank_scorer
 from imgprivacy.service.settings import ServiceSettings
-from imgprivacy.service.state import ServiceState, UserCache
+from imgprivacy.service.state import ServiceState
 from imgprivacy.service.storage import Storage
 from imgprivacy.service.sync import BankSync
 

@@ -2,15 +2,20 @@
 
 Tokens are 256 random bits, so a plain SHA-256 (no salt, no slow hash) cannot be inverted and
 lets the service find the user by an indexed lookup. The admin token comes from the settings and
-is compared in constant time.
+is compared in constant time. :class:`UserCache` keeps recent token -> user answers, so a check
+costs no database round trip.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,7 +27,7 @@ from imgprivacy.service.errors import (
     MissingToken,
     Unprocessable,
 )
-from imgprivacy.service.storage import UserInfo
+from imgprivacy.service.storage import Storage, UserInfo
 
 TOKEN_PREFIX = "ipk_"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -79,6 +84,123 @@ async def current_user(request: Request) -> UserInfo:
             "POST /v1/users."
         )
     return user
+
+
+class _Lookup:
+    """One database lookup of a token that other threads wait for instead of repeating."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.waiters = 0
+        self.user: UserInfo | None = None
+        self.failed = False
+
+
+class UserCache:
+    """token hash -> user for at most ``ttl`` seconds, so a check costs no database round trip.
+
+    A deleted user's token is refused at once by the process that deleted it and within ``ttl``
+    seconds by the others (the same bound as model changes, see :mod:`.sync`). Each entry lives a
+    random ``ttl * (1 - jitter)`` to ``ttl`` seconds, so the entries filled together (at start-up,
+    say) do not all expire on the same tick and send their checks to the database at once; and
+    concurrent misses of one token share one query.
+
+    Parameters
+    ----------
+    storage
+        Where :meth:`lookup` finds users.
+    ttl
+        The longest an answer is kept, in seconds.
+    jitter
+        The fraction of ``ttl`` an entry's life is shortened by at most, in [0, 1).
+    max_entries
+        Above this many entries the expired ones are dropped, then the oldest.
+    clock
+        Seconds, monotonic (tests pass their own).
+    seed
+        Seeds the lifetimes' draws.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        ttl: float,
+        jitter: float = 0.5,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ):
+        self.storage = storage
+        self.ttl = ttl
+        self.jitter = jitter
+        self.max_entries = max_entries
+        self.clock = clock
+        self._random = random.Random(seed)
+        self._entries: dict[str, tuple[float, UserInfo]] = {}
+        self._lookups: dict[str, _Lookup] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token_hash: str) -> UserInfo | None:
+        """The cached user, or None when absent or expired (then call :meth:`lookup`)."""
+        hit = self._entries.get(token_hash)
+        if hit is not None and hit[0] > self.clock():
+            return hit[1]
+        return None
+
+    def lookup(self, token_hash: str) -> UserInfo | None:
+        """The user of ``token_hash`` from the cache, or from the database (then cached)."""
+        hit = self.cached(token_hash)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self.cached(token_hash)  # another thread's query may just have filled it
+            if hit is not None:
+                return hit
+            pending = self._lookups.get(token_hash)
+            if pending is None:
+                pending = self._lookups[token_hash] = _Lookup()
+                leader = True
+            else:
+                pending.waiters += 1
+                leader = False
+        if not leader:
+            pending.done.wait()
+            return self._query(token_hash) if pending.failed else pending.user
+        try:
+            pending.user = self._query(token_hash)
+        except BaseException:
+            pending.failed = True
+            raise
+        finally:
+            with self._lock:
+                self._lookups.pop(token_hash, None)
+            pending.done.set()
+        return pending.user
+
+    def _query(self, token_hash: str) -> UserInfo | None:
+        started = self.clock()
+        user = self.storage.user_by_token_hash(token_hash)
+        with self._lock:
+            if user is None:
+                self._entries.pop(token_hash, None)
+                return None
+            if len(self._entries) >= self.max_entries:
+                self._evict(started)
+            life = self.ttl * (1.0 - self.jitter * self._random.random())
+            self._entries[token_hash] = (started + life, user)
+        return user
+
+    def _evict(self, now: float) -> None:
+        """Drop the expired entries, then the oldest until a tenth of the room is free."""
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        excess = len(self._entries) - int(0.9 * self.max_entries)
+        for key in list(self._entries)[: max(excess, 0)]:
+            del self._entries[key]
+
+    def forget_user(self, name: str) -> None:
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if v[1].name != name}
 
 
 def require_admin(request: Request) -> None:

@@ -13,8 +13,9 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from imgprivacy.errors import (
     AlreadyExistsError,
@@ -128,6 +129,11 @@ LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
 }
 
 
+# The status a request is counted and logged with when its client hung up before the answer
+# (nginx's "client closed request"): no one receives it, and it is not a server error.
+CLIENT_CLOSED_REQUEST = 499
+
+
 def _body(detail: str, problems: list[str]) -> dict:
     return {"detail": detail, "problems": problems}
 
@@ -174,8 +180,17 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     """The one handler: service, storage and library errors, FastAPI validation, HTTP errors.
 
-    Anything else is a bug: logged with its traceback and answered 500 in the same shape.
+    A client that disconnected mid-request is logged as such and counted as 499. Anything else
+    is a bug: logged with its traceback and answered 500 in the same shape.
     """
+    if isinstance(exc, ClientDisconnect):
+        logger.info(
+            "client disconnected during %s %s",
+            request.method,
+            request.url.path,
+            extra={"client_disconnect": True},
+        )
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     if isinstance(exc, ServiceError):
         return error_response(exc)
     if isinstance(exc, RequestValidationError):
@@ -198,8 +213,11 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handler(app: FastAPI) -> None:
     # Exception last: Starlette answers it from its outermost middleware, so even an error in
-    # another middleware gets the JSON shape instead of a plain-text 500.
+    # another middleware gets the JSON shape instead of a plain-text 500 (and re-raises it for
+    # the server to log). A client's disconnect is answered inside, like a service error: it
+    # is no error of the server's.
     for cls in (
+        ClientDisconnect,
         ServiceError,
         ImgPrivacyError,
         RequestValidationError,

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import defer
 
 from imgprivacy.errors import QuotaExceededError, RecordNotFoundError
-from imgprivacy.service.storage import Storage
+from imgprivacy.service.storage import Storage, stored_upload, user_info, write_upload
 from imgprivacy.service.tables import (
     ModelInfo,
     NewModel,
@@ -85,13 +85,7 @@ class QuarantineStore:
                     )
                 row = QuarantinedModel(user_id=user.id, name=name)
                 session.add(row)
-            row.blob = new.blob
-            row.sha256 = new.sha256
-            row.size_bytes = len(new.blob)
-            row.hidden_dim = new.hidden_dim
-            row.error_mean = new.error_mean
-            row.error_std = new.error_std
-            row.probe_claim = new.probe_claim
+            write_upload(row, new)
             row.reason = reason
             row.problems = json.dumps(list(problems))
             row.created_at = now()
@@ -122,19 +116,11 @@ class QuarantineStore:
             if found is None:
                 raise _not_quarantined(owner, name)
             row, user = found
-            new = NewModel(
-                blob=row.blob,
-                sha256=row.sha256,
-                hidden_dim=row.hidden_dim,
-                error_mean=row.error_mean,
-                error_std=row.error_std,
-                probe_claim=row.probe_claim,
-            )
             info, _ = self.storage._put_model(
                 session,
-                UserInfo(user.id, user.name, user.created_at),
+                user_info(user),
                 name,
-                new,
+                stored_upload(row),
                 max_models=max_models,
                 max_total_models=max_total_models,
             )

@@ -21,7 +21,7 @@ import torch
 
 from imgprivacy.cluster import ShardedBank, ShardedBankConfig, ShardUnavailableError
 from imgprivacy.docl import Decision, Guard, OneClassAutoencoder, autoencoder_from_bytes
-from imgprivacy.errors import ImgPrivacyError
+from imgprivacy.errors import ImgPrivacyError, InvalidInputError
 from imgprivacy.features import FeatureExtractor
 from imgprivacy.service.errors import ServiceError
 from imgprivacy.service.scorer import ScoreFn
@@ -78,6 +78,26 @@ class StorageSource:
                 continue
             out[key] = (revision, key.split("/", 1)[0], model)
         return out
+
+
+def check_workers(*, workers: int, bank: str, ray_address: str | None) -> None:
+    """Refuse several workers on a Ray bank that has no cluster address.
+
+    Without an address every worker would start a local Ray of its own, with its own shard
+    actors holding every model again, on the same CPUs.
+
+    Raises
+    ------
+    InvalidInputError
+        With the fix: one cluster started beforehand, its address passed to every worker.
+    """
+    if bank == "ray" and workers > 1 and not ray_address:
+        raise InvalidInputError(
+            f"--bank ray with --workers {workers} needs --ray-address (IMGPRIVACY_RAY_ADDRESS): "
+            "without it every worker starts its own local Ray with its own copy of the bank. "
+            "Start one cluster with `ray start --head` and pass the address it prints, e.g. "
+            "--ray-address 127.0.0.1:6379, or serve with --workers 1."
+        )
 
 
 def connect_ray(address: str | None) -> None:

@@ -12,6 +12,7 @@ Refusals are storage errors from :mod:`imgprivacy.errors` (``AlreadyExistsError`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,6 +42,25 @@ from imgprivacy.service.tables import (
 )
 
 __all__ = ["ModelInfo", "NewModel", "PendingInfo", "Storage", "UserInfo", "make_engine"]
+
+# The upload's fields a stored row keeps as they are (a guard model's and a quarantined one's).
+UPLOAD_FIELDS = tuple(field.name for field in dataclasses.fields(NewModel))
+
+
+def write_upload(row, new: NewModel) -> None:
+    """Copy an upload's file and statistics onto a stored row (a model or a quarantined one)."""
+    for name in UPLOAD_FIELDS:
+        setattr(row, name, getattr(new, name))
+    row.size_bytes = len(new.blob)
+
+
+def stored_upload(row) -> NewModel:
+    """The upload a stored row holds, as :func:`write_upload` wrote it."""
+    return NewModel(**{name: getattr(row, name) for name in UPLOAD_FIELDS})
+
+
+def user_info(user: User) -> UserInfo:
+    return UserInfo(user.id, user.name, user.created_at)
 
 
 def _info(model: GuardModel, owner: str, header: bytes | None = None) -> ModelInfo:
@@ -120,7 +140,7 @@ class Storage:
                 user = User(name=name, token_hash=token_hash)
                 session.add(user)
                 session.flush()
-                return UserInfo(user.id, user.name, user.created_at)
+                return user_info(user)
         except IntegrityError:  # a database without the lower(name) index, raced
             raise _user_exists(name) from None
 
@@ -164,7 +184,7 @@ class Storage:
             session.delete(pending)
             session.add(user)
             session.flush()
-            return UserInfo(user.id, user.name, user.created_at)
+            return user_info(user)
 
     def reject_user(self, name: str) -> None:
         """Forget the pending registration ``name``."""
@@ -177,7 +197,7 @@ class Storage:
     def user_by_token_hash(self, token_hash: str) -> UserInfo | None:
         with self.session() as session:
             user = session.scalar(select(User).where(User.token_hash == token_hash))
-            return None if user is None else UserInfo(user.id, user.name, user.created_at)
+            return None if user is None else user_info(user)
 
     def list_users(self) -> list[tuple[UserInfo, int]]:
         with self.session() as session:
@@ -187,7 +207,7 @@ class Storage:
                 ).all()
             )
             users = session.scalars(select(User).order_by(User.name)).all()
-            return [(UserInfo(u.id, u.name, u.created_at), counts.get(u.id, 0)) for u in users]
+            return [(user_info(u), counts.get(u.id, 0)) for u in users]
 
     def delete_user(self, name: str) -> list[str]:
         """Remove a user and all their models; returns the removed models' names."""
@@ -268,13 +288,7 @@ class Storage:
                 )
             model = GuardModel(user_id=user.id, name=name, created_at=now())
             session.add(model)
-        model.blob = new.blob
-        model.sha256 = new.sha256
-        model.size_bytes = len(new.blob)
-        model.hidden_dim = new.hidden_dim
-        model.error_mean = new.error_mean
-        model.error_std = new.error_std
-        model.probe_claim = new.probe_claim
+        write_upload(model, new)
         model.revision = revision
         model.updated_at = now()
         session.flush()

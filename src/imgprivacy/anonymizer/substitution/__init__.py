@@ -10,17 +10,23 @@
   cluster (:class:`~imgprivacy.anonymizer.substitution.spectral_clusters.SpectralClusterSubstitution`);
 * ``"target"`` - the nearest training image of the target identity, the paper's protocol
   (:class:`~imgprivacy.anonymizer.substitution.target_nearest.TargetSubstitution`);
-* ``"code_nearest"`` - the training image of the target identity whose learned representation
+* ``"code-nearest"`` - the training image of the target identity whose learned representation
   is nearest (:class:`~imgprivacy.anonymizer.substitution.code_nearest.CodeNearestSubstitution`).
+
+Names are kebab-case. A name an earlier version wrote into model files and configs stays readable:
+:data:`SUBSTITUTION_ALIASES` maps it to its current name (``"code_nearest"`` is
+``"code-nearest"``), and the configs store the current one.
 
 Examples
 --------
 >>> sorted(SUBSTITUTIONS)
-['code_nearest', 'none', 'prototypes', 'spectral-clusters', 'target']
+['code-nearest', 'none', 'prototypes', 'spectral-clusters', 'target']
+>>> get_substitution("code_nearest").name  # an earlier name
+'code-nearest'
 >>> get_substitution("nearest")
 Traceback (most recent call last):
 ...
-imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, code_nearest, spectral-clusters.
+imgprivacy.errors.UnknownNameError: Unknown substitution 'nearest'. Valid names: none, prototypes, target, code-nearest, spectral-clusters.
 """
 
 from __future__ import annotations
@@ -84,9 +90,21 @@ SUBSTITUTIONS: dict[str, type[SubstitutionMethod]] = {
     )
 }
 
+# Names earlier versions wrote into model files and configs -> their current (kebab-case) name.
+SUBSTITUTION_ALIASES: dict[str, str] = {"code_nearest": "code-nearest"}
+
+
+def canonical_substitution(name):
+    """The current name of substitution ``name`` (an earlier name resolved; others unchanged).
+
+    >>> canonical_substitution("code_nearest"), canonical_substitution("target")
+    ('code-nearest', 'target')
+    """
+    return SUBSTITUTION_ALIASES.get(name, name) if isinstance(name, str) else name
+
 
 def get_substitution(name: str) -> type[SubstitutionMethod]:
-    """The registered substitution method called ``name``.
+    """The registered substitution method called ``name`` (or an earlier name of it).
 
     Raises
     ------
@@ -94,7 +112,7 @@ def get_substitution(name: str) -> type[SubstitutionMethod]:
         Listing the registered names when ``name`` is not one of them.
     """
     try:
-        return SUBSTITUTIONS[name]
+        return SUBSTITUTIONS[canonical_substitution(name)]
     except KeyError:
         raise UnknownNameError(
             f"Unknown substitution {name!r}. Valid names: {', '.join(SUBSTITUTIONS)}."
@@ -103,11 +121,13 @@ def get_substitution(name: str) -> type[SubstitutionMethod]:
 
 __all__ = [
     "SUBSTITUTIONS",
+    "SUBSTITUTION_ALIASES",
     "CodeNearestSubstitution",
     "NoSubstitution",
     "PrototypeSubstitution",
     "SpectralClusterSubstitution",
     "SubstitutionMethod",
     "TargetSubstitution",
+    "canonical_substitution",
     "get_substitution",
 ]

@@ -1,4 +1,4 @@
-"""Substitution by the nearest target image *in a learned representation* (``"code_nearest"``).
+"""Substitution by the nearest target image *in a learned representation* (``"code-nearest"``).
 
 The paper's protocol (:mod:`~imgprivacy.anonymizer.substitution.target_nearest`) compares pixels,
 which follow outline, tones and pose more than expression. Here every query is compared, by
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from imgprivacy.anonymizer.substitution.base import SubstitutionMethod
+from imgprivacy.anonymizer.substitution.target_nearest import SubstitutionConfig, nearest_neighbours
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.safetensors_io import tensor_problems
 
@@ -41,7 +42,7 @@ CODES_KEY = "code_reference_codes"  # (M, C) float32 their representations
 
 
 class CodeNearestSubstitution(SubstitutionMethod):
-    """The target's training image whose representation is nearest (config ``"code_nearest"``).
+    """The target's training image whose representation is nearest (config ``"code-nearest"``).
 
     Parameters
     ----------
@@ -56,7 +57,7 @@ class CodeNearestSubstitution(SubstitutionMethod):
         (M, C) float32 their representations (``autoencode`` of the references).
     """
 
-    name = "code_nearest"
+    name = "code-nearest"
     tensor_names = (IMAGES_KEY, CODES_KEY)
 
     def __init__(self, *, target_identity: int):
@@ -66,7 +67,7 @@ class CodeNearestSubstitution(SubstitutionMethod):
     def config_problems(cls, config: AnonymizerConfig) -> list[str]:
         if config.target_identity is None:
             return [
-                "substitution='code_nearest' needs a target_identity (the identity whose "
+                "substitution='code-nearest' needs a target_identity (the identity whose "
                 "training images replace the outputs)"
             ]
         return []
@@ -105,11 +106,11 @@ class CodeNearestSubstitution(SubstitutionMethod):
                 f"Expected representations of size {self.codes_.shape[1]} (as at fit time), got "
                 f"{codes.shape[1]}. Pass the same model's codes."
             )
-        chunks = [
-            torch.cdist(codes[i : i + batch_size].double(), self.codes_.double()).argmin(1)
-            for i in range(0, len(codes), batch_size)
-        ]
-        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+        # the search of the paper's protocol, on codes instead of pixels (floats kept as they are)
+        indices, _ = nearest_neighbours(
+            codes, self.codes_, config=SubstitutionConfig(chunk_size=batch_size)
+        )
+        return torch.from_numpy(indices)
 
     def transform(self, outputs: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
         """Representations (N, C) -> (N, D) uint8: the nearest references' pixels."""
