@@ -37,11 +37,12 @@ import torch
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
 from imgprivacy.docl.bank_kernels import native_stacked_distances, resolve_kernel
 from imgprivacy.docl.bank_stack import LayerStack, stacked_distances
-from imgprivacy.docl.guard import Decision, Guard
+from imgprivacy.docl.guard import POLICIES, Decision, Guard
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
 
-RANKINGS = ("ratio", "distance")
+RANKINGS = ("decision", "ratio")
+_TINY = 1e-12  # floor of distances before taking logs
 # Models reconstructed at once while sketching: bounds the (chunk, R, D) reconstructions.
 SKETCH_CHUNK = 16
 
@@ -51,6 +52,7 @@ class Sketches:
     """Every model's affine subspace ``offsets[n] + span(bases[n])`` in feature space."""
 
     entries: tuple[BankEntry, ...]  # the bank entries sketched, in the bank's model order
+    owners: np.ndarray  # (N,) each model's owner
     offsets: torch.Tensor  # (N, D) mean reconstruction of the reference set
     bases: torch.Tensor  # (N, r, D) principal directions, orthonormal rows
     offset_norms: torch.Tensor  # (N,) squared norm of each offset
@@ -191,7 +193,7 @@ class FirstStage:
     """
 
     def __init__(
-        self, *, rank: int = 4, keep: float = 0.05, ranking: str = "ratio", iterations: int = 1
+        self, *, rank: int = 0, keep: float = 0.05, ranking: str = "decision", iterations: int = 1
     ):
         self.rank = rank
         self.keep = keep
@@ -250,6 +252,7 @@ class FirstStage:
             offsets[missing], bases[missing] = new_offsets, new_bases
         self.sketches_ = Sketches(
             entries=entries,
+            owners=np.array([e.owner for e in entries], dtype=object),
             offsets=offsets,
             bases=bases,
             offset_norms=offsets.square().sum(dim=1),
@@ -266,40 +269,64 @@ class FirstStage:
         return sketch(samples, rank=self.rank)
 
     # -- checks ---------------------------------------------------------------------------
-    def ranks(self, bank: FilterBank, x: torch.Tensor, *, alpha: float) -> torch.Tensor:
-        """(B, N) ranking key of every model for every input (lower = kept first)."""
+    def ranks(
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str]
+    ) -> tuple[torch.Tensor, list[int]]:
+        """(B, N) ranking key of every model for every input (lower = kept first), and the
+        positions of the uploaders' own models."""
         sketches = self.update(bank)
-        distances = sketches.distances(x)
-        if self.ranking == "distance":
-            return distances
+        proxy = sketches.distances(x).to(torch.float64).clamp_min(_TINY)
+        own = np.flatnonzero(np.isin(sketches.owners, list(set(uploaders)))).tolist()
         snap = bank.snapshot()
-        threshold = (snap.error_mean + alpha * snap.error_std).to(distances.dtype)
-        return distances / threshold
+        mu, sigma = snap.error_mean[None, :], snap.error_std[None, :]
+        high = (mu + guard.alpha * sigma).expand_as(proxy)
+        rule = POLICIES[guard.policy]
+        if self.ranking == "ratio":
+            return proxy / high, own
+        # "decision": the distances at which model n's claim would decide the input
+        low = torch.full_like(proxy, _TINY) if rule.one_sided else mu - guard.alpha * sigma
+        if rule.vouch != "never" and guard.breadth_ratio is None and own:
+            high = torch.minimum(high, self._voucher_limit(bank, guard, x, uploaders, own))
+        log_p, log_low, log_high = proxy.log(), low.clamp_min(_TINY).log(), high.log()
+        outside = torch.maximum(log_low - log_p, log_p - log_high).clamp_min(0)
+        return outside + 1e-3 * (log_p - log_high), own
+
+    @staticmethod
+    def _voucher_limit(
+        bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str], own: list[int]
+    ) -> torch.Tensor:
+        """(B, 1): a claimant farther than this cannot outweigh the uploader's own models."""
+        scores = score_models(bank, x, own)
+        rule = POLICIES[guard.policy]
+        d = scores.distances.to(torch.float64)
+        owned = torch.tensor(np.array(scores.owners)[None, :] == np.array(uploaders)[:, None])
+        voucher = owned & torch.isfinite(d)
+        if rule.vouch_needs_claim:
+            voucher &= d <= scores.error_mean + guard.alpha * scores.error_std
+        best = torch.where(voucher, d, torch.tensor(math.inf, dtype=torch.float64))
+        factor = guard.margin if rule.vouch == "margin" else 1.0
+        return (best.min(dim=1, keepdim=True).values * factor).clamp_min(_TINY)
 
     def candidates(
-        self, bank: FilterBank, x: torch.Tensor, uploaders: Sequence[str], *, alpha: float
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str]
     ) -> list[int]:
         """Positions of the models to score exactly for the batch: the union over its inputs of
         the ``keep`` fraction ranked first, plus the uploaders' own models, in bank order."""
-        keys = self.ranks(bank, x, alpha=alpha)
+        keys, own = self.ranks(bank, guard, x, uploaders)
         n_models = keys.shape[1]
         count = max(1, min(n_models, math.ceil(self.keep * n_models)))
-        owners = bank.snapshot().entries
-        kept = set(keys.topk(count, dim=1, largest=False).indices.flatten().tolist())
-        uploaders_set = set(uploaders)
-        kept.update(n for n, e in enumerate(owners) if e.owner in uploaders_set)
-        return sorted(kept)
+        kept = keys.topk(count, dim=1, largest=False).indices.flatten().numpy()
+        return np.union1d(kept, np.array(own, dtype=np.int64)).tolist()
 
     def score(
         self,
         bank: FilterBank,
+        guard: Guard,
         x: np.ndarray | torch.Tensor,
         uploaders: str | Sequence[str],
-        *,
-        alpha: float,
     ) -> BankScores:
         """Exact scores of ``x`` under the first stage's survivors only (a :class:`BankScores`
-        over those columns; pass it to :meth:`Guard.decide` with the same uploaders)."""
+        over those columns; pass it to ``guard.decide`` with the same uploaders)."""
         x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
         if not len(bank):
             raise InvalidInputError(
@@ -311,7 +338,7 @@ class FirstStage:
             raise InvalidInputError(
                 f"Expected one uploader per input ({len(x)}), got {len(uploaders)}."
             )
-        return score_models(bank, x, self.candidates(bank, x, uploaders, alpha=alpha))
+        return score_models(bank, x, self.candidates(bank, guard, x, list(uploaders)))
 
     def decide(
         self,
@@ -320,5 +347,5 @@ class FirstStage:
         x: np.ndarray | torch.Tensor,
         uploaders: str | Sequence[str],
     ) -> list[Decision]:
-        """The Guard's decisions on the survivors (with ``guard.alpha`` for the ranking)."""
-        return guard.decide(self.score(bank, x, uploaders, alpha=guard.alpha), uploaders)
+        """``guard``'s decisions on ``x`` scored by the first stage's survivors only."""
+        return guard.decide(self.score(bank, guard, x, uploaders), uploaders)
