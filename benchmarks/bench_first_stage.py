@@ -1,7 +1,8 @@
 """Recall and cost of the bank's first stage (:mod:`imgprivacy.docl.first_stage`) on MNIST users.
 
-    python benchmarks/bench_first_stage.py --out reports/bench                # a few minutes
-    python benchmarks/bench_first_stage.py --users-per-class 50 --epochs 10   # the docs' size
+    python benchmarks/bench_first_stage.py --out reports/bench     # 200 users, a few minutes
+    python benchmarks/bench_first_stage.py --users-per-class 50 --epochs 10 --images 3000 \
+        --public 1000                    # the size of the testbed in docs/scaling.md (slow)
 
 Each MNIST class gets ``--users-per-class`` users, each training a paper-shaped 784-32-784
 autoencoder (Adam) on a random subset of 300-1000 training images of that class; 100 training
@@ -100,7 +101,7 @@ def recall_table(bank, stage, x, rows, uploaders):
         full = [d.share for d in guard.decide(full_scores.select(rows=rows), uploaders)]
         staged, scored = [], []
         for row, uploader in zip(rows, uploaders):
-            scores = stage.score(bank, x[row : row + 1], uploader, alpha=alpha)
+            scores = stage.score(bank, guard, x[row : row + 1], uploader)
             staged.append(guard.decide(scores, uploader)[0].share)
             scored.append(len(scores.model_ids))
         blocks = [not s for s in full]
@@ -149,17 +150,17 @@ def timings(bank, stage, x, *, seconds):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users-per-class", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--users-per-class", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--images", type=int, default=300, help="MNIST test images uploaded")
     parser.add_argument("--public", type=int, default=200, help="Fashion-MNIST images uploaded")
     parser.add_argument("--reference", choices=("clothes", "digits"), default="clothes")
     parser.add_argument("--reference-count", type=int, default=256)
-    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=0)
     parser.add_argument("--keep", type=float, default=0.05)
-    parser.add_argument("--ranking", default="ratio")
+    parser.add_argument("--ranking", default="decision")
     parser.add_argument("--iterations", type=int, default=1)
-    parser.add_argument("--time-copies", type=int, default=10)
+    parser.add_argument("--time-copies", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -192,7 +193,8 @@ def main() -> None:
     cost = timings(copies, timed_stage, x, seconds=args.seconds)
     params = 2 * 784 * 32
     kept = max(1, math.ceil(args.keep * len(copies)))
-    macs = (args.rank + 1) * 784 * len(copies) + params * (kept + 1)
+    # the sketch, the kept models, and the uploader's model twice (its voucher limit, then its check)
+    macs = (args.rank + 1) * 784 * len(copies) + params * (kept + 2)
     for row in cost:
         row["macs_fraction"] = macs / (params * len(copies))
 
