@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+
+from imgprivacy.docl import AutoencoderConfig, FilterBank, Guard, OneClassAutoencoder
+from imgprivacy.docl.first_stage import FirstStage, Sketches, score_models, sketch
+from imgprivacy.errors import InvalidInputError, NotFittedError
+from tests.conftest import blobs
+
+CFG = AutoencoderConfig(input_dim=16, hidden_dim=4, epochs=20, batch_size=16, learning_rate=1e-2)
+CLASSES = 6
+
+
+@pytest.fixture(scope="module")
+def models():
+    """Two users per class, one of them with a deeper model (two layer groups in the bank)."""
+    x, y = blobs(dim=16, classes=CLASSES)
+    out = []
+    for c in range(CLASSES):
+        for k, widths in enumerate([(), (8,)]):
+            model = OneClassAutoencoder(CFG.replace(seed=10 * c + k, layer_widths=widths))
+            out.append((f"c{c}u{k}", model.fit(x[y == c][k::2])))
+    return out
+
+
+@pytest.fixture()
+def bank(models):
+    bank = FilterBank(input_dim=16, kernel="torch")
+    bank.add_many(models)
+    return bank
+
+
+def reference():
+    return torch.rand(64, 16, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("policy", ["paper", "any-other", "margin"])
+@pytest.mark.parametrize("ranking", ["decision", "ratio"])
+def test_keeping_every_model_gives_the_full_banks_decisions(bank, policy, ranking):
+    x, y = blobs(dim=16, classes=CLASSES, seed=3, n_per_class=6)
+    x = torch.cat([x, torch.rand(12, 16, generator=torch.Generator().manual_seed(2))])
+    uploaders = [f"c{(c + 1) % CLASSES}u0" for c in y.tolist()] + ["c0u1"] * 12
+    guard = Guard(policy=policy, alpha=2.0)
+    stage = FirstStage(rank=2, keep=1.0, ranking=ranking).fit(bank, reference=reference())
+    full = guard.decide(bank.score(x), uploaders)
+    assert stage.decide(bank, guard, x, uploaders) == full
+    assert any(not d.share for d in full) and any(d.share for d in full)
+
+
+@pytest.mark.parametrize("ranking", ["decision", "ratio"])
+def test_a_small_stage_keeps_the_claiming_model_and_blocks(bank, ranking):
+    x, y = blobs(dim=16, classes=CLASSES, seed=4, n_per_class=5)
+    uploaders = [f"c{(c + 1) % CLASSES}u0" for c in y.tolist()]
+    guard = Guard(policy="any-other", alpha=2.0)
+    stage = FirstStage(rank=2, keep=1 / len(bank), ranking=ranking)
+    stage.fit(bank, reference=reference())
+    for row, c in enumerate(y.tolist()):
+        kept = stage.candidates(bank, guard, x[row : row + 1], [uploaders[row]])
+        owners = {bank.owners[n] for n in kept}
+        # one model kept by the sketch (a user of the image's class) plus the uploader's own
+        assert len(kept) == 2 and uploaders[row] in owners
+        assert owners & {f"c{c}u0", f"c{c}u1"}
+    full = guard.decide(bank.score(x), uploaders)
+    assert sum(not d.share for d in full) >= len(full) // 2
+    # same share/block decisions (the nearest surviving claimant may be another model)
+    assert [d.share for d in stage.decide(bank, guard, x, uploaders)] == [d.share for d in full]
+
+
+def test_survivors_are_scored_exactly(bank):
+    x = torch.rand(5, 16, generator=torch.Generator().manual_seed(3))
+    scores = score_models(bank, x, [7, 0, 3])
+    full = bank.score(x)
+    assert scores.model_ids == tuple(full.model_ids[n] for n in [7, 0, 3])
+    torch.testing.assert_close(scores.distances, full.distances[:, [7, 0, 3]])
+    torch.testing.assert_close(scores.error_std, full.error_std[[7, 0, 3]])
+    with pytest.raises(InvalidInputError, match=r"model positions in \[0, 12\)"):
+        score_models(bank, x, [12])
+
+
+def test_sketch_distance_is_the_distance_to_the_affine_subspace():
+    samples = torch.rand(3, 40, 16, generator=torch.Generator().manual_seed(1))
+    offsets, bases = sketch(samples, rank=3)
+    torch.testing.assert_close(bases @ bases.mT, torch.eye(3).expand(3, 3, 3), atol=1e-5, rtol=0)
+    sketches = Sketches(
+        entries=(),
+        owners=np.array([], dtype=object),
+        offsets=offsets,
+        bases=bases,
+        offset_norms=offsets.square().sum(dim=1),
+        offset_coords=torch.einsum("nrd,nd->nr", bases, offsets),
+    )
+    x = torch.rand(4, 16)
+    centred = x[:, None, :] - offsets[None]  # (B, N, D)
+    projected = torch.einsum("bnd,nrd->bnr", centred, bases)
+    expected = centred.square().sum(2) - projected.square().sum(2)
+    torch.testing.assert_close(sketches.distances(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_sketches_follow_the_bank(bank, models):
+    stage = FirstStage(rank=2, keep=0.5).fit(bank, reference=reference())
+    before = stage.sketches_
+    assert stage.update(bank) is before  # no change, no work
+    bank.remove("c0u0/0")
+    bank.add(models[3][1], owner="c0u0", model_id="c0u0/0")  # re-added with other weights
+    after = stage.update(bank)
+    assert len(after.entries) == len(bank)
+    moved = bank.model_ids.index("c0u0/0")
+    old_of = before.entries.index(next(e for e in before.entries if e.model_id == "c1u1/0"))
+    new_of = bank.model_ids.index("c1u1/0")
+    torch.testing.assert_close(after.offsets[new_of], before.offsets[old_of])
+    torch.testing.assert_close(after.offsets[moved], before.offsets[3])
+
+
+def test_parameters_and_use_before_fit_are_checked(bank):
+    with pytest.raises(InvalidInputError, match="keep must be a fraction in") as info:
+        FirstStage(keep=0, rank=-1, ranking="best").fit(bank, reference=reference())
+    assert len(info.value.problems) == 3
+    with pytest.raises(InvalidInputError, match="more reference images than the sketch rank"):
+        FirstStage(rank=4).fit(bank, reference=torch.rand(4, 16))
+    with pytest.raises(NotFittedError, match="call fit"):
+        FirstStage().update(bank)
