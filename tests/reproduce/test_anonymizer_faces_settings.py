@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from imgprivacy.reproduce.anonymizer_faces_settings import PAPER_TABLE1, bars_met, goal_for
+from imgprivacy.reproduce.anonymizer_faces_settings import (
+    PAPER_TABLE1,
+    FacesSettings,
+    bars_met,
+    goal_for,
+)
 
 KEY = ("identity_accuracy", "expression_accuracy")
 
@@ -37,3 +42,9 @@ def test_no_paper_bar_on_other_data():
         {"a": [row(0, 0.55, 0.9)]}, goal=goal, key=KEY, paper=False
     )
     assert paper_met_by == {"a": []} and goal_met_by == {"a": [0]}
+
+
+def test_code_match_whitens_per_identity_in_every_preset():
+    for settings in (FacesSettings(), FacesSettings.quick(), FacesSettings.full(seed=3)):
+        assert settings.code_match.whiten is True
+    assert FacesSettings.full(seed=3).code_match.seed == 3

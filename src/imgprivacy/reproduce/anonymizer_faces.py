@@ -14,7 +14,7 @@ Runs, all from one shared autoencoder pre-training (phase 1 does not depend on t
   then the same substitution (the paper's Table 1);
 * ``code_match`` - the code-match anonymizer (:mod:`~imgprivacy.anonymizer.code_match`), trained
   once: for every target K, K's training image nearest to the input in a contrastive code
-  standardised per identity (identity-free, expression-bearing);
+  whitened per identity (identity-free, expression-bearing);
 * ``swap`` (when ``methods`` names it) - the identity-swap anonymizer (:mod:`~imgprivacy.anonymizer.swap_model`), trained once:
   for every target K, ``decoder(z, K)`` with an identity-free code z (``swap``) and the target's
   training image nearest in z (``swap_code_nearest``).

@@ -48,7 +48,10 @@ class FacesSettings:
     variation: str = "studio"  # FERG_VARIATIONS preset: "studio" renders like FERG, "wild" harder
     targets: tuple[int, ...] = PAPER_TARGETS
     anonymizer: AnonymizerConfig = field(default_factory=faces_anonymizer_config)
-    code_match: CodeMatchConfig = field(default_factory=faces_code_match_config)
+    code_match: CodeMatchConfig = field(
+        default_factory=lambda: faces_code_match_config(whiten=True)
+    )
+    # per-identity whitening: chosen on the validation images (docs/anonymizer.md)
     swap: SwapConfig = field(default_factory=faces_swap_config)  # the identity-swap anonymizer
     methods: tuple[str, ...] = ("code_match",)  # beyond standard and intertwined: any of
     # "code_match", "swap" (the swap runs are off by default: measured far below the paper)
@@ -65,7 +68,7 @@ class FacesSettings:
             anonymizer=faces_anonymizer_config(
                 seed, pretrain_epochs=15, disc_pretrain_epochs=3, adversarial_epochs=3
             ),
-            code_match=faces_code_match_config(seed, epochs=8),
+            code_match=faces_code_match_config(seed, epochs=8, whiten=True),
             swap=faces_swap_config(seed, epochs=10),
             attack=AttackConfig(cnn_epochs=4, trees=100, seed=seed),
             transfer_held_out=(0, 1),
@@ -75,7 +78,7 @@ class FacesSettings:
     def full(cls, seed: int = 0) -> FacesSettings:
         return cls(
             anonymizer=faces_anonymizer_config(seed),
-            code_match=faces_code_match_config(seed),
+            code_match=faces_code_match_config(seed, whiten=True),
             swap=faces_swap_config(seed),
             attack=AttackConfig(seed=seed),
         )
