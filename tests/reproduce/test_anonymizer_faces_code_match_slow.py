@@ -1,10 +1,11 @@
 """Slow: the code-match anonymizer on FERG-like faces, target 0, against the paper's Table 1.
 
 A reduced run (2520 faces, 60 per character and expression; the preset's 15 encoder epochs; CNN
-and forest attackers). Measured on this run: identity 28.8% (the paper's bar for target 0:
-<= 42.5%) and expression 56.6% (the paper's: >= 72.5%, *not reached*). The test asserts the
-identity bar and the expression floor reached, so a change that loses either fails; it does not
-claim the paper's expression.
+and forest attackers), with the codes whitened per identity as the faces reproduction runs it.
+Measured on this run: identity 28.3% (the paper's bar for target 0: <= 42.5%) and expression
+66.4% (the paper's: >= 72.5%, *not reached*; per-dimension standardisation: 56.6%). The test
+asserts the identity bar and the expression floor reached, so a change that loses either fails;
+it does not claim the paper's expression.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from imgprivacy.anonymizer.code_match import CodeMatchAnonymizer
 from imgprivacy.anonymizer.evaluate import AttackConfig, assess_tasks
 from imgprivacy.anonymizer.presets import faces_code_match_config
 from imgprivacy.data.labelled_faces import ferg_like_data
-from imgprivacy.reproduce.anonymizer_faces import PAPER_TABLE1
+from imgprivacy.reproduce.anonymizer_faces_settings import PAPER_TABLE1
 
 pytestmark = pytest.mark.slow
 
 TARGET = 0
-EXPRESSION_FLOOR = 0.50  # measured 56.6%; the paper's 72.5% is not reached
+EXPRESSION_FLOOR = 0.62  # measured 66.4%; the paper's 72.5% is not reached
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def faces():
 
 @pytest.fixture(scope="module")
 def released(faces):
-    model = CodeMatchAnonymizer(faces_code_match_config(target_identity=TARGET))
+    model = CodeMatchAnonymizer(faces_code_match_config(target_identity=TARGET, whiten=True))
     model.fit(faces.images[faces.train], faces.private[faces.train])
     return model.transform(faces.images, identities=faces.private)
 

@@ -3,8 +3,10 @@
 1. An encoder learns a code in which pose, light and noise do not count (contrastive training
    on nuisance-augmented views, :mod:`~imgprivacy.anonymizer.code_match_trainer`); no label.
 2. The identity is removed from the code with the identity labels: every code is standardised
-   with its identity's training mean and spread (``code_means_``, ``code_stds_``). What is left
-   is where a face sits *within its own identity's* cloud - its expression.
+   with its identity's training mean and spread (``code_means_``, ``code_stds_``) or, with
+   ``whiten=True``, centred and whitened with its identity's full training covariance
+   (:func:`identity_whiteners`). What is left is where a face sits *within its own identity's*
+   cloud - its expression.
 3. Each image is released as the target identity's training image whose standardised code is
    nearest (:class:`~imgprivacy.anonymizer.substitution.code_nearest.CodeNearestSubstitution`):
    a real image of the target, pixel for pixel.
@@ -56,6 +58,36 @@ from imgprivacy.safetensors_io import tensor_problems
 
 CODE_MATCH_FORMAT = CODE_MATCH_FILE.name
 STATS = ("code_means", "code_stds", "identity_weights", "identity_bias")
+WHITENING_RIDGE = 1e-2  # added to every covariance's diagonal (the codes are batch-normalised)
+
+
+def identity_whiteners(
+    codes: torch.Tensor, identity: torch.Tensor, n_classes: int, *, ridge: float = WHITENING_RIDGE
+) -> torch.Tensor:
+    """Every identity's ZCA whitening matrix (K, C, C) of its centred codes.
+
+    ``(codes - mean_k) @ W_k`` has the identity matrix as covariance within identity k, so
+    neither its spread nor its correlations tell the identities apart; ZCA is the whitening
+    that rotates the codes least, which keeps the identities' axes aligned.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> codes = torch.randn(400, 3, generator=g) @ torch.tensor([[2.0, 0, 0], [1, 1, 0], [0, 0, 3]])
+    >>> w = identity_whiteners(codes, torch.zeros(400, dtype=torch.long), 1, ridge=0.0)
+    >>> white = (codes - codes.mean(0)) @ w[0]
+    >>> bool(torch.allclose(white.T @ white / 400, torch.eye(3), atol=1e-4))
+    True
+    """
+    whiteners = []
+    for k in range(n_classes):
+        x = codes[identity == k].double()
+        x = x - x.mean(0)
+        cov = x.T @ x / max(len(x), 1) + ridge * torch.eye(codes.shape[1], dtype=torch.float64)
+        values, vectors = torch.linalg.eigh(cov)
+        values = values.clamp_min(1e-12)
+        whiteners.append(vectors @ torch.diag(values.rsqrt()) @ vectors.T)
+    return torch.stack(whiteners).float()
 
 
 def fit_linear_classifier(
@@ -153,12 +185,20 @@ class CodeMatchAnonymizer:
 
     def _fit_substitution(self, target: int) -> CodeNearestSubstitution:
         x, identity = self._train
+        method = CodeNearestSubstitution(target_identity=target)
+        if self.config.whiten:  # queries are centred codes; the substitution whitens them
+            codes, ids = self._encode(x), torch.as_tensor(identity)
+            whiteners = identity_whiteners(codes, ids, self.config.n_private)
+
+            def whitened(pixels: torch.Tensor) -> torch.Tensor:
+                return (self._encode(pixels) - self.code_means_[target]) @ whiteners[target]
+
+            return method.fit(x, identity, autoencode=whitened, query_maps=whiteners)
 
         def target_codes(pixels: torch.Tensor) -> torch.Tensor:
             ids = torch.full((len(pixels),), target, dtype=torch.long)
             return self._standardised(self._encode(pixels), ids)
 
-        method = CodeNearestSubstitution(target_identity=target)
         return method.fit(x, identity, autoencode=target_codes)
 
     def retarget(self, target_identity: int) -> CodeMatchAnonymizer:
@@ -200,7 +240,10 @@ class CodeMatchAnonymizer:
                     f"Expected identities as {len(x)} indices in 0..{self.config.n_private - 1}, "
                     f"got shape {tuple(ids.shape)} with values {ids.min()}..{ids.max()}."
                 )
-        released = self.substitution_.transform(self._standardised(codes, ids))
+        if self.config.whiten:
+            released = self.substitution_.transform(codes - self.code_means_[ids], groups=ids)
+        else:
+            released = self.substitution_.transform(self._standardised(codes, ids))
         side = self.config.image_size
         return released.numpy().reshape(len(released), side, side)
 

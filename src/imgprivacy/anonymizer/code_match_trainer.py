@@ -40,6 +40,8 @@ class CodeMatchConfig:
     projection_dim: int = 64  # output of the projection head the contrastive loss sees
     temperature: float = 0.2  # NT-Xent temperature
     target_identity: int = 0  # identity index whose training images are released
+    whiten: bool = False  # remove each identity's full code covariance (ZCA whitening per
+    # identity) instead of its per-dimension spread before the nearest-image search
     lam: float = 0.0  # weight of eq. (12)'s gap against an identity adversary on the code
     epochs: int = 15  # training epochs
     batch_size: int = 128  # images per update (each gives two views)
@@ -62,6 +64,8 @@ class CodeMatchConfig:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
             problems.append(f"lam must be a finite number >= 0, got {self.lam!r}")
+        if not isinstance(self.whiten, bool):
+            problems.append(f"whiten must be True or False, got {self.whiten!r}")
         if not isinstance(self.target_identity, int) or isinstance(self.target_identity, bool):
             problems.append(f"target_identity must be an integer, got {self.target_identity!r}")
         if problems:

@@ -14,7 +14,7 @@ Runs, all from one shared autoencoder pre-training (phase 1 does not depend on t
   then the same substitution (the paper's Table 1);
 * ``code_match`` - the code-match anonymizer (:mod:`~imgprivacy.anonymizer.code_match`), trained
   once: for every target K, K's training image nearest to the input in a contrastive code
-  standardised per identity (identity-free, expression-bearing);
+  whitened per identity (identity-free, expression-bearing);
 * ``swap`` (when ``methods`` names it) - the identity-swap anonymizer (:mod:`~imgprivacy.anonymizer.swap_model`), trained once:
   for every target K, ``decoder(z, K)`` with an identity-free code z (``swap``) and the target's
   training image nearest in z (``swap_code_nearest``).
@@ -35,120 +35,46 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from imgprivacy.anonymizer.code_match_trainer import CodeMatchConfig
 from imgprivacy.anonymizer.config import AnonymizerConfig
-from imgprivacy.anonymizer.evaluate import AttackConfig, assess_tasks, task_summary
+from imgprivacy.anonymizer.evaluate import assess_tasks, task_summary
 from imgprivacy.anonymizer.model import Anonymizer
-from imgprivacy.anonymizer.presets import (
-    faces_anonymizer_config,
-    faces_code_match_config,
-    faces_swap_config,
-)
 from imgprivacy.anonymizer.substitution.target_nearest import substitute_with_identity
-from imgprivacy.anonymizer.swap_config import SwapConfig
 from imgprivacy.data.labelled_faces import ferg_like_data, manifest_data
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports.results import write_results
 from imgprivacy.reproduce.anonymizer_faces_output import EvolutionRecorder, write_figures
+from imgprivacy.reproduce.anonymizer_faces_settings import (  # re-exported: the runner's API
+    GOALS,
+    PAPER_CHANCE,
+    PAPER_TABLE1,
+    PAPER_TARGETS,
+    FacesSettings,
+    bars_met,
+    chance_accuracy,
+    goal_for,
+)
 from imgprivacy.reproduce.anonymizer_faces_swap import run_code_match, run_swap
 from imgprivacy.reproduce.anonymizer_faces_transfer import expression_transfer
 from imgprivacy.reproduce.anonymizer_pendigits import output_spread, save_processed
-from imgprivacy.reproduce.anonymizer_results import (
-    FacesAttack,
-    FacesData,
-    FacesGoal,
-    FacesResult,
-    FacesRow,
-)
+from imgprivacy.reproduce.anonymizer_results import FacesAttack, FacesData, FacesResult, FacesRow
+
+__all__ = [
+    "GOALS",
+    "PAPER_CHANCE",
+    "PAPER_TABLE1",
+    "PAPER_TARGETS",
+    "FacesSettings",
+    "chance_accuracy",
+    "goal_for",
+    "reproduce_anonymizer_faces",
+]
 
 logger = logging.getLogger(__name__)
-
-PAPER_TARGETS = (0, 2, 3, 4, 5)
-# Table 1 of the paper (FERG, intertwined method with substitution), in [0, 1]
-PAPER_TABLE1 = {
-    0: {"identity_accuracy": 0.4247, "expression_accuracy": 0.7245},
-    2: {"identity_accuracy": 0.3825, "expression_accuracy": 0.7746},
-    3: {"identity_accuracy": 0.3621, "expression_accuracy": 0.7232},
-    4: {"identity_accuracy": 0.3277, "expression_accuracy": 0.6679},
-    5: {"identity_accuracy": 0.3162, "expression_accuracy": 0.7295},
-}
-# FERG: 6 characters, 7 expressions
-PAPER_CHANCE = {"identity_accuracy": 1 / 6, "expression_accuracy": 1 / 7}
-GOALS = {  # the goal beyond the paper for the intertwined method
-    "identity_accuracy_above_chance_at_most": 0.10,
-    "expression_accuracy_relative_to_original_at_least": 0.85,
-}
-
-
-@dataclass(frozen=True)
-class FacesSettings:
-    """What a faces reproduction trains and how hard it attacks."""
-
-    per_cell: int = 200  # FERG-like images per (identity, expression): 8400 images
-    variation: str = "studio"  # FERG_VARIATIONS preset: "studio" renders like FERG, "wild" harder
-    targets: tuple[int, ...] = PAPER_TARGETS
-    anonymizer: AnonymizerConfig = field(default_factory=faces_anonymizer_config)
-    code_match: CodeMatchConfig = field(default_factory=faces_code_match_config)
-    swap: SwapConfig = field(default_factory=faces_swap_config)  # the identity-swap anonymizer
-    methods: tuple[str, ...] = ("code_match",)  # beyond standard and intertwined: any of
-    # "code_match", "swap" (the swap runs are off by default: measured far below the paper)
-    attack: AttackConfig = AttackConfig()
-    transfer_held_out: tuple[int, ...] | None = None  # identities held out one at a time in
-    # the cross-identity expression check (None: every identity)
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> FacesSettings:
-        """A few-minute demo: 1260 faces, one target, short training, lighter attackers."""
-        return cls(
-            per_cell=30,
-            targets=(0,),
-            anonymizer=faces_anonymizer_config(
-                seed, pretrain_epochs=15, disc_pretrain_epochs=3, adversarial_epochs=3
-            ),
-            code_match=faces_code_match_config(seed, epochs=8),
-            swap=faces_swap_config(seed, epochs=10),
-            attack=AttackConfig(cnn_epochs=4, trees=100, seed=seed),
-            transfer_held_out=(0, 1),
-        )
-
-    @classmethod
-    def full(cls, seed: int = 0) -> FacesSettings:
-        return cls(
-            anonymizer=faces_anonymizer_config(seed),
-            code_match=faces_code_match_config(seed),
-            swap=faces_swap_config(seed),
-            attack=AttackConfig(seed=seed),
-        )
-
-
-def chance_accuracy(labels: np.ndarray, split: np.ndarray) -> float:
-    """The best constant guess's accuracy on the test part: its most frequent label's share.
-
-    On balanced data this is about 1 / classes; on a lopsided manifest it is the honest floor a
-    classifier has to beat.
-
-    Examples
-    --------
-    >>> chance_accuracy(np.array([0, 0, 1, 1, 0, 1]), np.array([0, 0, 0, 2, 2, 2]))
-    0.666...
-    """
-    test = np.asarray(labels)[np.asarray(split) == 2]
-    return float(np.bincount(test).max() / len(test))
-
-
-def goal_for(original_expression: float, chance: float) -> FacesGoal:
-    """The goal in absolute terms for this data: identity and expression bounds."""
-    return FacesGoal(
-        identity_accuracy_at_most=chance + GOALS["identity_accuracy_above_chance_at_most"],
-        expression_accuracy_at_least=GOALS["expression_accuracy_relative_to_original_at_least"]
-        * original_expression,
-    )
 
 
 def reproduce_anonymizer_faces(
@@ -341,13 +267,6 @@ def reproduce_anonymizer_faces(
     chance = chance_accuracy(data.private, data.split)
     goal = goal_for(baseline[u_key], chance)
 
-    def meeting(rows, identity_at_most, expression_at_least) -> list[int]:
-        return [
-            row["target_identity"]
-            for row in rows
-            if row[p_key] <= identity_at_most(row) and row[u_key] >= expression_at_least(row)
-        ]
-
     methods = {
         "standard": standard,
         "intertwined": intertwined,
@@ -355,24 +274,9 @@ def reproduce_anonymizer_faces(
         "swap": swap,
         "swap_code_nearest": swap_code_nearest,
     }
-    goal_met_by = {
-        name: meeting(
-            rows,
-            lambda row: goal.identity_accuracy_at_most,
-            lambda row: goal.expression_accuracy_at_least,
-        )
-        for name, rows in methods.items()
-    }
-    paper_bar_met_by = {  # the paper's own Table 1 entry for the same target
-        name: meeting(
-            [row for row in rows if PAPER_TABLE1.get(row["target_identity"])],
-            lambda row: PAPER_TABLE1[row["target_identity"]]["identity_accuracy"],
-            lambda row: PAPER_TABLE1[row["target_identity"]]["expression_accuracy"],
-        )
-        if manifest is None
-        else []
-        for name, rows in methods.items()
-    }
+    goal_met_by, paper_bar_met_by = bars_met(
+        methods, goal=goal, key=(p_key, u_key), paper=manifest is None
+    )
     meets = goal_met_by["intertwined"]
     results = FacesResult(
         experiment="anonymizer-faces",

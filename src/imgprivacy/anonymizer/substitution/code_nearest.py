@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 IMAGES_KEY = "code_references"  # (M, D) uint8 training images of the target identity
 CODES_KEY = "code_reference_codes"  # (M, C) float32 their representations
+MAPS_KEY = "code_query_maps"  # optional (G, Q, C) float32: each query group's linear map
 
 
 class CodeNearestSubstitution(SubstitutionMethod):
@@ -55,10 +56,14 @@ class CodeNearestSubstitution(SubstitutionMethod):
         (M, D) uint8 training images of the target identity, in training-set order.
     codes_ : torch.Tensor
         (M, C) float32 their representations (``autoencode`` of the references).
+    query_maps_ : torch.Tensor or None
+        (G, Q, C) float32 or None: when set, a query of group g (Q values) is mapped to
+        ``query @ query_maps_[g]`` before the search (the code-match model's per-identity
+        whitening); :meth:`transform` then needs every query's group.
     """
 
     name = "code-nearest"
-    tensor_names = (IMAGES_KEY, CODES_KEY)
+    tensor_names = (IMAGES_KEY, CODES_KEY, MAPS_KEY)
 
     def __init__(self, *, target_identity: int):
         self.target_identity = target_identity
@@ -82,8 +87,10 @@ class CodeNearestSubstitution(SubstitutionMethod):
         private_labels: np.ndarray,
         *,
         autoencode: Callable[[torch.Tensor], torch.Tensor],
+        query_maps: torch.Tensor | None = None,
     ) -> CodeNearestSubstitution:
-        """Keep the target's training images and their representations ``autoencode(images)``."""
+        """Keep the target's training images and their representations ``autoencode(images)``
+        (and, optionally, one linear map (Q, C) per query group, stacked (G, Q, C))."""
         labels = np.asarray(private_labels)
         rows = np.flatnonzero(labels == self.target_identity)
         if len(rows) == 0:
@@ -95,7 +102,39 @@ class CodeNearestSubstitution(SubstitutionMethod):
         self.references_ = torch.round(pool * 255).to(torch.uint8)
         codes = autoencode(pool).detach().cpu().float()
         self.codes_ = codes.reshape(len(rows), -1)
+        self.query_maps_ = None
+        if query_maps is not None:
+            maps = torch.as_tensor(query_maps).detach().cpu().float()
+            if maps.dim() != 3 or maps.shape[2] != self.codes_.shape[1]:
+                raise InvalidInputError(
+                    f"Expected query maps of shape (groups, query size, {self.codes_.shape[1]}), "
+                    f"got {tuple(maps.shape)}. Map every group's queries onto the references' "
+                    "representation."
+                )
+            self.query_maps_ = maps
         return self
+
+    def map_queries(self, queries: torch.Tensor, groups=None) -> torch.Tensor:
+        """Queries (N, Q) of the given groups (N,) mapped onto the references' representation
+        (returned unchanged when no maps were fitted)."""
+        self._check_fitted("references_", "codes_")
+        maps = getattr(self, "query_maps_", None)
+        if maps is None:
+            return queries
+        queries = queries.detach().cpu().float().reshape(len(queries), -1)
+        groups = None if groups is None else torch.as_tensor(np.asarray(groups), dtype=torch.long)
+        if (
+            groups is None
+            or groups.shape != (len(queries),)
+            or (len(groups) and (groups.min() < 0 or groups.max() >= len(maps)))
+            or queries.shape[1] != maps.shape[1]
+        ):
+            raise InvalidInputError(
+                f"Expected {len(queries)} queries of size {maps.shape[1]} with a group in "
+                f"0..{len(maps) - 1} each, got queries {tuple(queries.shape)} and groups "
+                f"{None if groups is None else tuple(groups.shape)}. Pass groups=."
+            )
+        return torch.bmm(queries[:, None], maps[groups])[:, 0]
 
     def nearest(self, codes: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
         """Index (N,) into ``references_`` of each code's nearest reference (ties: lowest)."""
@@ -112,20 +151,32 @@ class CodeNearestSubstitution(SubstitutionMethod):
         )
         return torch.from_numpy(indices)
 
-    def transform(self, outputs: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-        """Representations (N, C) -> (N, D) uint8: the nearest references' pixels."""
-        return self.references_[self.nearest(outputs, batch_size=batch_size)]
+    def transform(
+        self, outputs: torch.Tensor, *, groups=None, batch_size: int = 2048
+    ) -> torch.Tensor:
+        """Representations (N, C) -> (N, D) uint8: the nearest references' pixels.
+
+        With query maps fitted, ``outputs`` are (N, Q) queries and ``groups`` (N,) their groups.
+        """
+        queries = self.map_queries(outputs, groups)
+        return self.references_[self.nearest(queries, batch_size=batch_size)]
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         self._check_fitted("references_", "codes_")
-        return {IMAGES_KEY: self.references_, CODES_KEY: self.codes_}, {}
+        tensors = {IMAGES_KEY: self.references_, CODES_KEY: self.codes_}
+        if getattr(self, "query_maps_", None) is not None:
+            tensors[MAPS_KEY] = self.query_maps_
+        return tensors, {}
 
     @classmethod
     def state_problems(
         cls, tensors: dict[str, torch.Tensor], metadata: dict, *, config: AnonymizerConfig
     ) -> list[str]:
-        """M >= 1 references, uint8 (M, D), and float32 codes (M, C) for any C >= 1."""
+        """M >= 1 references, uint8 (M, D), float32 codes (M, C) for any C >= 1 and, optionally,
+        float32 query maps (G, Q, C)."""
         images, codes = tensors.get(IMAGES_KEY), tensors.get(CODES_KEY)
+        maps = tensors.get(MAPS_KEY)
+        tensors = {k: v for k, v in tensors.items() if k != MAPS_KEY}
         rows = images.shape[0] if images is not None and images.dim() == 2 else 1
         width = codes.shape[1] if codes is not None and codes.dim() == 2 else 1
         problems = tensor_problems(
@@ -133,10 +184,14 @@ class CodeNearestSubstitution(SubstitutionMethod):
             {IMAGES_KEY: (max(rows, 1), config.input_dim)},
             dtype=torch.uint8,
         )
-        return problems + tensor_problems(
+        problems += tensor_problems(
             {k: v for k, v in tensors.items() if k == CODES_KEY},
             {CODES_KEY: (max(rows, 1), max(width, 1))},
         )
+        if maps is not None:
+            shape = tuple(maps.shape) if maps.dim() == 3 else (1, 1, width)
+            problems += tensor_problems({MAPS_KEY: maps}, {MAPS_KEY: (*shape[:2], width)})
+        return problems
 
     @classmethod
     def _restore(
@@ -145,4 +200,6 @@ class CodeNearestSubstitution(SubstitutionMethod):
         method = cls.from_config(config)
         method.references_ = tensors[IMAGES_KEY].cpu()
         method.codes_ = tensors[CODES_KEY].cpu()
+        maps = tensors.get(MAPS_KEY)
+        method.query_maps_ = None if maps is None else maps.cpu()
         return method
