@@ -33,7 +33,9 @@ class SubstitutionMethod(ABC):
     """What replaces each autoencoded image before it is released."""
 
     name: ClassVar[str]  # the config's ``substitution`` value
-    tensor_names: ClassVar[tuple[str, ...]] = ()  # its tensors' names in a model file
+    tensor_names: ClassVar[
+        tuple[str, ...]
+    ] = ()  # its tensors' names in a model file (some optional)
 
     @classmethod
     def config_problems(cls, config: AnonymizerConfig) -> list[str]:
