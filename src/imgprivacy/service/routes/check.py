@@ -116,10 +116,12 @@ def _answer(share: bool, reason: str, policy: str, alpha: float) -> bytes:
     responses={
         **AUTH_RESPONSES,
         **error_responses(
+            400,
             413,
             415,
             422,
             429,
+            e400="bad request",
             e422="invalid image / invalid features / json too deeply nested",
         ),
     },
