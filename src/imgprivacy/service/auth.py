@@ -30,7 +30,7 @@ from imgprivacy.service.errors import (
 from imgprivacy.service.storage import Storage, UserInfo
 
 TOKEN_PREFIX = "ipk_"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # whole name: fullmatch
 
 
 def new_token() -> str:
@@ -212,7 +212,7 @@ def require_admin(request: Request) -> None:
 
 
 def check_name(value: str, *, what: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):  # match() with $ would accept a trailing newline
         raise Unprocessable(
             f"Expected a {what} of 1-64 letters, digits, '.', '_' or '-' starting with a letter "
             f"or digit, got {value!r}.",

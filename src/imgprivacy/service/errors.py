@@ -84,6 +84,11 @@ class PayloadTooLarge(ServiceError):
     detail = "upload too large"
 
 
+class RequestTimeout(ServiceError):
+    status_code = 408
+    detail = "request timeout"
+
+
 class UnsupportedMediaType(ServiceError):
     status_code = 415
     detail = "unsupported media type"

@@ -47,7 +47,16 @@ def decode_image(data: bytes, *, extractor: FeatureExtractor, max_pixels: int) -
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow refuses far above max_pixels itself
+        raise PayloadTooLarge(
+            f"Expected at most {max_pixels} pixels: {exc} Downscale the image."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise Unprocessable(
+            f"Could not read the {kind} header: not a complete {kind} file.",
+            detail="invalid image",
+        ) from exc
+    except (OSError, ValueError) as exc:
         raise Unprocessable(
             f"Could not read the {kind} header: {exc}.", detail="invalid image"
         ) from exc

@@ -20,10 +20,18 @@ refused with 422 before any parser sees it, so no body can drive a JSON parser i
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from starlette.datastructures import Headers
 
-from imgprivacy.service.errors import PayloadTooLarge, ServiceError, Unprocessable, error_response
+from imgprivacy.service.errors import (
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    Unprocessable,
+    error_response,
+)
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _STEP = np.zeros(256, np.int8)  # +1 opens an array/object, -1 closes one
@@ -112,6 +120,13 @@ def _too_deep(max_depth: int) -> Unprocessable:
     )
 
 
+def _stalled(idle: float, received: int) -> RequestTimeout:
+    return RequestTimeout(
+        f"Expected the rest of the request body, got nothing for {idle:g} s after {received} "
+        "bytes; send the whole body at once (Content-Length or a chunked body with its end)."
+    )
+
+
 class BodyGuardMiddleware:
     """ASGI middleware: per-route body caps and JSON depth, enforced as the body streams."""
 
@@ -135,13 +150,23 @@ class BodyGuardMiddleware:
         refusal: ServiceError | None = None
         received = 0
         started = False
+        idle = self.settings.body_idle_timeout_seconds
+        body_done = False
 
         async def guarded_receive():
-            nonlocal received, refusal
+            nonlocal received, refusal, body_done
             if refusal is not None:
                 raise refusal
-            message = await receive()
+            if body_done or not idle:  # after the body only a disconnect comes: no timeout
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), idle)
+                except TimeoutError:
+                    refusal = _stalled(idle, received)
+                    raise refusal from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > cap:

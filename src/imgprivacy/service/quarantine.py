@@ -66,6 +66,7 @@ class QuarantineStore:
     ) -> QuarantineInfo:
         """Keep ``user``'s refused upload ``name`` (replacing an earlier one of that name)."""
         with self.storage.session() as session:
+            self.storage._lock(session)  # the count below and the write are one step
             row = session.scalar(
                 select(QuarantinedModel).where(
                     QuarantinedModel.user_id == user.id, QuarantinedModel.name == name
@@ -108,6 +109,9 @@ class QuarantineStore:
     ) -> ModelInfo:
         """Move the quarantined model into the stored models (one transaction, a new revision)."""
         with self.storage.session() as session:
+            # Lock before reading: two approvals of one model, or an approval racing the
+            # owner's deletion, must see each other's commit (one 200, then 404; never a 500).
+            self.storage._lock(session)
             found = session.execute(
                 select(QuarantinedModel, User)
                 .join(User)

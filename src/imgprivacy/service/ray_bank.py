@@ -91,7 +91,7 @@ def check_workers(*, workers: int, bank: str, ray_address: str | None) -> None:
     InvalidInputError
         With the fix: one cluster started beforehand, its address passed to every worker.
     """
-    if bank == "ray" and workers > 1 and not ray_address:
+    if bank == "ray" and workers > 1 and not (ray_address or "").strip():
         raise InvalidInputError(
             f"--bank ray with --workers {workers} needs --ray-address (IMGPRIVACY_RAY_ADDRESS): "
             "without it every worker starts its own local Ray with its own copy of the bank. "

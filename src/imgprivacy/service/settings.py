@@ -86,6 +86,9 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     max_form_overhead_bytes: int = Field(default=16 * 1024, ge=0)  # multipart framing of a check
     max_json_depth: int = Field(default=32, ge=1)  # arrays/objects nested deeper: 422
+    # A request body that sends nothing for this long before its end is refused (408), so a
+    # client cannot hold a request open with a partial body; 0 = wait forever.
+    body_idle_timeout_seconds: float = Field(default=30.0, ge=0)
     # Rate limits per client, a token bucket in each worker's memory (see .ratelimit); 0 disables.
     # Registrations count per IP address (bursts of a minute's worth), checks per user (bursts of
     # a second's worth); over the rate: 429 with Retry-After.

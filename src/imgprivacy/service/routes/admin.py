@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
+from imgprivacy.errors import RecordNotFoundError
 from imgprivacy.service.auth import require_admin
 from imgprivacy.service.quarantine import QuarantineStore
 from imgprivacy.service.routes.common import error_responses, service
@@ -78,7 +79,14 @@ def list_models(request: Request) -> list[ModelRow]:
 )
 def delete_model(owner: str, name: str, request: Request) -> Response:
     state = service(request)
-    state.storage.delete_model(owner, name)
+    try:
+        state.storage.delete_model(owner, name)
+    except RecordNotFoundError as exc:  # the storage's message speaks to the model's owner
+        raise RecordNotFoundError(
+            f"No model {owner}/{name}; GET /v1/admin/models lists them (owner names as "
+            "registered).",
+            reason="model not found",
+        ) from exc
     state.sync.sync()
     return Response(status_code=204)
 

@@ -13,8 +13,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from imgprivacy.service.auth import current_user
+from imgprivacy.service.errors import Unprocessable
 from imgprivacy.service.images import IMAGE_TYPES, check_image_bytes, json_features, unsupported
 from imgprivacy.service.ratelimit import limit_checks
 from imgprivacy.service.routes.common import (
@@ -68,7 +70,17 @@ async def _features(request: Request):
     settings = state.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=1)
+        try:
+            form = await request.form(max_files=1, max_fields=1)
+        except HTTPException as exc:  # Starlette's multipart parser: a bare 400
+            raise Unprocessable(
+                [
+                    f"Could not parse the multipart form: {exc.detail}",
+                    "Send one multipart/form-data part named 'image' holding a PNG or JPEG "
+                    "file, or the file itself as the body with Content-Type image/png.",
+                ],
+                detail="invalid image",
+            ) from exc
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise unsupported("multipart/form-data without an 'image' file field")
@@ -109,7 +121,7 @@ def _answer(share: bool, reason: str, policy: str, alpha: float) -> bytes:
             415,
             422,
             429,
-            e400="bad request (a multipart form that could not be parsed)",
+            e400="bad request",
             e422="invalid image / invalid features / json too deeply nested",
         ),
     },
