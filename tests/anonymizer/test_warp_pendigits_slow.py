@@ -7,7 +7,8 @@ import pytest
 from imgprivacy.anonymizer import AttackConfig
 from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES
 from imgprivacy.data.pendigits import N_WRITERS, load_pendigits
-from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings, run_frontier
+from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings
+from imgprivacy.reproduce.anonymizer_pendigits_warp import run_frontier
 
 pytestmark = pytest.mark.slow
 
