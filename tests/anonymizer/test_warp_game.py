@@ -10,7 +10,9 @@ from imgprivacy.anonymizer.warp_game import ShearWarp, WarpGameConfig, WarpGameT
 from imgprivacy.anonymizer.warp_model import WarpAnonymizer
 from imgprivacy.errors import CorruptFileError, InvalidInputError, NotFittedError
 
-TINY = dict(image_size=8, hidden=8, private_hidden=16, epochs=2, n_prototypes=3, batch_size=16)
+TINY = dict(
+    image_size=8, hidden=8, private_hidden=16, epochs=2, n_prototypes=3, batch_size=16, pool_size=1
+)
 
 
 def _slanted(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +89,7 @@ def test_pool_release_draws_central_originals_by_position_not_by_content(tmp_pat
     images, writers = _slanted(48)
     noise = np.random.default_rng(1).integers(0, 40, size=images.shape, dtype=np.uint8)
     images = np.maximum(images, noise)  # every image distinct
-    model = WarpAnonymizer(WarpGameConfig(**TINY, pool_size=4)).fit(images, writers)
+    model = WarpAnonymizer(WarpGameConfig(**{**TINY, "pool_size": 4})).fit(images, writers)
     released = model.transform(images)
     ids = model.cluster_ids(images)
     method = model.substitution_

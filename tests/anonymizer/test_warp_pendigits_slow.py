@@ -60,10 +60,17 @@ def test_lambda_zero_is_clearly_worse_on_the_frontier(run):
     assert ablation["test_digit"] <= chosen["test"]["digit"] - 0.03
 
 
-def test_released_images_are_real_training_digits(run):
+def test_released_images_are_real_training_digits_from_their_clusters_pool(run):
     data, result = run
-    released = result.released[result.selected["release"]]
+    stem = result.selected["release"]
+    released, model = result.released[stem], result.models[stem]
+    pool_size = model.config.pool_size
     train = {image.tobytes() for image in data.images[data.split == 0]}
     distinct = np.unique(released.reshape(len(released), -1), axis=0)
-    assert len(distinct) <= result.selected["n_prototypes"]
+    assert len(distinct) <= result.selected["n_prototypes"] * pool_size
+    assert pool_size == 1 or len(distinct) > result.selected["n_prototypes"]
     assert all(row.reshape(20, 20).tobytes() in train for row in distinct)
+    pools = np.rint(model.substitution_.pool_.numpy() * 255).astype(np.uint8)
+    ids = model.cluster_ids(data.images)
+    members = [{image.tobytes() for image in pool} for pool in pools]
+    assert all(image.reshape(-1).tobytes() in members[c] for image, c in zip(released, ids))
