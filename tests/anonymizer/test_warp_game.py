@@ -10,7 +10,9 @@ from imgprivacy.anonymizer.warp_game import ShearWarp, WarpGameConfig, WarpGameT
 from imgprivacy.anonymizer.warp_model import WarpAnonymizer
 from imgprivacy.errors import CorruptFileError, InvalidInputError, NotFittedError
 
-TINY = dict(image_size=8, hidden=8, private_hidden=16, epochs=2, n_prototypes=3, batch_size=16)
+TINY = dict(
+    image_size=8, hidden=8, private_hidden=16, epochs=2, n_prototypes=3, batch_size=16, pool_size=1
+)
 
 
 def _slanted(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +83,41 @@ def test_facade_releases_cluster_medoids_and_round_trips(tmp_path):
     again = WarpAnonymizer.load(path)
     assert np.array_equal(again.transform(images), released)
     assert again.config == model.config
+
+
+def test_pool_release_draws_central_originals_by_position_not_by_content(tmp_path):
+    images, writers = _slanted(48)
+    noise = np.random.default_rng(1).integers(0, 40, size=images.shape, dtype=np.uint8)
+    images = np.maximum(images, noise)  # every image distinct
+    model = WarpAnonymizer(WarpGameConfig(**{**TINY, "pool_size": 4})).fit(images, writers)
+    released = model.transform(images)
+    ids = model.cluster_ids(images)
+    method = model.substitution_
+    assert method.pool_.shape == (3, 4, 64)
+    assert torch.equal(method.pool_[:, 0], method.prototypes_)  # the medoid comes first
+    draws = method.draws(48)
+    expected = np.rint(method.pool_[ids, draws].numpy() * 255).astype(np.uint8)
+    assert np.array_equal(released.reshape(48, -1), expected)
+    # more distinct images than clusters, every one a training original of its cluster's pool
+    assert len(np.unique(released.reshape(48, -1), axis=0)) > 3
+    originals = {im.tobytes() for im in images}
+    assert all(im.tobytes() in originals for im in released)
+    # the i-th draw does not depend on the pixels: reversed inputs get the same draw sequence
+    flipped = model.transform(images[::-1].copy())
+    again_ids = ids[::-1].copy()
+    expected = np.rint(method.pool_[again_ids, draws].numpy() * 255).astype(np.uint8)
+    assert np.array_equal(flipped.reshape(48, -1), expected)
+    again = WarpAnonymizer.load(model.save(tmp_path / "pool.safetensors"))
+    assert again.config.pool_size == 4
+    assert np.array_equal(again.transform(images), released)
+
+
+def test_a_config_without_pool_size_releases_medoids():
+    values = WarpGameConfig(pool_size=7).to_dict()
+    del values["pool_size"]  # as in files written before pools existed
+    assert WarpGameConfig.from_dict(values).pool_size == 1
+    with pytest.raises(InvalidInputError, match="pool_size must be a positive integer"):
+        WarpGameConfig(pool_size=0)
 
 
 def test_facade_errors():

@@ -7,7 +7,8 @@ import pytest
 from imgprivacy.anonymizer import AttackConfig
 from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES
 from imgprivacy.data.pendigits import N_WRITERS, load_pendigits
-from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings, run_frontier
+from imgprivacy.reproduce.anonymizer_pendigits_frontier import FrontierSettings
+from imgprivacy.reproduce.anonymizer_pendigits_warp import run_frontier
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +25,10 @@ def run(data_dir):
 
 
 def test_selected_configuration_meets_the_goal_on_the_test_split(run):
-    """Measured (seed 0): lambda 1, k = 20; validation 4.1% / 97.4% (cluster vote); test: the
-    strongest of five attackers 5.3% (the CNN; vote 4.2%), digit 96.7%."""
+    """Measured (seed 0, pool 250): lambda 1, k = 20; validation 4.1% / 97.4% (cluster vote);
+    test: the strongest of five attackers 4.6% (the CNN; vote 4.2%), digit 96.2%, a CNN trained
+    on the originals reads 96.1% of the released digits. (Seeds 1 and 2 of the same
+    configuration end at 93.2% / 94.9% digit: this floor holds for the seed-0 split.)"""
     _, result = run
     chosen = result.selected
     assert chosen["lambda"] > 0
@@ -59,10 +62,17 @@ def test_lambda_zero_is_clearly_worse_on_the_frontier(run):
     assert ablation["test_digit"] <= chosen["test"]["digit"] - 0.03
 
 
-def test_released_images_are_real_training_digits(run):
+def test_released_images_are_real_training_digits_from_their_clusters_pool(run):
     data, result = run
-    released = result.released[result.selected["release"]]
+    stem = result.selected["release"]
+    released, model = result.released[stem], result.models[stem]
+    pool_size = model.config.pool_size
     train = {image.tobytes() for image in data.images[data.split == 0]}
     distinct = np.unique(released.reshape(len(released), -1), axis=0)
-    assert len(distinct) <= result.selected["n_prototypes"]
+    assert len(distinct) <= result.selected["n_prototypes"] * pool_size
+    assert pool_size == 1 or len(distinct) > result.selected["n_prototypes"]
     assert all(row.reshape(20, 20).tobytes() in train for row in distinct)
+    pools = np.rint(model.substitution_.pool_.numpy() * 255).astype(np.uint8)
+    ids = model.cluster_ids(data.images)
+    members = [{image.tobytes() for image in pool} for pool in pools]
+    assert all(image.reshape(-1).tobytes() in members[c] for image, c in zip(released, ids))

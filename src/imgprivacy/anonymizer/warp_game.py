@@ -59,6 +59,10 @@ class WarpGameConfig:
     private_lr: float = 1e-3  # Adam learning rate of the private classifier
     substitution: str = "spectral-clusters"  # what is released (a SUBSTITUTIONS name)
     n_prototypes: int = 20  # number of released clusters
+    pool_size: int = 250  # central training images per cluster a released image is drawn from
+    # (1 = the cluster's medoid; files written before this field existed released medoids).
+    # 250 (about a cluster's size at k = 20) was chosen on validation among 1, 10, 30, 100, 250:
+    # the lowest realism, with the digit and the writer unchanged (docs/anonymizer.md)
     seed: int = 0  # seeds initialisation, shuffling, dropout and the clustering
 
     def __post_init__(self) -> None:
@@ -75,6 +79,8 @@ class WarpGameConfig:
                 problems.append(f"{name} must be an integer >= 0, got {value!r}")
         if not isinstance(self.n_private, int) or self.n_private < 2:
             problems.append(f"n_private must be an integer >= 2, got {self.n_private!r}")
+        if not isinstance(self.pool_size, int) or self.pool_size < 1:
+            problems.append(f"pool_size must be a positive integer, got {self.pool_size!r}")
         if not isinstance(self.n_prototypes, int) or self.n_prototypes < 2:
             problems.append(f"n_prototypes must be an integer >= 2, got {self.n_prototypes!r}")
         for name in ("lam", "warp_penalty", "ink_weight", "max_shear"):
@@ -108,7 +114,8 @@ class WarpGameConfig:
             raise InvalidInputError(
                 f"Unknown WarpGameConfig fields {unknown}; known fields: {sorted(known)}."
             )
-        return cls(**values)
+        # a model file written before pool_size existed released each cluster's medoid
+        return cls(**{"pool_size": 1, **values})
 
 
 class ShearWarp(nn.Module):

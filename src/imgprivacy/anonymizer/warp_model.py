@@ -2,7 +2,9 @@
 
 Training (:mod:`~imgprivacy.anonymizer.warp_game`) uses the private label only; the clusters
 (:mod:`~imgprivacy.anonymizer.substitution.spectral_clusters`) use no label at all. A released
-image is the medoid original of the warped input's cluster.
+image is an original training image from the central pool of the warped input's cluster
+(``pool_size`` images nearest the cluster's centre; 1 = its medoid), drawn independently of the
+input, so what any attacker reads is at most the cluster index.
 
 Examples
 --------

@@ -14,7 +14,7 @@ from the same pre-trained checkpoint (the lambda = 0 run is the same game withou
 term). This halves the cost of the sweep; say ``shared_pretraining=False`` to train each
 lambda from scratch.
 
-After the sweep, :mod:`~imgprivacy.reproduce.anonymizer_pendigits_frontier` trains the warp game,
+After the sweep, :mod:`~imgprivacy.reproduce.anonymizer_pendigits_warp` trains the warp game,
 clusters it for several k, selects one configuration on the validation split and measures it
 (``frontier``, ``selected``, ``frontier.png``).
 """
@@ -44,9 +44,9 @@ from imgprivacy.reproduce.anonymizer_pendigits_frontier import (
     FrontierSettings,
     frontier_figure,
     paper_rows,
-    run_frontier,
     selected_rows,
 )
+from imgprivacy.reproduce.anonymizer_pendigits_warp import release_warp_game
 from imgprivacy.reproduce.anonymizer_results import (
     BestLambda,
     PendigitsAttack,
@@ -245,30 +245,16 @@ def reproduce_anonymizer_pendigits(
         processed_by_lambda[tag] = processed
         histories[tag] = anonymizer.history_.epochs
 
-    run = run_frontier(
+    run = release_warp_game(
         data,
         settings=settings.frontier,
-        goal_writer=GOALS["writer_accuracy_at_most"],
+        goals=GOALS,
+        out=out,
+        save_processed=save_processed,
         seed=seed,
         device=device,
     )
-    for stem, images in run.released.items():
-        save_processed(
-            out / "anonymized" / f"{stem}.npz",
-            images,
-            labels={"writer": data.writer, "digit": data.digit},
-            split=data.split,
-        )
-        run.models[stem].save(out / "models" / f"{stem}.safetensors")
     frontier = run.frontier + paper_rows(sweep)
-    test = run.selected["test"]
-    selected = {
-        **run.selected,
-        "meets_goal": bool(
-            test["writer"] <= GOALS["writer_accuracy_at_most"]
-            and test["digit"] >= GOALS["digit_accuracy_at_least"]
-        ),
-    }
 
     results = PendigitsResult(
         experiment="anonymizer-pendigits",
@@ -297,7 +283,7 @@ def reproduce_anonymizer_pendigits(
         ),
         shared_pretraining=settings.shared_pretraining,
         history=histories,
-        selected=selected,
+        selected=run.selected,
         frontier=frontier,
     )
     shown = dict(processed_by_lambda)

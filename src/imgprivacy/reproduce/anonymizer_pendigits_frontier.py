@@ -1,20 +1,19 @@
-"""The warp-game anonymizer on pen-digits: its frontier, the configuration chosen on validation,
-its ablation (lambda = 0) and the label-free baselines beside it.
+"""The frontier of the warp-game anonymizer on pen-digits and of the label-free baselines beside
+it, the rule that selects a configuration on validation, and the printed rows and figure.
 
-For every lambda the warp game trains once (writer labels only); for every number of clusters
-the warped training images are clustered (no label) and each image is released as its cluster's
-medoid original. Since a released image is a function of the cluster index, the strongest
-attacker's accuracy is the per-cluster majority vote learnt on the released training images
+For every number of clusters a representation of the images (the warp game's outputs, a
+hand-made deskew, UMAP of the pixels) is clustered without labels and each image is released as
+a member of its cluster's central pool, drawn independently of the image. Since the released
+image tells nothing about the writer beyond the cluster index, the strongest attacker's accuracy
+is the per-cluster majority vote learnt on the released training images
 (:func:`~imgprivacy.anonymizer.evaluate.cluster_majority`); the frontier reports it on the
-validation and the test split for every configuration. The configuration is chosen on the
-validation split alone (lowest writer within the goal's writer level, then highest digit); only
-then are the five attacker families, realism and the transfer utility measured on the test split.
+validation and the test split for every configuration. Training the game per lambda and
+measuring the selected release live in :mod:`~imgprivacy.reproduce.anonymizer_pendigits_warp`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,11 +21,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES, AttackConfig, assess, cluster_majority
-from imgprivacy.anonymizer.release_quality import realism, transfer_accuracy
+from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES, AttackConfig, cluster_majority
 from imgprivacy.anonymizer.substitution.spectral_clusters import SpectralClusterSubstitution
 from imgprivacy.anonymizer.warp_game import WarpGameConfig
-from imgprivacy.anonymizer.warp_model import WarpAnonymizer
 from imgprivacy.reports import anonymizer_frontier
 
 logger = logging.getLogger(__name__)
@@ -41,7 +38,8 @@ class FrontierSettings:
 
     lambdas: tuple[float, ...] = WARP_LAMBDAS  # the warp game's lambdas (0 = the ablation)
     prototype_counts: tuple[int, ...] = PROTOTYPE_COUNTS  # numbers of released clusters
-    warp: WarpGameConfig = WarpGameConfig()  # everything but lam and n_prototypes
+    warp: WarpGameConfig = WarpGameConfig()  # everything but lam and n_prototypes (its
+    # pool_size is the release's of every clustered representation)
     attack: AttackConfig = AttackConfig(families=STRONG_FAMILIES)  # on the selected release
     umap_baseline: bool = False  # also cluster UMAP(PCA-50 pixels) with a Gaussian mixture
 
@@ -94,18 +92,20 @@ def cluster_series(
     label: str,
     counts: tuple[int, ...],
     seed: int,
+    pool_size: int = 1,
     extra: dict | None = None,
 ) -> tuple[list[dict], dict[int, SpectralClusterSubstitution]]:
-    """Frontier rows of one representation (``transform`` of the pixels) for every count."""
+    """Frontier rows of one representation (``transform`` of the pixels) for every count; the
+    distortion is that of the release from pools of ``pool_size`` central images."""
     x = _pixels(data.images)
     train = torch.as_tensor(data.split == 0)
     features = transform(x)
     rows, fitted = [], {}
     for k in counts:
-        method = SpectralClusterSubstitution(n_prototypes=k, seed=seed)
+        method = SpectralClusterSubstitution(n_prototypes=k, seed=seed, pool_size=pool_size)
         method.fit(x[train], None, autoencode=lambda images, f=features[train]: f)
         ids = method.assign(features).numpy()
-        released = np.rint(method.prototypes_[ids].numpy() * 255).astype(np.uint8)
+        released = method.transform(features).numpy()
         row = _cluster_row(ids, data, label=label, n_prototypes=k, **(extra or {}))
         row["distortion"] = _distortion(released.reshape(data.images.shape), data.images)
         rows.append(row)
@@ -158,114 +158,6 @@ def select(rows: list[dict], *, writer_at_most: float, n_validation: int) -> dic
     return min(rows, key=lambda r: (r["val_writer"], -r["val_digit"]))
 
 
-@dataclass
-class FrontierRun:
-    """What :func:`run_frontier` measured, and the released images to save."""
-
-    frontier: list[dict]
-    selected: dict
-    released: dict[str, np.ndarray]  # file stem -> uint8 (N, S, S)
-    models: dict[str, WarpAnonymizer]  # file stem -> model (selected and its ablation)
-
-
-def run_frontier(
-    data, *, settings: FrontierSettings, goal_writer: float, seed: int, device: str = "cpu"
-) -> FrontierRun:
-    """Train the warp game per lambda, cluster per count, select on validation, then measure."""
-    train = data.split == 0
-    rows: list[dict] = []
-    models: dict[float, WarpAnonymizer] = {}
-    fitted: dict[tuple[float, int], SpectralClusterSubstitution] = {}
-    for lam in settings.lambdas:
-        started = time.perf_counter()
-        config = settings.warp.replace(lam=lam, seed=seed)
-        model = WarpAnonymizer(config, device=device).fit(data.images[train], data.writer[train])
-        models[lam] = model
-        label = "warp-game lambda=0" if lam == 0 else f"warp-game (lambda={lam:g})"
-        series, methods = cluster_series(
-            model._warp,
-            data,
-            label=label,
-            counts=settings.prototype_counts,
-            seed=seed,
-            extra={"method": "warp-game", "lambda": lam},
-        )
-        for row in series:
-            row["train_seconds"] = time.perf_counter() - started
-        rows += series
-        fitted.update({(lam, k): m for k, m in methods.items()})
-    deskew_rows, _ = cluster_series(
-        lambda x: torch.as_tensor(moment_deskew(x.view(-1, 20, 20).numpy()).reshape(len(x), -1)),
-        data,
-        label="moment deskew (hand-made)",
-        counts=settings.prototype_counts,
-        seed=seed,
-        extra={"method": "deskew"},
-    )
-    rows += deskew_rows
-    if settings.umap_baseline:
-        rows += umap_series(data, counts=settings.prototype_counts, seed=seed)
-
-    chosen = select(
-        [r for r in rows if r.get("method") == "warp-game"],
-        writer_at_most=goal_writer,
-        n_validation=int((data.split == 1).sum()),
-    )
-    lam, k = chosen["lambda"], chosen["n_prototypes"]
-    ablation = next(
-        (
-            r
-            for r in rows
-            if r.get("method") == "warp-game" and r["lambda"] == 0 and r["n_prototypes"] == k
-        ),
-        None,
-    )
-    released, saved_models = {}, {}
-    selected = {"lambda": lam, "n_prototypes": k, "validation": {}, "test": {}}
-    for name, row_lam in (("selected", lam), ("ablation", 0.0)):
-        if (row_lam, k) not in fitted:
-            continue
-        model = models[row_lam]
-        model.substitution_ = fitted[(row_lam, k)]
-        model.config = model.config.replace(n_prototypes=k)
-        stem = f"warp_lambda_{row_lam:g}_k{k}"
-        images = model.transform(data.images)
-        released[stem] = images
-        saved_models[stem] = model
-        if name == "selected":
-            assessment = assess(
-                images,
-                writer=data.writer,
-                digit=data.digit,
-                split=data.split,
-                config=settings.attack,
-                device=device,
-            )
-            selected["release"] = stem
-            selected["validation"] = {"writer": chosen["val_writer"], "digit": chosen["val_digit"]}
-            selected["test"] = {
-                **assessment.to_dict(),
-                "cluster_majority_writer": chosen["test_writer"],
-                "cluster_majority_digit": chosen["test_digit"],
-            }
-            # the headline: the strongest of the five families and the cluster-majority vote
-            selected["test"]["writer"] = max(assessment.writer.best, chosen["test_writer"])
-            selected["test"]["digit"] = assessment.digit.best
-            selected["distortion"] = chosen["distortion"]
-            selected["realism"] = realism(
-                data.images, images, split=data.split, config=_light(settings.attack), seed=seed
-            ).per_family
-            selected["transfer_digit_accuracy"] = transfer_accuracy(
-                data.images,
-                images,
-                labels=data.digit,
-                split=data.split,
-                config=_light(settings.attack),
-            ).per_family
-    selected["ablation_lambda_0"] = ablation
-    return FrontierRun(frontier=rows, selected=selected, released=released, models=saved_models)
-
-
 def paper_rows(sweep: list[dict]) -> list[dict]:
     """Frontier rows of the paper's pipeline (test split only: its attackers see no validation
     score): the released prototypes and the autoencoder's own outputs, per lambda."""
@@ -292,14 +184,6 @@ def paper_rows(sweep: list[dict]) -> list[dict]:
                 }
             )
     return rows
-
-
-def _light(attack: AttackConfig) -> AttackConfig:
-    """The CNN and the forest among ``attack``'s families (realism and transfer need no more)."""
-    import dataclasses
-
-    families = tuple(f for f in attack.families if f in ("cnn", "random_forest"))
-    return dataclasses.replace(attack, families=families or attack.families[:1])
 
 
 def _pct(x: float | None) -> str:
