@@ -143,3 +143,11 @@ def test_held_out_statistics_cover_more_of_the_owners_new_images():
         inside = model.distances(new) <= model.error_mean_ + model.error_std_
         coverage[fraction] = float(inside.double().mean())
     assert coverage[0.25] > coverage[0.0] + 0.05, coverage
+
+
+def test_the_config_dict_round_trips_the_fraction():
+    assert TINY.to_dict()["calibration_fraction"] == 0.0
+    calibrated = TINY.replace(calibration_fraction=0.1)
+    assert calibrated.to_dict()["calibration_fraction"] == 0.1
+    assert AutoencoderConfig.from_dict(calibrated.to_dict()) == calibrated
+    assert AutoencoderConfig.from_dict(TINY.to_dict()) == TINY
