@@ -91,3 +91,28 @@ def test_cli_guard_train_resumes_or_restarts(folder, tmp_path):
     expected = OneClassAutoencoder(AutoencoderConfig(input_dim=784, hidden_dim=4, epochs=3))
     expected.fit(folder_features(folder))
     assert load_autoencoder(out).error_mean_ == expected.error_mean_
+
+
+def test_guard_training_with_calibration_resumes_and_keeps_the_fraction(folder, tmp_path):
+    config = GUARD.replace(calibration_fraction=0.25)
+    out = tmp_path / "guard.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_guard(folder, out=out, config=config, progress=Recorder(stop_at=2))
+    model = train_guard(folder, out=out, config=config)
+    reference = OneClassAutoencoder(config.replace(input_dim=784)).fit(folder_features(folder))
+    assert_same_model(model, reference)
+    assert reference.calibration_size_ == 6  # a quarter of the 24 images
+    saved = load_autoencoder(out)
+    assert saved.config.calibration_fraction == 0.25
+    assert (saved.error_mean_, saved.error_std_) == (reference.error_mean_, reference.error_std_)
+
+
+def test_cli_guard_train_takes_the_calibration_fraction(folder, tmp_path):
+    out = tmp_path / "guard.safetensors"
+    options = ["--images", str(folder), "--out", str(out), "--hidden-dim", "4", "--epochs", "2"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["guard", "train", *options, "--calibration", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert load_autoencoder(out).config.calibration_fraction == 0.25
+    result = runner.invoke(app, ["guard", "train", *options, "--calibration", "0.7"])
+    assert result.exit_code == 2 and "0.5" in result.output, result.output

@@ -154,3 +154,22 @@ def test_a_file_with_broken_privacy_metadata_is_refused(private_model):
         OneClassAutoencoder.from_bytes(broken)
     with pytest.raises(InvalidInputError, match="privacy metadata must be an object"):
         PrivacyReport.from_dict({"epsilon": 1.0})
+
+
+def test_private_training_takes_its_statistics_from_held_out_rows(features, monkeypatch):
+    from imgprivacy.docl import private_training
+
+    seen = []
+
+    def recording(distances, **kwargs):
+        seen.append(len(distances))
+        return private_statistics(distances, **kwargs)
+
+    monkeypatch.setattr(private_training, "private_statistics", recording)
+    config = CONFIG.replace(calibration_fraction=0.25)
+    model = OneClassAutoencoder(config).fit(features, privacy=PrivacyBudget(epsilon=4.0))
+    held_out = math.ceil(0.25 * len(features))
+    assert seen == [held_out] and model.calibration_size_ == held_out
+    assert model.privacy_ is not None and model.error_std_ > 0
+    loaded = OneClassAutoencoder.from_bytes(model.to_bytes())
+    assert loaded.config.calibration_fraction == 0.25 and loaded.privacy_ == model.privacy_

@@ -79,6 +79,17 @@ def train(
             show_default=False,
         ),
     ] = None,
+    calibration: Annotated[
+        float | None,
+        typer.Option(
+            "--calibration",
+            min=0.0,
+            max=0.5,
+            help="Share of your images held out of training to compute mu/sigma from (0 = the "
+            "paper: from the training images; default: the extractor's default model).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -116,7 +127,13 @@ def train(
     from imgprivacy.client import train_guard
     from imgprivacy.docl.private_budget import PrivacyBudget
 
-    config = guard_config(features=features, hidden_dim=hidden_dim, epochs=epochs, seed=seed)
+    config = guard_config(
+        features=features,
+        hidden_dim=hidden_dim,
+        epochs=epochs,
+        calibration=calibration,
+        seed=seed,
+    )
     privacy = None if dp_epsilon is None else PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
     with progress_bar() as progress:
         model = train_guard(
@@ -132,12 +149,19 @@ def train(
     console.print(f"wrote {out}: mu={model.error_mean_:.4g} sigma={model.error_std_:.4g}{dp}")
 
 
-def guard_config(*, features: str | None, hidden_dim: int | None, epochs: int | None, seed: int):
+def guard_config(
+    *,
+    features: str | None,
+    hidden_dim: int | None,
+    epochs: int | None,
+    seed: int,
+    calibration: float | None = None,
+):
     """The extractor's default model (the library's default extractor when None), with the
     options that were given."""
     from imgprivacy.docl import AutoencoderConfig
 
-    changes = {"hidden_dim": hidden_dim, "epochs": epochs}
+    changes = {"hidden_dim": hidden_dim, "epochs": epochs, "calibration_fraction": calibration}
     return AutoencoderConfig.for_features(
         features or FEATURE_NAMES.default(),
         seed=seed,

@@ -4,7 +4,10 @@ Architecture D -> M (ReLU) -> D (sigmoid), trained with binary cross-entropy sum
 optionally with extra ReLU layers on both sides of the representation (``layer_widths``).
 After ``fit`` it holds ``error_mean_`` and ``error_std_``: the mean and standard deviation of the
 squared reconstruction distances of its training data (eq. 6), which the Guard turns into the
-user's privacy interval.
+user's privacy interval. With ``config.calibration_fraction > 0`` that share of the user's images
+is held out of training (a seeded split, :func:`~imgprivacy.docl.calibration.calibration_split`) and mu and sigma are those of
+the held-out images' distances: the training images' distances understate those of the owner's
+new images, so their interval misses some of them.
 
 ``fit`` is imgprivacy's one training loop (the edge client calls it too): with ``checkpoint=`` it
 saves its whole state after every epoch, and ``resume=True`` continues a run exactly
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgprivacy.docl.calibration import calibration_split, complement
 from imgprivacy.docl.checkpoint import (
     TrainingState,
     fingerprint,
@@ -125,7 +129,9 @@ class OneClassAutoencoder:
         Parameters
         ----------
         x
-            The owner's training features, (K, D) with K >= 2.
+            The owner's features, (K, D) with K >= 2 (K >= 4 with ``calibration_fraction``);
+            ``config.calibration_fraction`` of them are held out of training to compute mu and
+            sigma (:func:`~imgprivacy.docl.calibration.calibration_split`).
         checkpoint
             When given, the whole training state (network, optimizer, shuffling and noise
             generator, losses) is written to this file atomically after every epoch.
@@ -144,7 +150,8 @@ class OneClassAutoencoder:
         Raises
         ------
         InvalidInputError
-            For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows;
+            For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows
+            (fewer than 2 left to train on after the calibration split);
             for ``resume`` without ``checkpoint``; for a checkpoint of other features, another
             config or more epochs than ``config.epochs``; for ``privacy`` with ``checkpoint``.
         CorruptFileError
@@ -160,8 +167,15 @@ class OneClassAutoencoder:
             raise InvalidInputError(
                 "resume=True needs the checkpoint file to resume from: pass checkpoint=PATH."
             )
+        train_rows, held_out = calibration_split(len(x), config=cfg)
         if privacy is not None:
-            return self._fit_private(x, privacy, checkpoint=checkpoint, progress=progress)
+            return self._fit_private(
+                x, privacy, held_out=held_out, checkpoint=checkpoint, progress=progress
+            )
+        run = fingerprint(x, cfg) if checkpoint is not None else ""
+        # eq. (6) statistics from the held-out rows when there are any, else the training rows
+        calibration = x[held_out] if len(held_out) else x
+        x = x[train_rows]
         net = _seeded_net(cfg).to(self.device)
         state = TrainingState(
             net=net,
@@ -170,7 +184,6 @@ class OneClassAutoencoder:
             ),
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        run = fingerprint(x, cfg) if checkpoint is not None else ""
         if resume and Path(checkpoint).is_file():
             restore_checkpoint(checkpoint, state, run=run, epochs=cfg.epochs)
             logger.info("resuming from %s after epoch %d/%d", checkpoint, state.epoch, cfg.epochs)
@@ -189,9 +202,10 @@ class OneClassAutoencoder:
         net.eval()
         self.net_ = net
         self.history_ = TrainHistory(state.epoch_loss)
-        train_distances = self.distances(x)
-        self.error_mean_ = float(train_distances.mean())
-        self.error_std_ = float(train_distances.std())
+        statistics_distances = self.distances(calibration)
+        self.error_mean_ = float(statistics_distances.mean())
+        self.error_std_ = float(statistics_distances.std())
+        self.calibration_size_ = len(held_out)
         self.privacy_ = None
         return self
 
@@ -200,6 +214,7 @@ class OneClassAutoencoder:
         x: torch.Tensor,
         budget: PrivacyBudget,
         *,
+        held_out: torch.Tensor,
         checkpoint: str | os.PathLike | None,
         progress: ProgressFactory | None,
     ) -> OneClassAutoencoder:
@@ -212,9 +227,17 @@ class OneClassAutoencoder:
             )
         net = _seeded_net(self.config).to(self.device)
         advance = resolve(progress)("training autoencoder (DP)", self.config.epochs)
+        train_rows = complement(held_out, len(x))
+        calibration = x[held_out].to(self.device) if len(held_out) else None
         losses, mu, sigma, report = train_private(
-            net, x.to(self.device), config=self.config, budget=budget, advance=advance
+            net,
+            x[train_rows].to(self.device),
+            config=self.config,
+            budget=budget,
+            advance=advance,
+            calibration=calibration,
         )
+        self.calibration_size_ = len(held_out)
         self.net_ = net.eval()
         self.history_ = TrainHistory(losses)
         self.error_mean_, self.error_std_ = mu, sigma
@@ -277,6 +300,7 @@ class OneClassAutoencoder:
         model.history_ = TrainHistory()
         model.error_mean_ = float(error_mean)
         model.error_std_ = float(error_std)
+        model.calibration_size_ = None  # not recorded in model files: only the fraction is
         model.privacy_ = privacy
         return model
 

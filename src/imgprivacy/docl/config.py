@@ -9,6 +9,9 @@ from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR, model_defaults
 from imgprivacy.errors import InvalidInputError
 
 OPTIMIZER_NAMES = ("adadelta", "adam")
+# Held-out share of a user's images for mu and sigma: more than half would leave the model fewer
+# images to learn from than to be judged on.
+CALIBRATION_RANGE = (0.0, 0.5)
 _DEFAULT = model_defaults(DEFAULT_FEATURE_EXTRACTOR)  # the field defaults below
 
 
@@ -32,7 +35,11 @@ class AutoencoderConfig:
     learning_rate: float = _DEFAULT["learning_rate"]  # Adam's step (Adadelta's textbook: 1.0)
     weight_decay: float = 0.0  # L2 penalty on all parameters
     input_noise: float = 0.0  # std of Gaussian noise added to inputs (denoising AE); 0 = paper
-    seed: int = 0  # seeds initialisation, shuffling and noise
+    seed: int = 0  # seeds initialisation, shuffling, noise and the calibration split
+    # Fraction of the user's images held out of training to compute mu and sigma (eq. 6) from
+    # their distances; 0 = the paper: mu and sigma from the training images' distances, which
+    # the model fits better than new images of the same owner.
+    calibration_fraction: float = _DEFAULT.get("calibration_fraction", 0.0)
     feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR  # name in imgprivacy.features.FEATURES
 
     def __post_init__(self) -> None:
@@ -52,6 +59,17 @@ class AutoencoderConfig:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not self.input_noise >= 0:
             problems.append(f"input_noise must be >= 0, got {self.input_noise!r}")
+        low, high = CALIBRATION_RANGE
+        if not (
+            isinstance(self.calibration_fraction, (int, float))
+            and not isinstance(self.calibration_fraction, bool)
+            and low <= self.calibration_fraction <= high
+        ):
+            problems.append(
+                f"calibration_fraction must be a number in [{low}, {high}] (0 = the paper's "
+                f"statistics from the training images, e.g. 0.2 holds out a fifth of the images "
+                f"to compute them), got {self.calibration_fraction!r}"
+            )
         if problems:
             raise InvalidInputError([f"Invalid AutoencoderConfig: {p}" for p in problems])
 
@@ -71,7 +89,8 @@ class AutoencoderConfig:
 
     @classmethod
     def paper(cls, **overrides) -> AutoencoderConfig:
-        """The paper's exact model: 784-32-784 on raw pixels, BCE, Adadelta, no noise or penalty."""
+        """The paper's exact model: 784-32-784 on raw pixels, BCE, Adadelta, no noise or penalty,
+        mu and sigma from the training images."""
         values = dict(
             input_dim=784,
             feature_extractor="pixels",
@@ -81,6 +100,7 @@ class AutoencoderConfig:
             learning_rate=1.0,
             weight_decay=0.0,
             input_noise=0.0,
+            calibration_fraction=0.0,
             epochs=50,
             batch_size=128,
         )

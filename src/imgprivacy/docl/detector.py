@@ -62,6 +62,7 @@ CONFIG_PARAMS = (
     "input_noise",
     "seed",
     "feature_extractor",
+    "calibration_fraction",
 )
 
 
@@ -75,7 +76,7 @@ class OneClassAutoencoderDetector(OutlierMixin, BaseEstimator):
     Parameters
     ----------
     hidden_dim, layer_widths, epochs, batch_size, optimizer, learning_rate, weight_decay, \
-input_noise, seed, feature_extractor
+input_noise, seed, feature_extractor, calibration_fraction
         The :class:`~imgprivacy.docl.config.AutoencoderConfig` fields of the same names, with the
         same defaults; they are validated by ``fit``.
     alpha
@@ -97,7 +98,8 @@ input_noise, seed, feature_extractor
     n_features_in_ : int
         D, the number of features seen by ``fit``.
     error_mean_, error_std_ : float
-        mu and sigma of the training distances (eq. 6).
+        mu and sigma of the training distances (eq. 6), or of the held-out images' distances
+        with ``calibration_fraction > 0``.
     threshold_ : float
         ``error_mean_ + alpha * error_std_``, the largest distance predicted as an inlier.
     offset_ : float
@@ -132,6 +134,7 @@ input_noise, seed, feature_extractor
         input_noise: float = _DEFAULT.input_noise,
         seed: int = _DEFAULT.seed,
         feature_extractor: str = _DEFAULT.feature_extractor,
+        calibration_fraction: float = _DEFAULT.calibration_fraction,
         alpha: float = 1.0,
         rescale: bool = False,
         device: str = "cpu",
@@ -146,6 +149,7 @@ input_noise, seed, feature_extractor
         self.input_noise = input_noise
         self.seed = seed
         self.feature_extractor = feature_extractor
+        self.calibration_fraction = calibration_fraction
         self.alpha = alpha
         self.rescale = rescale
         self.device = device

@@ -87,7 +87,7 @@ def autoencoder_from_bytes(
     )
     _check_format(metadata, source)
     try:
-        config = AutoencoderConfig.from_dict(metadata["config"])
+        config = AutoencoderConfig.from_dict(_with_format_defaults(metadata["config"]))
     except (InvalidInputError, TypeError, KeyError) as exc:
         raise InvalidInputError(f"{source}: invalid config in metadata: {exc}") from exc
     problems = check_tensors(tensors, config)
@@ -111,6 +111,15 @@ def autoencoder_from_bytes(
         privacy=privacy,
         device=device,
     )
+
+
+def _with_format_defaults(values: object) -> object:
+    """Config fields that older files lack, at the value those files were trained with (not
+    today's default): files written before held-out calibration computed mu and sigma from the
+    training images."""
+    if isinstance(values, dict):
+        return {"calibration_fraction": 0.0, **values}
+    return values
 
 
 def read_metadata(data: bytes, *, source: str = "upload") -> dict:

@@ -223,8 +223,15 @@ def train_private(
     config: AutoencoderConfig,
     budget: PrivacyBudget,
     advance=None,
+    calibration: torch.Tensor | None = None,
 ) -> tuple[list[float], float, float, PrivacyReport]:
-    """DP-SGD on ``x`` (K, D) then the private statistics: ``(losses, mu, sigma, report)``."""
+    """DP-SGD on ``x`` (K, D) then the private statistics: ``(losses, mu, sigma, report)``.
+
+    The statistics are those of the distances of ``calibration`` (held-out images of the same
+    owner, ``config.calibration_fraction``) when given, else of ``x``. Either way they go through
+    the same Gaussian mechanism and the same accounting (conservative for held-out rows, which
+    DP-SGD never sees).
+    """
     n = len(x)
     if budget.delta >= 1 / n:
         logger.warning(
@@ -254,8 +261,9 @@ def train_private(
         advance=advance,
     )
     clip = budget.distance_clip or config.input_dim / 8
+    rows = x if calibration is None else calibration
     with torch.inference_mode():
-        distances = (x - torch.sigmoid(net(x))).square().sum(dim=1).cpu()
+        distances = (rows - torch.sigmoid(net(rows))).square().sum(dim=1).cpu()
     mu, sigma = private_statistics(
         distances, clip=clip, noise=statistics_noise, generator=generator
     )
