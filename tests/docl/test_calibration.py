@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from safetensors.torch import save as save_tensors
 from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
 from imgprivacy.docl.calibration import calibration_split
+from imgprivacy.docl.checkpoint import fingerprint
 from imgprivacy.docl.persistence import METADATA_KEY
 from imgprivacy.errors import InvalidInputError
 from tests.conftest import blobs
@@ -151,3 +153,20 @@ def test_the_config_dict_round_trips_the_fraction():
     assert calibrated.to_dict()["calibration_fraction"] == 0.1
     assert AutoencoderConfig.from_dict(calibrated.to_dict()) == calibrated
     assert AutoencoderConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_checkpoints_of_paper_statistics_keep_the_fingerprint_they_had_before_the_field():
+    """A checkpoint written before ``calibration_fraction`` existed hashed every other field; the
+    same run (fraction 0) must hash the same so it resumes; a set fraction is a different run."""
+    x = torch.rand(6, 4, generator=torch.Generator().manual_seed(0))
+    config = AutoencoderConfig(
+        input_dim=4, hidden_dim=2, layer_widths=(), feature_extractor="pixels"
+    )
+    old_fields = {
+        k: v for k, v in config.to_dict().items() if k not in ("epochs", "calibration_fraction")
+    }
+    old = hashlib.sha256(x.numpy().tobytes())
+    old.update(json.dumps(old_fields, sort_keys=True).encode())
+    assert fingerprint(x, config) == old.hexdigest()
+    calibrated = AutoencoderConfig(**{**config.to_dict(), "calibration_fraction": 0.2})
+    assert fingerprint(x, calibrated) != old.hexdigest()

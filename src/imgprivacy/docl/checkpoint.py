@@ -46,9 +46,14 @@ class TrainingState:
 
 
 def fingerprint(x: torch.Tensor, config: AutoencoderConfig) -> str:
-    """SHA-256 of the training features and of every config field except ``epochs``."""
+    """SHA-256 of the training features and of every config field except ``epochs``.
+
+    ``calibration_fraction`` enters only when set, so checkpoints written before the field existed
+    (paper statistics, 0) still resume."""
     digest = hashlib.sha256(x.detach().cpu().numpy().tobytes())
     fields = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    if not fields.get("calibration_fraction"):
+        fields.pop("calibration_fraction", None)
     digest.update(json.dumps(fields, sort_keys=True).encode())
     return digest.hexdigest()
 
