@@ -14,6 +14,9 @@ from imgprivacy.errors import InvalidInputError
 
 DEFAULT_DELTA = 1e-5  # below 1/n for every user with fewer than 100,000 images
 DP_OPTIMIZERS = ("adam", "adadelta", "sgd")  # "sgd" has momentum 0.9
+DP_BATCH_SIZE = 512
+DP_EPOCHS = 10
+DP_LEARNING_RATE = 3e-3
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,13 @@ class PrivacyBudget:
     # holds the training distances of a useful model on MNIST-sized pixel features (the squared
     # norm of a typical digit is ~100 of 784).
     distance_clip: float | None = None
-    # DP-SGD's own training settings (None = the model config's): DP-SGD wants far larger
-    # batches than non-private training, since the noise added to a batch's summed gradient does
-    # not grow with the batch while the signal does.
-    batch_size: int | None = None  # expected size of a Poisson-sampled batch
-    epochs: int | None = None  # passes over the images (every pass is paid for in epsilon)
-    learning_rate: float | None = None
+    # DP-SGD's own training settings (None = the model config's). DP-SGD wants far larger batches
+    # than non-private training: the noise added to a batch's summed gradient does not grow with
+    # the batch while the signal does; few passes keep the noise per step low. Chosen on a
+    # validation split of MNIST users' training images (docs/threat-model.md).
+    batch_size: int | None = DP_BATCH_SIZE  # expected size of a Poisson-sampled batch
+    epochs: int | None = DP_EPOCHS  # passes over the images (every pass is paid for in epsilon)
+    learning_rate: float | None = DP_LEARNING_RATE
     optimizer: str | None = None  # one of DP_OPTIMIZERS
     # A guard of the same architecture trained (without privacy) on PUBLIC images only, e.g.
     # Fashion-MNIST for digits: its layers ``public_layers`` are copied into the user's model and
