@@ -16,7 +16,7 @@ DEFAULT_DELTA = 1e-5  # below 1/n for every user with fewer than 100,000 images
 DP_OPTIMIZERS = ("adam", "adadelta", "sgd")  # "sgd" has momentum 0.9
 DP_BATCH_SIZE = 512
 DP_EPOCHS = 10
-DP_LEARNING_RATE = 3e-3
+DP_LEARNING_RATE = 1e-2
 
 
 @dataclass(frozen=True)
