@@ -17,6 +17,7 @@ DP_OPTIMIZERS = ("adam", "adadelta", "sgd")  # "sgd" has momentum 0.9
 DP_BATCH_SIZE = 512
 DP_EPOCHS = 10
 DP_LEARNING_RATE = 1e-2
+DP_OPTIMIZER = "adam"  # the learning rate above is Adam's (Adadelta's textbook rate is 1.0)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class PrivacyBudget:
     batch_size: int | None = DP_BATCH_SIZE  # expected size of a Poisson-sampled batch
     epochs: int | None = DP_EPOCHS  # passes over the images (every pass is paid for in epsilon)
     learning_rate: float | None = DP_LEARNING_RATE
-    optimizer: str | None = None  # one of DP_OPTIMIZERS
+    optimizer: str | None = DP_OPTIMIZER  # one of DP_OPTIMIZERS
     # A guard of the same architecture trained (without privacy) on PUBLIC images only, e.g.
     # Fashion-MNIST for digits: its layers ``public_layers`` are copied into the user's model and
     # frozen, so DP-SGD trains (and adds noise to) fewer parameters. Never a model trained on
