@@ -15,7 +15,7 @@ from imgprivacy.errors import InvalidInputError
 DEFAULT_DELTA = 1e-5  # below 1/n for every user with fewer than 100,000 images
 DP_OPTIMIZERS = ("adam", "adadelta", "sgd")  # "sgd" has momentum 0.9
 DP_BATCH_SIZE = 512
-DP_EPOCHS = 10
+DP_EPOCHS = 20
 DP_LEARNING_RATE = 1e-2
 DP_OPTIMIZER = "adam"  # the learning rate above is Adam's (Adadelta's textbook rate is 1.0)
 
