@@ -3,12 +3,15 @@ and user errors with the CLI's exit codes (0 ok, 2 usage, 3 input)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from imgprivacy.client import train_guard
-from imgprivacy.docl import AutoencoderConfig
+from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
 from imgprivacy.docl.persistence import read_metadata
 from tests.cli.test_user_errors import INPUT, USAGE, assert_error, run
 
@@ -102,3 +105,30 @@ def test_guard_train_refuses_bad_privacy_options(folders, tmp_path, option, valu
 def test_reproduce_docl_audit_refuses_bad_epsilons(tmp_path):
     result = run("reproduce", "docl-audit", "--out", tmp_path, "--epsilons", "inf,-1")
     assert_error(result, USAGE, "epsilon must be > 0")
+
+
+def test_guard_train_with_a_public_model_freezes_its_first_layer(folders, tmp_path):
+    public_images = write_folder(tmp_path / "public", 12, seed=7)
+    public = tmp_path / "public.safetensors"
+    base = ["guard", "train", "--epochs", 1, "--hidden-dim", 4]
+    assert run(*base, "--images", public_images, "--out", public).exit_code == 0
+    out = tmp_path / "dp.safetensors"
+    result = run(
+        *base, "--images", folders["mine"], "--out", out, "--dp-epsilon", 8,
+        "--dp-public-model", public,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    privacy = read_metadata(out.read_bytes())["privacy"]
+    assert privacy["frozen_layers"] == [0]
+    assert privacy["steps"] == math.ceil(16 / privacy["batch_size"])  # --epochs 1 holds for DP
+    mine, theirs = OneClassAutoencoder.load(out), OneClassAutoencoder.load(public)
+    assert torch.equal(mine.weights()["layers.0.weight"], theirs.weights()["layers.0.weight"])
+    assert not torch.equal(mine.weights()["layers.1.weight"], theirs.weights()["layers.1.weight"])
+
+
+def test_guard_train_refuses_a_public_model_without_dp(folders, tmp_path):
+    result = run(
+        "guard", "train", "--images", folders["mine"], "--out", tmp_path / "g.safetensors",
+        "--dp-public-model", folders["guard"],
+    )  # fmt: skip
+    assert_error(result, USAGE, "needs --dp-epsilon")

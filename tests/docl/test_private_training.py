@@ -173,3 +173,97 @@ def test_private_training_takes_its_statistics_from_held_out_rows(features, monk
     assert model.privacy_ is not None and model.error_std_ > 0
     loaded = OneClassAutoencoder.from_bytes(model.to_bytes())
     assert loaded.config.calibration_fraction == 0.25 and loaded.privacy_ == model.privacy_
+
+
+@pytest.fixture(scope="module")
+def public_file(tmp_path_factory):
+    """A non-private guard of CONFIG's architecture trained on other (public) images."""
+    public = blobs(n_per_class=32, seed=5)[0]
+    path = tmp_path_factory.mktemp("public") / "public.safetensors"
+    OneClassAutoencoder(CONFIG).fit(public).save(path)
+    return path
+
+
+def test_public_layers_are_copied_frozen_and_recorded(features, public_file):
+    budget = PrivacyBudget(epsilon=4.0, public_model=public_file, public_layers=(0, 3))
+    model = OneClassAutoencoder(CONFIG).fit(features, privacy=budget)
+    public = OneClassAutoencoder.load(public_file).weights()
+    weights = model.weights()
+    for name in ("layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias"):
+        assert torch.equal(weights[name], public[name]), name
+    # The layers in between were trained (and started from the guard's own seeded init).
+    assert not torch.equal(weights["layers.1.weight"], public["layers.1.weight"])
+    without = OneClassAutoencoder(CONFIG).fit(features, privacy=PrivacyBudget(epsilon=4.0))
+    assert not torch.equal(weights["layers.1.weight"], without.weights()["layers.1.weight"])
+    assert model.privacy_.frozen_layers == (0, 3)
+    assert 3.99 <= model.privacy_.epsilon_spent <= 4.0
+    loaded = OneClassAutoencoder.from_bytes(model.to_bytes())
+    assert loaded.privacy_ == model.privacy_
+    assert read_metadata(model.to_bytes())["privacy"]["frozen_layers"] == [0, 3]
+
+
+def test_a_public_model_of_another_architecture_is_refused(features, tmp_path):
+    other = tmp_path / "other.safetensors"
+    OneClassAutoencoder(CONFIG.replace(layer_widths=(), epochs=1)).fit(features).save(other)
+    with pytest.raises(InvalidInputError, match=r"has layers \[16, 4, 16\].*same config"):
+        OneClassAutoencoder(CONFIG).fit(
+            features, privacy=PrivacyBudget(epsilon=4.0, public_model=other)
+        )
+
+
+def test_public_layers_beyond_the_network_are_refused(features, public_file):
+    budget = PrivacyBudget(epsilon=4.0, public_model=public_file, public_layers=(0, 4))
+    with pytest.raises(InvalidInputError, match=r"public_layers \[4\] are beyond .* 4 layers"):
+        OneClassAutoencoder(CONFIG).fit(features, privacy=budget)
+
+
+def test_the_budget_sets_the_dp_training_run(features):
+    budget = PrivacyBudget(epsilon=4.0, batch_size=16, epochs=2, learning_rate=3e-3)
+    model = OneClassAutoencoder(CONFIG).fit(features, privacy=budget)
+    n = len(features)  # 192 images, expected batch 16: 12 steps per epoch
+    assert model.privacy_.batch_size == 16
+    assert model.privacy_.steps == 2 * math.ceil(n / 16)
+    assert len(model.history_.epoch_loss) == 2
+    sgd = OneClassAutoencoder(CONFIG).fit(
+        features, privacy=PrivacyBudget(epsilon=4.0, batch_size=16, epochs=2, optimizer="sgd")
+    )
+    assert not torch.equal(sgd.distances(features), model.distances(features))
+
+
+def test_few_images_get_at_least_ten_dp_steps_per_pass(features):
+    """The default batch (512) is capped at n / 10 for 192 images: 20, so 10 steps per epoch
+    (and never below 16)."""
+    model = OneClassAutoencoder(CONFIG).fit(features, privacy=PrivacyBudget(epsilon=4.0, epochs=1))
+    assert model.privacy_.batch_size == math.ceil(len(features) / 10) == 20
+    assert model.privacy_.steps == math.ceil(len(features) / 20)
+    few = OneClassAutoencoder(CONFIG).fit(
+        features[:40], privacy=PrivacyBudget(epsilon=4.0, epochs=1)
+    )
+    assert few.privacy_.batch_size == 16
+
+
+def test_reports_of_older_files_without_the_run_settings_load(private_model):
+    values = private_model.privacy_.to_dict()
+    for name in ("steps", "batch_size", "frozen_layers"):
+        del values[name]
+    report = PrivacyReport.from_dict(values)
+    assert report.steps is None and report.frozen_layers == ()
+    values["steps"] = 0
+    with pytest.raises(InvalidInputError, match="privacy.steps must be an integer >= 1"):
+        PrivacyReport.from_dict(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (dict(batch_size=0), "batch_size must be a positive integer or None"),
+        (dict(epochs=2.5), "epochs must be a positive integer or None"),
+        (dict(learning_rate=-1.0), "learning_rate must be > 0 or None"),
+        (dict(optimizer="rmsprop"), "optimizer must be one of"),
+        (dict(public_layers=(-1,)), "public_layers must be layer indices >= 0"),
+        (dict(public_model="p.safetensors", public_layers=()), "must name at least one layer"),
+    ],
+)
+def test_invalid_dp_settings_are_refused(values, message):
+    with pytest.raises(InvalidInputError, match=message):
+        PrivacyBudget(epsilon=1.0, **values)

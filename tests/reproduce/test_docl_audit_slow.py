@@ -60,6 +60,8 @@ def test_the_reproduction_writes_its_table(tmp_path, data_dir, monkeypatch):
         ),
     )
     monkeypatch.setattr(docl_audit, "MODELS", {"paper-exact": AutoencoderConfig.paper(epochs=2)})
+    monkeypatch.setattr(docl_audit, "PUBLIC_IMAGES", 200)
+    monkeypatch.setattr(docl_audit, "PUBLIC_EPOCHS", 2)
     results = docl_audit.reproduce_docl_audit(
         out=tmp_path,
         quick=True,
@@ -79,5 +81,9 @@ def test_the_reproduction_writes_its_table(tmp_path, data_dir, monkeypatch):
         tmp_path / "guards" / "paper-exact-epsilon-4.0" / "u3.safetensors"
     )
     assert loaded.privacy_.epsilon == 4.0
+    # The DP guards keep the first layer of the guard trained on public (Fashion-MNIST) images.
+    assert saved["dp_public_first_layer"] is True and loaded.privacy_.frozen_layers == (0,)
+    public = OneClassAutoencoder.load(tmp_path / "public-paper-exact.safetensors")
+    assert torch.equal(loaded.weights()["layers.0.weight"], public.weights()["layers.0.weight"])
     (table,) = docl_audit.summary_tables(results)
     assert table.row_count == 2

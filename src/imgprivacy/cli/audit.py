@@ -131,6 +131,22 @@ def docl_audit(
         str,
         typer.Option("--models", help="Comma-separated models: paper-exact, default."),
     ] = "paper-exact,default",
+    train_per_class: Annotated[
+        int | None,
+        typer.Option(
+            "--train-per-class",
+            min=2,
+            help="Training images per user (default: 1500 with --quick, else all ~6000).",
+            show_default=False,
+        ),
+    ] = None,
+    public_layers: Annotated[
+        bool,
+        typer.Option(
+            "--public-layers/--no-public-layers",
+            help="DP guards keep a frozen first layer trained on Fashion-MNIST (public) images.",
+        ),
+    ] = True,
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
@@ -153,6 +169,8 @@ def docl_audit(
         quick=quick,
         epsilons=parsed,
         models=tuple(m.strip() for m in models.split(",")),
+        train_per_class=train_per_class,
+        public_layers=public_layers,
         data_dir=data_dir,
         seed=seed,
         device=device,

@@ -116,6 +116,18 @@ def train(
             help="The delta of --dp-epsilon; keep it below 1/(number of your images).",
         ),
     ] = 1e-5,
+    dp_public_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--dp-public-model",
+            help="With --dp-epsilon: a guard of the same model trained (without privacy) on "
+            "PUBLIC images only; its first layer is copied into yours and not trained, so DP "
+            "trains fewer parameters.",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
@@ -134,7 +146,18 @@ def train(
         calibration=calibration,
         seed=seed,
     )
-    privacy = None if dp_epsilon is None else PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
+    if dp_public_model is not None and dp_epsilon is None:
+        raise typer.BadParameter(
+            "needs --dp-epsilon (it only applies to private training)",
+            param_hint="--dp-public-model",
+        )
+    privacy = None
+    if dp_epsilon is not None:
+        # --epochs, when given, sets the DP run too (else the DP default: PrivacyBudget.epochs).
+        dp_epochs = {} if epochs is None else {"epochs": epochs}
+        privacy = PrivacyBudget(
+            epsilon=dp_epsilon, delta=dp_delta, public_model=dp_public_model, **dp_epochs
+        )
     with progress_bar() as progress:
         model = train_guard(
             images,

@@ -120,6 +120,7 @@ def fit_private_net(
     noise_multiplier: float,
     max_grad_norm: float,
     generator: torch.Generator,
+    optimizer: str | None = None,
     advance=None,
 ) -> list[float]:
     """Train ``net`` in place with DP-SGD on ``data`` (K, D); the mean BCE of each epoch.
@@ -135,8 +136,8 @@ def fit_private_net(
     module = GradSampleModuleFastGradientClipping(
         net, loss_reduction="mean", max_grad_norm=max_grad_norm, use_ghost_clipping=True
     )
-    optimizer = DPOptimizerFastGradientClipping(
-        _optimizer(module, config),
+    dp_optimizer = DPOptimizerFastGradientClipping(
+        _optimizer(module, config, optimizer),
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
         expected_batch_size=expected,
@@ -149,7 +150,7 @@ def fit_private_net(
         # Opacus' hooks warn that the first layer's input needs no gradient, which is expected.
         warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
         for epoch in range(config.epochs):
-            losses.append(_dp_epoch(module, optimizer, data, config, sample_rate, generator))
+            losses.append(_dp_epoch(module, dp_optimizer, data, config, sample_rate, generator))
             logger.debug("DP epoch %d/%d loss %.4f", epoch + 1, config.epochs, losses[-1])
             if advance is not None:
                 advance(f"loss {losses[-1]:.3f}")
@@ -184,7 +185,8 @@ def _dp_epoch(
             DPTensorFastGradientClipping(module, optimizer, per_image, "mean").backward()
         else:  # an empty Poisson sample still takes a step of pure noise
             for p in module.parameters():
-                p.grad = torch.zeros_like(p)
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
         optimizer.step()
         total += float(per_image.detach().sum())
         seen += len(batch)
@@ -216,6 +218,66 @@ def private_statistics(
     return mean * clip, sigma * clip
 
 
+# Fewest expected DP-SGD steps per pass over the images (caps the batch of small data sets), but
+# the cap never goes below MIN_DP_BATCH: Opacus' ghost clipping fails on a Poisson sample of one
+# image, which tiny expected batches draw often.
+MIN_DP_STEPS_PER_EPOCH = 10
+MIN_DP_BATCH = 16
+
+
+def dp_config(config: AutoencoderConfig, budget: PrivacyBudget, *, n: int) -> AutoencoderConfig:
+    """``config`` with the budget's own DP-SGD settings (batch size, epochs, learning rate).
+
+    The batch is capped at ``n / MIN_DP_STEPS_PER_EPOCH`` (but not below ``MIN_DP_BATCH``) so that an owner with few images (a
+    few hundred, against the thousands the defaults were chosen on) still gets that many noisy
+    steps per pass instead of a handful of full-batch ones."""
+    changes = {
+        name: getattr(budget, name)
+        for name in ("batch_size", "epochs", "learning_rate")
+        if getattr(budget, name) is not None
+    }
+    batch = changes.get("batch_size", config.batch_size)
+    cap = max(MIN_DP_BATCH, math.ceil(n / MIN_DP_STEPS_PER_EPOCH))
+    changes["batch_size"] = min(batch, cap)
+    return config.replace(**changes)
+
+
+def freeze_public_layers(net: nn.Module, budget: PrivacyBudget, config: AutoencoderConfig):
+    """Copy ``budget.public_layers`` of ``budget.public_model`` into ``net`` and freeze them.
+
+    Raises
+    ------
+    InvalidInputError
+        When the public model's architecture or features differ from ``config``'s, or a layer
+        index is beyond the network.
+    """
+    from imgprivacy.docl.autoencoder import OneClassAutoencoder
+
+    public = OneClassAutoencoder.load(budget.public_model)
+    theirs, ours = public.config, config
+    if theirs.layer_dims != ours.layer_dims or theirs.feature_extractor != ours.feature_extractor:
+        raise InvalidInputError(
+            f"The public model {budget.public_model} has layers {theirs.layer_dims} on "
+            f"{theirs.feature_extractor!r} features, but the guard being trained has "
+            f"{ours.layer_dims} on {ours.feature_extractor!r}: train the public model with the "
+            "same config (on public images only)."
+        )
+    layers = net.layers
+    beyond = [i for i in budget.public_layers if i >= len(layers)]
+    if beyond:
+        raise InvalidInputError(
+            f"public_layers {list(beyond)} are beyond the network's {len(layers)} layers "
+            f"(indices 0 to {len(layers) - 1})."
+        )
+    weights = public.weights()
+    with torch.no_grad():
+        for i in budget.public_layers:
+            for name in ("weight", "bias"):
+                parameter = getattr(layers[i], name)
+                parameter.copy_(weights[f"layers.{i}.{name}"])
+                parameter.requires_grad_(False)
+
+
 def train_private(
     net: nn.Module,
     x: torch.Tensor,
@@ -230,7 +292,8 @@ def train_private(
     The statistics are those of the distances of ``calibration`` (held-out images of the same
     owner, ``config.calibration_fraction``) when given, else of ``x``. Either way they go through
     the same Gaussian mechanism and the same accounting (conservative for held-out rows, which
-    DP-SGD never sees).
+    DP-SGD never sees). ``config`` is the guard's; the budget's DP settings override its batch
+    size, epochs and learning rate for the DP-SGD run (:func:`dp_config`).
     """
     n = len(x)
     if budget.delta >= 1 / n:
@@ -240,6 +303,11 @@ def train_private(
             budget.delta,
             1 / n,
         )
+    config = dp_config(config, budget, n=n)
+    frozen: tuple[int, ...] = ()
+    if budget.public_model is not None:
+        freeze_public_layers(net, budget, config)
+        frozen = tuple(sorted(set(budget.public_layers)))
     sample_rate = min(1.0, config.batch_size / n)
     steps = config.epochs * math.ceil(1 / sample_rate)
     noise, statistics_noise, spent = plan_noise(budget, sample_rate=sample_rate, steps=steps)
@@ -258,8 +326,11 @@ def train_private(
         noise_multiplier=noise,
         max_grad_norm=budget.max_grad_norm,
         generator=generator,
+        optimizer=budget.optimizer,
         advance=advance,
     )
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
     clip = budget.distance_clip or config.input_dim / 8
     rows = x if calibration is None else calibration
     with torch.inference_mode():
@@ -277,13 +348,23 @@ def train_private(
         max_grad_norm=float(budget.max_grad_norm),
         statistics_noise=statistics_noise,
         distance_clip=float(clip),
+        steps=steps,
+        batch_size=config.batch_size,
+        frozen_layers=frozen,
     )
     return losses, mu, sigma, report
 
 
-def _optimizer(module: nn.Module, config: AutoencoderConfig) -> torch.optim.Optimizer:
+def _optimizer(
+    module: nn.Module, config: AutoencoderConfig, name: str | None = None
+) -> torch.optim.Optimizer:
     from imgprivacy.docl.autoencoder import OPTIMIZERS
 
-    return OPTIMIZERS[config.optimizer](
-        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    params = [p for p in module.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.learning_rate, momentum=0.9, weight_decay=config.weight_decay
+        )
+    return OPTIMIZERS[name or config.optimizer](
+        params, lr=config.learning_rate, weight_decay=config.weight_decay
     )

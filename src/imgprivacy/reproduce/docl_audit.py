@@ -9,6 +9,11 @@ epsilon (``None`` = non-private training), the ten MNIST users train their guard
 - privacy: the audit of :mod:`imgprivacy.docl.audit` on each audited user's guard (decoder
   inversion against their training images, membership AUC against their held-out test images).
 
+With ``public_layers`` the DP guards copy the first layer of a guard of the same model trained
+without privacy on PUBLIC images (Fashion-MNIST training images, never digits) and keep it frozen
+(``PrivacyBudget.public_model``); the Fashion-MNIST uploads of the operating point are test
+images, disjoint from those.
+
 Results are written to ``out/results.json`` after every finished (model, epsilon) run, the users'
 guards to ``out/guards/<model>-epsilon-<epsilon>/`` (to audit them again with
 ``imgprivacy audit guard``).
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
+from imgprivacy.data import load_fashion_mnist
 from imgprivacy.docl.audit import AuditResult, AuditSettings, audit_guard
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.config import AutoencoderConfig
@@ -34,6 +40,7 @@ from imgprivacy.docl.evaluate import GuardPoint, guard_point, nearest_model_accu
 from imgprivacy.docl.guard import Guard
 from imgprivacy.docl.private_budget import PrivacyBudget
 from imgprivacy.errors import InvalidInputError
+from imgprivacy.features import get_extractor
 from imgprivacy.progress import ProgressFactory, resolve
 from imgprivacy.reports.results import percent, write_results
 from imgprivacy.reproduce.docl_data import DoclData, mnist_experiment
@@ -52,6 +59,8 @@ MODELS = {
 }
 QUICK = dict(train_per_class=1500, test_per_class=200, public_count=2000)
 QUICK_AUDITED_USERS = (0, 3, 8)
+PUBLIC_IMAGES = 10_000  # Fashion-MNIST training images the public first layer is trained on
+PUBLIC_EPOCHS = 10
 QUICK_AUDIT = AuditSettings(restarts=4, codes_per_restart=32, steps=200, calibration_images=300)
 GUARD = dict(policy="margin", alpha=1.0)  # the service's default operating point
 # The goal: no near-copy, membership AUC <= 0.55, accuracy >= 95%, operating point within
@@ -98,6 +107,7 @@ class DoclAuditResult:
     train_images_per_user: int
     guard_policy: dict
     runs: list[PrivacyRun]
+    dp_public_first_layer: bool = False  # DP guards' first layer frozen from a public model
     figures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -107,14 +117,18 @@ def train_users(
     config: AutoencoderConfig,
     *,
     epsilon: float | None,
+    public_model: str | os.PathLike | None = None,
     device: str = "cpu",
     advance=None,
 ) -> list[OneClassAutoencoder]:
-    """One guard per class, non-private (``epsilon`` None) or DP within ``epsilon``."""
+    """One guard per class, non-private (``epsilon`` None) or DP within ``epsilon`` (with the
+    first layer of ``public_model`` frozen when given)."""
     models = []
     for cls in data.classes:
         rows = data.train_x[torch.as_tensor(data.train_y == cls)]
-        privacy = None if epsilon is None else PrivacyBudget(epsilon=epsilon)
+        privacy = (
+            None if epsilon is None else PrivacyBudget(epsilon=epsilon, public_model=public_model)
+        )
         models.append(OneClassAutoencoder(config, device=device).fit(rows, privacy=privacy))
         if advance:
             advance(user_name(cls))
@@ -130,6 +144,7 @@ def evaluate_privacy(
     audited: tuple[int, ...],
     settings: AuditSettings,
     probes: ProbeSet,
+    public_model: str | os.PathLike | None = None,
     save_to: str | os.PathLike | None = None,
     device: str = "cpu",
     progress: ProgressFactory | None = None,
@@ -144,6 +159,7 @@ def evaluate_privacy(
         data,
         config,
         epsilon=epsilon,
+        public_model=public_model,
         device=device,
         advance=progress(f"{label}: train", len(data.classes)),
     )
@@ -192,6 +208,25 @@ def evaluate_privacy(
     )
 
 
+def public_guard(
+    config: AutoencoderConfig,
+    *,
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Train ``config``'s model without privacy on Fashion-MNIST training images (public data);
+    write it to ``out`` and return the path (the DP guards' frozen first layer)."""
+    extractor = get_extractor(config.feature_extractor)
+    public = load_fashion_mnist("train", data_dir=data_dir)
+    rows = np.random.default_rng(config.seed).permutation(len(public.images))[:PUBLIC_IMAGES]
+    features = extractor.transform(public.images[np.sort(rows)])
+    model = OneClassAutoencoder(
+        config.replace(epochs=PUBLIC_EPOCHS, input_dim=int(features.shape[1])), device=device
+    ).fit(features)
+    return model.save(out)
+
+
 def admission(
     models: list[OneClassAutoencoder], classes, *, probes: ProbeSet
 ) -> tuple[list[str], dict[str, str]]:
@@ -236,15 +271,24 @@ def reproduce_docl_audit(
     epsilons: tuple[float | None, ...] = EPSILONS,
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
+    public_layers: bool = True,
+    train_per_class: int | None = None,
     device: str = "cpu",
     progress: ProgressFactory | None = None,
 ) -> DoclAuditResult:
-    """Run every (model, epsilon); write ``out/results.json`` after each; return the results."""
+    """Run every (model, epsilon); write ``out/results.json`` after each; return the results.
+
+    With ``public_layers`` the DP guards keep a frozen first layer trained on Fashion-MNIST
+    training images (:func:`public_guard`, written to ``out/public-<model>.safetensors``).
+    ``train_per_class`` overrides the training images per user (``quick``: 1,500; else all)."""
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         raise InvalidInputError(f"Unknown models {unknown}; valid: {', '.join(MODELS)}.")
     started = time.perf_counter()
     settings = QUICK_AUDIT if quick else AuditSettings()
+    sizes = dict(QUICK) if quick else {}
+    if train_per_class is not None:
+        sizes["train_per_class"] = train_per_class
     datasets: dict[str, DoclData] = {}
     runs: list[PrivacyRun] = []
     result = None
@@ -255,7 +299,7 @@ def reproduce_docl_audit(
                 data_dir=data_dir,
                 seed=seed,
                 feature_extractor=config.feature_extractor,
-                **(QUICK if quick else {}),
+                **sizes,
             )
         data = datasets[config.feature_extractor]
         probes = build_probe_set(
@@ -263,6 +307,14 @@ def reproduce_docl_audit(
             count=ServiceSettings.model_fields["probe_count"].default,
             data_dir=data_dir,
         )
+        public_model = None
+        if public_layers and any(e is not None for e in epsilons):
+            public_model = public_guard(
+                config.replace(input_dim=data.input_dim),
+                out=Path(out) / f"public-{name}.safetensors",
+                data_dir=data_dir,
+                device=device,
+            )
         baseline = None
         for epsilon in epsilons:
             run = evaluate_privacy(
@@ -273,6 +325,7 @@ def reproduce_docl_audit(
                 audited=QUICK_AUDITED_USERS if quick else data.classes,
                 settings=settings,
                 probes=probes,
+                public_model=public_model,
                 save_to=Path(out) / "guards" / f"{name}-epsilon-{epsilon or 'inf'}",
                 device=device,
                 progress=progress,
@@ -289,6 +342,7 @@ def reproduce_docl_audit(
                 train_images_per_user=int(np.bincount(data.train_y).min()),
                 guard_policy=dict(GUARD),
                 runs=list(runs),
+                dp_public_first_layer=public_model is not None,
                 seconds=time.perf_counter() - started,
             )
             write_results(result, out)
@@ -300,6 +354,7 @@ def summary_tables(results: DoclAuditResult) -> list[Table]:
     table = Table(
         title="Privacy audit of MNIST guards"
         + (" (--quick)" if results.quick else "")
+        + (" (DP: public first layer)" if results.dp_public_first_layer else "")
         + f" (Guard {results.guard_policy['policy']}, alpha {results.guard_policy['alpha']:g})"
     )
     for column in (
