@@ -347,18 +347,23 @@ class FilterBank:
                 "The bank holds no model yet; add users' autoencoders with bank.add(...)."
             )
         x = as_feature_matrix(x, input_dim=self.input_dim, what="features")
+        return self.score_stack(snap, x)
+
+    def score_stack(self, stack: _Snapshot, x: torch.Tensor) -> BankScores:
+        """Distances of validated features ``x`` (B, D) to the models of ``stack`` (this bank's
+        snapshot or a selection of it), with this bank's kernel."""
         if self._kernel == "auto":  # the first score builds the native kernel (once a process)
             self._kernel = resolve_kernel("auto", device=self.device)
         if self._kernel == "native":
-            distances = native_stacked_distances(snap, x, threads=torch.get_num_threads())
+            distances = native_stacked_distances(stack, x, threads=torch.get_num_threads())
         else:
-            distances = stacked_distances(snap, x.to(self.device), chunk_bytes=self.chunk_bytes)
+            distances = stacked_distances(stack, x.to(self.device), chunk_bytes=self.chunk_bytes)
         return BankScores(
             distances=distances.cpu(),
-            error_mean=snap.error_mean.cpu(),
-            error_std=snap.error_std.cpu(),
-            model_ids=tuple(e.model_id for e in snap.entries),
-            owners=tuple(e.owner for e in snap.entries),
+            error_mean=stack.error_mean.cpu(),
+            error_std=stack.error_std.cpu(),
+            model_ids=tuple(e.model_id for e in stack.entries),
+            owners=tuple(e.owner for e in stack.entries),
         )
 
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,7 @@ import numpy as np
 import torch
 
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
-from imgprivacy.docl.bank_kernels import native_stacked_distances, resolve_kernel
-from imgprivacy.docl.bank_stack import LayerStack, stacked_distances
+from imgprivacy.docl.bank_stack import LayerStack
 from imgprivacy.docl.guard import POLICIES, Decision, Guard
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
@@ -154,19 +153,8 @@ def score_models(bank: FilterBank, x: torch.Tensor, models: Sequence[int]) -> Ba
             f"Expected a non-empty list of model positions in [0, {len(snap.entries)}), "
             f"got {picked[:10]}."
         )
-    sub = _select(snap, picked)
     x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
-    if resolve_kernel(bank.kernel, device=bank.device) == "native":
-        distances = native_stacked_distances(sub, x, threads=torch.get_num_threads())
-    else:
-        distances = stacked_distances(sub, x.to(bank.device), chunk_bytes=bank.chunk_bytes)
-    return BankScores(
-        distances=distances.cpu(),
-        error_mean=sub.error_mean.cpu(),
-        error_std=sub.error_std.cpu(),
-        model_ids=tuple(e.model_id for e in sub.entries),
-        owners=tuple(e.owner for e in sub.entries),
-    )
+    return bank.score_stack(_select(snap, picked), x)
 
 
 class FirstStage:
