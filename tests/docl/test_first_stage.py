@@ -119,3 +119,17 @@ def test_parameters_and_use_before_fit_are_checked(bank):
         FirstStage(rank=4).fit(bank, reference=torch.rand(4, 16))
     with pytest.raises(NotFittedError, match="call fit"):
         FirstStage().update(bank)
+
+
+def test_uploaders_are_checked_and_read_as_the_guard_reads_them(bank):
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(6))
+    guard = Guard(policy="margin", alpha=2.0)
+    stage = FirstStage(rank=2, keep=1 / len(bank)).fit(bank, reference=reference())
+    # one name stands for every input, in every entry point (not its letters)
+    kept = stage.candidates(bank, guard, x, "c2u0")
+    assert kept == stage.candidates(bank, guard, x, ["c2u0"] * 3)
+    assert bank.model_ids.index("c2u0/0") in kept  # the uploader's own model is always kept
+    # the Guard's message, from the first stage's entry points too
+    for call in (stage.score, stage.candidates, stage.ranks):
+        with pytest.raises(InvalidInputError, match=r"one uploader per scored input \(3\), got 2"):
+            call(bank, guard, x, ["c2u0", "c3u0"])

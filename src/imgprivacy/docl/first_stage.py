@@ -42,7 +42,7 @@ import torch
 
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
 from imgprivacy.docl.bank_stack import LayerStack
-from imgprivacy.docl.guard import POLICIES, Decision, Guard
+from imgprivacy.docl.guard import POLICIES, Decision, Guard, uploaders_per_input
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
 
@@ -265,10 +265,11 @@ class FirstStage:
 
     # -- checks ---------------------------------------------------------------------------
     def ranks(
-        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str]
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
     ) -> tuple[torch.Tensor, list[int]]:
         """(B, N) ranking key of every model for every input (lower = kept first), and the
-        positions of the uploaders' own models."""
+        positions of the uploaders' own models (one uploader per input, or one for all)."""
+        uploaders = uploaders_per_input(uploaders, len(x))
         sketches = self.update(bank)
         proxy = sketches.distances(x).to(torch.float64).clamp_min(_TINY)
         own = np.flatnonzero(np.isin(sketches.owners, list(set(uploaders)))).tolist()
@@ -303,7 +304,7 @@ class FirstStage:
         return (best.min(dim=1, keepdim=True).values * factor).clamp_min(_TINY)
 
     def candidates(
-        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str]
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
     ) -> list[int]:
         """Positions of the models to score exactly for the batch: the union over its inputs of
         the ``keep`` fraction ranked first, plus the uploaders' own models, in bank order."""
@@ -327,13 +328,7 @@ class FirstStage:
             raise InvalidInputError(
                 "The bank holds no model yet; add users' autoencoders with bank.add(...)."
             )
-        if isinstance(uploaders, str):
-            uploaders = [uploaders] * len(x)
-        if len(uploaders) != len(x):
-            raise InvalidInputError(
-                f"Expected one uploader per input ({len(x)}), got {len(uploaders)}."
-            )
-        return score_models(bank, x, self.candidates(bank, guard, x, list(uploaders)))
+        return score_models(bank, x, self.candidates(bank, guard, x, uploaders))
 
     def decide(
         self,

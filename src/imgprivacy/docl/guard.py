@@ -252,13 +252,7 @@ class Guard:
 
     def claims(self, scores: BankScores, uploaders: str | Sequence[str]) -> Claims:
         """The full vectorised reading (what :meth:`block_mask` and :meth:`decide` use)."""
-        batch = scores.distances.shape[0]
-        if isinstance(uploaders, str):
-            uploaders = [uploaders] * batch
-        if len(uploaders) != batch:
-            raise InvalidInputError(
-                f"Expected one uploader per scored input ({batch}), got {len(uploaders)}."
-            )
+        uploaders = uploaders_per_input(uploaders, scores.distances.shape[0])
         own = _ownership(scores.owners, uploaders)
         gate = self.breadth_ratio is not None
         result = read_claims(
@@ -361,6 +355,24 @@ class Guard:
                         model_id,
                     )
                 self._broken[model_id] += count
+
+
+def uploaders_per_input(uploaders: str | Sequence[str], count: int) -> list[str]:
+    """The uploader of each of ``count`` scored inputs: one name stands for all of them.
+
+    Raises
+    ------
+    InvalidInputError
+        When a sequence does not hold exactly one uploader per input.
+    """
+    if isinstance(uploaders, str):
+        return [uploaders] * count
+    uploaders = list(uploaders)
+    if len(uploaders) != count:
+        raise InvalidInputError(
+            f"Expected one uploader per scored input ({count}), got {len(uploaders)}."
+        )
+    return uploaders
 
 
 def _ownership(owners: Sequence[str], uploaders: Sequence[str]) -> torch.Tensor:
