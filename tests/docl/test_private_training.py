@@ -267,3 +267,15 @@ def test_reports_of_older_files_without_the_run_settings_load(private_model):
 def test_invalid_dp_settings_are_refused(values, message):
     with pytest.raises(InvalidInputError, match=message):
         PrivacyBudget(epsilon=1.0, **values)
+
+
+def test_an_explicit_batch_of_one_image_trains(features):
+    """An expected batch of one image draws many empty Poisson samples (about 37% of the steps):
+    each is a step of pure noise, and the next step trains as usual."""
+    budget = PrivacyBudget(epsilon=4.0, batch_size=1, epochs=1)
+    model = OneClassAutoencoder(CONFIG).fit(features, privacy=budget)
+    report = model.privacy_
+    assert report.batch_size == 1 and report.steps == len(features)
+    assert 3.99 <= report.epsilon_spent <= 4.0
+    assert math.isfinite(model.error_mean_) and model.error_std_ > 0
+    assert torch.isfinite(model.distances(features)).all()

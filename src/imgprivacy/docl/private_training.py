@@ -167,28 +167,33 @@ def _dp_epoch(
     sample_rate: float,
     generator: torch.Generator,
 ) -> float:
-    """One epoch of ``ceil(1 / sample_rate)`` DP-SGD steps; the mean BCE per image seen."""
+    """One epoch of ``ceil(1 / sample_rate)`` DP-SGD steps; the mean BCE per image seen.
+
+    An empty Poisson sample (frequent when the expected batch is a few images) still takes a
+    step of pure noise, without a forward pass: ghost clipping counts the forward passes of each
+    layer and refuses a second one before a backward pass (it reads that as tied parameters).
+    """
     n = len(data)
     total, seen = 0.0, 0
     for _ in range(math.ceil(1 / sample_rate)):
         rows = torch.rand(n, generator=generator) < sample_rate
         batch = data[rows.to(data.device)]
-        inputs = batch
-        if config.input_noise > 0 and len(batch):
-            noise = torch.randn(batch.shape, generator=generator).to(data.device)
-            inputs = (batch + config.input_noise * noise).clamp(0.0, 1.0)
-        per_image = nn.functional.binary_cross_entropy_with_logits(
-            module(inputs), batch, reduction="none"
-        ).sum(dim=1)
         optimizer.zero_grad(set_to_none=True)
         if len(batch):
+            inputs = batch
+            if config.input_noise > 0:
+                noise = torch.randn(batch.shape, generator=generator).to(data.device)
+                inputs = (batch + config.input_noise * noise).clamp(0.0, 1.0)
+            per_image = nn.functional.binary_cross_entropy_with_logits(
+                module(inputs), batch, reduction="none"
+            ).sum(dim=1)
             DPTensorFastGradientClipping(module, optimizer, per_image, "mean").backward()
-        else:  # an empty Poisson sample still takes a step of pure noise
+            total += float(per_image.detach().sum())
+        else:
             for p in module.parameters():
                 if p.requires_grad:
                     p.grad = torch.zeros_like(p)
         optimizer.step()
-        total += float(per_image.detach().sum())
         seen += len(batch)
     return total / max(seen, 1)
 
@@ -219,8 +224,8 @@ def private_statistics(
 
 
 # Fewest expected DP-SGD steps per pass over the images (caps the batch of small data sets), but
-# the cap never goes below MIN_DP_BATCH: Opacus' ghost clipping fails on a Poisson sample of one
-# image, which tiny expected batches draw often.
+# the cap never goes below MIN_DP_BATCH: the noise of a step does not shrink with its batch, so
+# steps of a few images are mostly noise. A batch size asked for explicitly is kept even below it.
 MIN_DP_STEPS_PER_EPOCH = 10
 MIN_DP_BATCH = 16
 
