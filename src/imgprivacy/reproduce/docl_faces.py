@@ -57,20 +57,16 @@ PAPER_FACES = {
 
 
 def configurations(quick: bool) -> dict[str, AutoencoderConfig]:
-    """The paper's D-M-D autoencoders (Adadelta) at M = 32 and 132.
+    """The face extractor's default model (:mod:`imgprivacy.docl.defaults`: the paper's D-M-D
+    autoencoder with Adadelta, 300 epochs of batches of 32) at the paper's M = 32 and 132.
 
     With ~45 faces per user a batch of 128 is one step per epoch, so the paper's 50 epochs leave
     the models undertrained (M = 32: 87.9%); 300 epochs with batches of 32 (~450 steps) reached
     95.3%. The deep default (D-256-M-256-D, Adam) was worse on these few images (88.9%).
     """
-    epochs = 100 if quick else 300
+    epochs = {"epochs": 100} if quick else {}
     return {
-        "m32": AutoencoderConfig.paper(
-            hidden_dim=32, epochs=epochs, batch_size=32, feature_extractor=FEATURES
-        ),
-        "m132": AutoencoderConfig.paper(
-            hidden_dim=132, epochs=epochs, batch_size=32, feature_extractor=FEATURES
-        ),
+        f"m{m}": AutoencoderConfig.for_features(FEATURES, hidden_dim=m, **epochs) for m in (32, 132)
     }
 
 
