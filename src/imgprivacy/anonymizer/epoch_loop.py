@@ -1,6 +1,7 @@
-"""One shuffled epoch of minibatch updates, shared by the code-match and identity-swap trainers.
+"""One shuffled epoch of minibatch updates, shared by the anonymizer's trainers (the paper's
+three-phase trainer, code match and identity swap).
 
-:func:`run_shuffled_epoch` owns what both loops have in common: the seeded order of the epoch,
+:func:`run_shuffled_epoch` owns what the loops have in common: the seeded order of the epoch,
 the batches, dropout seeded per epoch without touching the global RNG, the mean of every loss
 the step returns, the epoch's record in the history and its log line. What an update does is the
 trainer's ``step``, which returns a ``dict[str, float]`` of losses.
@@ -11,16 +12,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from imgprivacy.anonymizer.trainer import AdversarialHistory
-
 logger = logging.getLogger(__name__)
 
 DROPOUT_SEED_STRIDE = 1_000_003  # dropout seed of epoch e: seed * stride + e
+
+
+@dataclass
+class AdversarialHistory:
+    """The log of a three-phase adversarial run: one record per finished epoch.
+
+    Each record holds ``epoch`` (1-based), ``phase`` (one of ``PHASES``), ``seconds`` and the mean
+    of every loss the phase's named updates returned (the keys differ between phases).
+    """
+
+    epochs: list[dict] = field(default_factory=list)
 
 
 class EpochTrainer(Protocol):
@@ -44,6 +55,8 @@ def run_shuffled_epoch(
     fields: dict | None = None,
     drop_last: int = 0,
     min_batch: int = 1,
+    before: Callable[[], dict[str, float]] | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Run ``step(x_batch, labels_batch)`` over one shuffled epoch; returns (and logs) its record.
 
@@ -64,6 +77,11 @@ def run_shuffled_epoch(
         Batches start below ``N - drop_last`` only, so a last batch shorter than that is dropped.
     min_batch
         Batches with fewer rows are skipped.
+    before
+        Runs before the epoch's order is drawn (under the epoch's dropout seed, with the same
+        generator); its losses enter the record as they are, before the batches' means.
+    epochs
+        The run's length in the log line (default: ``config.epochs``).
 
     Returns
     -------
@@ -77,6 +95,7 @@ def run_shuffled_epoch(
     trainer.nets.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed * DROPOUT_SEED_STRIDE + trainer.epoch)  # dropout
+        first = {} if before is None else before()
         order = torch.randperm(len(x), generator=trainer.generator).to(trainer.device)
         stop = max(len(x) - drop_last, 1)
         for start in range(0, stop, cfg.batch_size):
@@ -88,9 +107,11 @@ def run_shuffled_epoch(
             batches += 1
     trainer.epoch += 1
     record = {"epoch": trainer.epoch, **(fields or {}), "seconds": time.perf_counter() - started}
+    record.update(first)
     record.update({k: v / max(batches, 1) for k, v in sums.items()})
     trainer.history.epochs.append(record)
-    logger.info("%s epoch %d/%d %s", name, trainer.epoch, cfg.epochs, record)
+    total = cfg.epochs if epochs is None else epochs
+    logger.info("%s epoch %d/%d %s", name, trainer.epoch, total, record)
     return record
 
 

@@ -26,17 +26,17 @@ except where the private branch pays for moving it.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from functools import partial
+from itertools import count
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from imgprivacy.anonymizer.config import AnonymizerConfig
+from imgprivacy.anonymizer.epoch_loop import AdversarialHistory, run_shuffled_epoch
 from imgprivacy.anonymizer.losses import (
     anonymizer_loss,
     discriminator_loss,
@@ -45,8 +45,6 @@ from imgprivacy.anonymizer.losses import (
 from imgprivacy.anonymizer.networks import build_networks, select
 from imgprivacy.anonymizer.target_identity import TargetIdentitySampler
 from imgprivacy.errors import InvalidInputError
-
-logger = logging.getLogger(__name__)
 
 PHASES = ("pretrain", "disc_pretrain", "adversarial")
 
@@ -73,17 +71,6 @@ def reconstruction_anchor(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor
     a run with it collapsed to an almost black image).
     """
     return F.binary_cross_entropy_with_logits(logits, x)
-
-
-@dataclass
-class AdversarialHistory:
-    """The log of a three-phase adversarial run: one record per finished epoch.
-
-    Each record holds ``epoch`` (1-based), ``phase`` (one of ``PHASES``), ``seconds`` and the mean
-    of every loss the phase's named updates returned (the keys differ between phases).
-    """
-
-    epochs: list[dict] = field(default_factory=list)
 
 
 @contextmanager
@@ -275,53 +262,60 @@ class AnonymizerTrainer:
             )
         phase = schedule[self.epoch]
         cfg = self.config
-        started = time.perf_counter()
-        sums: dict[str, float] = {}
-        batches = 0
-        self.nets.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 1_000_003 + self.epoch)  # dropout, reproducible on resume
-            if phase == "adversarial" and cfg.private_refresh_epochs > 0:
-                for key, value in self.refresh_private(x, z).items():
-                    sums[key] = value * (len(x) + cfg.batch_size - 1) // cfg.batch_size
-            order = torch.randperm(len(x), generator=self.generator).to(self.device)
-            n_batches = (len(x) + cfg.batch_size - 1) // cfg.batch_size
-            for batch_index, start in enumerate(range(0, len(x), cfg.batch_size)):
-                index = order[start : start + cfg.batch_size]
-                xb, zb = x[index], z[index]
-                losses: dict[str, float] = {}
-                if phase == "pretrain":
-                    losses.update(self.pretrain_step(xb))
-                else:
-                    for k in range(cfg.disc_steps):
-                        real = None
-                        if real_sampler is not None:
-                            step = (self.epoch * n_batches + batch_index) * cfg.disc_steps + k
-                            real = real_sampler.batch(step, size=len(xb)).to(self.device)
-                        losses.update(self.discriminator_step(xb, real))
-                    losses.update(self.private_step(xb, zb))
-                    extra = cfg.private_steps - 1 if phase == "adversarial" else 0
-                    for _ in range(extra):
-                        self.private_step(*self._random_batch(x, z))
-                    if phase == "disc_pretrain":
-                        losses.update(self.fidelity_step(xb))
-                    else:
-                        losses.update(self.autoencoder_step(xb, zb))
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                batches += 1
-        self.epoch += 1
-        record = {"epoch": self.epoch, "phase": phase, "seconds": time.perf_counter() - started}
-        record.update({k: v / batches for k, v in sums.items()})
-        self.history.epochs.append(record)
-        logger.info(
-            "epoch %d/%d (%s) %s",
-            self.epoch,
-            len(schedule),
-            phase,
-            " ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "phase")),
+        refresh = None
+        if phase == "adversarial" and cfg.private_refresh_epochs > 0:
+            refresh = partial(self.refresh_private, x, z)
+        # The discriminator's real batches are indexed by the update (epoch, batch, step).
+        n_batches = (len(x) + cfg.batch_size - 1) // cfg.batch_size
+        batch_index = count(self.epoch * n_batches)
+
+        def step(xb: torch.Tensor, zb: torch.Tensor) -> dict[str, float]:
+            first_update = next(batch_index) * cfg.disc_steps
+            return self._phase_step(
+                phase, xb, zb, pool=(x, z), real_sampler=real_sampler, first_update=first_update
+            )
+
+        return run_shuffled_epoch(
+            self,
+            x,
+            z,
+            step=step,
+            name="anonymizer",
+            fields={"phase": phase},
+            before=refresh,
+            epochs=len(schedule),
         )
-        return record
+
+    def _phase_step(
+        self,
+        phase: str,
+        xb: torch.Tensor,
+        zb: torch.Tensor,
+        *,
+        pool: tuple[torch.Tensor, torch.Tensor],
+        real_sampler: TargetIdentitySampler | None,
+        first_update: int,
+    ) -> dict[str, float]:
+        """The named updates of ``phase`` on one batch; ``pool`` (all images, labels) feeds the
+        private branch's extra steps, ``first_update`` indexes the real samples' batches."""
+        if phase == "pretrain":
+            return self.pretrain_step(xb)
+        cfg = self.config
+        losses: dict[str, float] = {}
+        for k in range(cfg.disc_steps):
+            real = None
+            if real_sampler is not None:
+                real = real_sampler.batch(first_update + k, size=len(xb)).to(self.device)
+            losses.update(self.discriminator_step(xb, real))
+        losses.update(self.private_step(xb, zb))
+        if phase == "adversarial":
+            for _ in range(cfg.private_steps - 1):
+                self.private_step(*self._random_batch(*pool))
+        if phase == "disc_pretrain":
+            losses.update(self.fidelity_step(xb))
+        else:
+            losses.update(self.autoencoder_step(xb, zb))
+        return losses
 
     def fit(
         self,
