@@ -25,10 +25,11 @@ DROPOUT_SEED_STRIDE = 1_000_003  # dropout seed of epoch e: seed * stride + e
 
 @dataclass
 class AdversarialHistory:
-    """The log of a three-phase adversarial run: one record per finished epoch.
+    """The log of a training run: one record per finished epoch.
 
-    Each record holds ``epoch`` (1-based), ``phase`` (one of ``PHASES``), ``seconds`` and the mean
-    of every loss the phase's named updates returned (the keys differ between phases).
+    Each record holds ``epoch`` (1-based), the trainer's fields (the paper trainer's ``phase``,
+    one of :data:`~imgprivacy.anonymizer.trainer.PHASES`), ``seconds`` and the mean of every loss
+    the epoch's named updates returned (the keys differ between phases).
     """
 
     epochs: list[dict] = field(default_factory=list)
