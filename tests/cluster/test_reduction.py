@@ -139,12 +139,18 @@ def test_model_ids_hash_to_stable_shards():
     assert counts.min() > 60  # roughly even
 
 
-def gated_guards(models, *, ratio: float = 1.5) -> list[Guard]:
-    """Guards with the breadth gate over random breadths (one model's unknown)."""
+def random_breadth(models) -> dict[str, float]:
+    """Random breadths of ``models``, one model's left unknown."""
     gen = torch.Generator().manual_seed(7)
     values = (0.05 + 0.5 * torch.rand(len(models), generator=gen)).tolist()
     breadth = {key: value for (key, _, _), value in zip(models, values)}
     breadth.pop(models[0][0])  # unknown: never vouches, counts as the narrowest claimant
+    return breadth
+
+
+def gated_guards(models, *, ratio: float = 1.5) -> list[Guard]:
+    """Guards with the breadth gate over random breadths (one model's unknown)."""
+    breadth = random_breadth(models)
     return [
         Guard(policy=p, alpha=a, margin=1.0, breadth_ratio=ratio, breadth=breadth)
         for p in ("paper", "margin")
