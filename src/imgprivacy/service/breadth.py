@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
 
 import torch
 from sqlalchemy import or_, select, update
@@ -143,8 +142,9 @@ class BreadthFeed:
     """The bank's sync object, plus the Guard's breadths kept equal to the stored ones.
 
     ``sync()`` syncs the bank (``inner.sync()``), then, when the storage revision moved since the
-    last read, reads every stored breadth at the Guard's alpha and replaces the Guard's (and
-    calls ``on_breadth`` with them). Every other attribute is the inner object's.
+    last read, reads every stored breadth at the Guard's alpha and replaces the Guard's (a Ray
+    bank's shards read theirs from the database themselves). Every other attribute is the inner
+    object's.
     """
 
     def __init__(
@@ -153,12 +153,10 @@ class BreadthFeed:
         *,
         storage: Storage,
         guard: Guard,
-        on_breadth: Callable[[dict[str, float]], None] | None = None,
     ):
         self.inner = inner
         self.storage = storage
         self.guard = guard
-        self.on_breadth = on_breadth
         self.breadth_revision = -1  # storage revision of the breadths the Guard holds
         self._lock = threading.Lock()
 
@@ -170,8 +168,6 @@ class BreadthFeed:
                 return changed
             breadth = stored_breadths(self.storage, alpha=self.guard.alpha)
             self.guard.set_breadth(breadth)
-            if self.on_breadth is not None:
-                self.on_breadth(breadth)
             self.breadth_revision = revision
         return True
 
