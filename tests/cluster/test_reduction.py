@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imgprivacy.cluster import deciding_columns, merge_columns, shard_of
-from imgprivacy.docl import POLICIES, Guard
+from imgprivacy.docl import POLICIES, BankScores, Guard
 from imgprivacy.errors import InvalidInputError
 from tests.cluster.helpers import DIM, random_models, single_bank, trained_models
 from tests.conftest import blobs
@@ -137,3 +137,79 @@ def test_model_ids_hash_to_stable_shards():
     ]
     counts = torch.bincount(torch.tensor([shard_of(f"u{k}/m", 4) for k in range(400)]))
     assert counts.min() > 60  # roughly even
+
+
+def random_breadth(models) -> dict[str, float]:
+    """Random breadths of ``models``, one model's left unknown."""
+    gen = torch.Generator().manual_seed(7)
+    values = (0.05 + 0.5 * torch.rand(len(models), generator=gen)).tolist()
+    breadth = {key: value for (key, _, _), value in zip(models, values)}
+    breadth.pop(models[0][0])  # unknown: never vouches, counts as the narrowest claimant
+    return breadth
+
+
+def gated_guards(models, *, ratio: float = 1.5) -> list[Guard]:
+    """Guards with the breadth gate over random breadths (one model's unknown)."""
+    breadth = random_breadth(models)
+    return [
+        Guard(policy=p, alpha=a, margin=1.0, breadth_ratio=ratio, breadth=breadth)
+        for p in ("paper", "margin")
+        for a in (1.0, 2.0)
+    ]
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_the_breadth_gate_decides_as_one_bank(shards):
+    models = random_models(40, seed=1)
+    x, uploaders = inputs(1, models)
+    guards = gated_guards(models)
+    scores = single_bank(models).score(x)
+    expected = [guard.decide(scores, uploaders) for guard in guards]
+    ungated = [
+        Guard(policy=g.policy, alpha=g.alpha, margin=g.margin).decide(scores, uploaders)
+        for g in guards
+    ]
+    # Not trivial: the gate changes some decisions of every guard.
+    for gated, plain in zip(expected, ungated):
+        assert [d.share for d in gated] != [d.share for d in plain]
+    for mine, theirs in zip(sharded_decisions(models, x, uploaders, guards, shards), expected):
+        assert_same(mine, theirs)
+
+
+def _scores(rows: list[tuple[str, float]]) -> BankScores:
+    """One input's BankScores: (model id, distance) per model, every mu 1 and sigma 1."""
+    n = len(rows)
+    return BankScores(
+        distances=torch.tensor([[d for _, d in rows]], dtype=torch.float32),
+        error_mean=torch.ones(n, dtype=torch.float64),
+        error_std=torch.ones(n, dtype=torch.float64),
+        model_ids=tuple(key for key, _ in rows),
+        owners=tuple(key.split("/")[0] for key, _ in rows),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "breadth", "share"),
+    [
+        # The narrowest claimant is not the nearest: without it the broad own model would vouch.
+        (
+            [("v/near", 1.0), ("c/far", 1.5), ("a/broad", 0.1)],
+            {"v/near": 0.2, "c/far": 0.05, "a/broad": 0.3},
+            False,
+        ),
+        # The own model that passes the gate is not the nearest own model.
+        (
+            [("v/near", 1.0), ("a/broad", 0.1), ("a/narrow", 0.5)],
+            {"v/near": 0.2, "a/broad": 0.5, "a/narrow": 0.25},
+            True,
+        ),
+    ],
+)
+def test_a_gated_shard_keeps_the_narrowest_claimant_and_every_voucher(rows, breadth, share):
+    scores = _scores(rows)
+    for policy in ("paper", "margin"):
+        guard = Guard(policy=policy, alpha=1.0, margin=1.0, breadth_ratio=1.5, breadth=breadth)
+        (whole,) = guard.decide(scores, "a")
+        assert whole.share is share
+        (sharded,) = guard.decide(merge_columns([deciding_columns(scores, ["a"], guard)]), "a")
+        assert sharded.share is share

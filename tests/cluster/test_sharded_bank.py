@@ -3,6 +3,7 @@ closed. One local Ray runtime for the session; shards reserve no CPU so banks co
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -142,3 +143,27 @@ def test_a_shard_restarted_without_its_models_fails_closed(ray_runtime):
         assert error.value.retry_after == CONFIG.retry_after
     finally:
         sharded.shutdown()
+
+
+def test_a_gated_bank_pushes_breadths_to_its_shards_and_decides_as_one_bank(ray_runtime):
+    from tests.cluster.test_reduction import random_breadth
+
+    models = random_models(40, seed=1)
+    x, uploaders = inputs(1, models)
+    breadth = random_breadth(models)
+    scores = single_bank(models).score(x)
+    for alpha in (1.0, 2.0):
+        args = {"policy": "margin", "alpha": alpha, "margin": 1.0, "breadth_ratio": 1.5}
+        expected = Guard(**args, breadth=breadth).decide(scores, uploaders)
+        assert [d.share for d in expected] != [
+            d.share for d in Guard(**{**args, "breadth_ratio": None}).decide(scores, uploaders)
+        ]  # the gate matters here
+        sharded = ShardedBank(
+            guard=Guard(**args), input_dim=DIM, config=dataclasses.replace(CONFIG, shards=3)
+        )
+        try:
+            load(sharded, models)
+            sharded.set_breadth(breadth)
+            assert_same(sharded.decide(x, uploaders), expected)
+        finally:
+            sharded.shutdown()

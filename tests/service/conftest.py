@@ -218,3 +218,38 @@ def feature_png(features: torch.Tensor) -> bytes:
 
 def as_numpy(x) -> np.ndarray:
     return x.numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def local_decisions(state: dict, models: dict, x: torch.Tensor, uploaders, *, probes=None):
+    """The decisions of a service whose ``/readyz`` answered ``state`` and whose bank holds
+    ``models`` ({model id: (owner, model)}), computed in this process: the same Guard settings,
+    and each model's breadth measured on ``probes`` as admission measures it."""
+    from imgprivacy.docl import FilterBank, Guard
+    from imgprivacy.service.breadth import breadth_of
+
+    first = next(iter(models.values()))[1]
+    bank = FilterBank(
+        input_dim=first.config.input_dim, feature_extractor=state["feature_extractor"]
+    )
+    bank.add_many([owner_model for owner_model in models.values()], model_ids=list(models))
+    breadth = {}
+    for key, (_, model) in models.items():
+        value = breadth_of(model, probes, alpha=state["alpha"])
+        if value is not None:
+            breadth[key] = value
+    guard = Guard(
+        policy=state["policy"],
+        alpha=state["alpha"],
+        margin=state["margin"],
+        breadth_ratio=state["breadth_ratio"],
+        breadth=breadth,
+    )
+    return guard.decide(bank.score(x), uploaders)
+
+
+@pytest.fixture(scope="session")
+def server_probes(data_dir):
+    """The probe set of the test servers (server_env: 200 per source, seed 0)."""
+    from imgprivacy.service.probe import build_probe_set
+
+    return build_probe_set(feature_extractor=FEATURES, count=200, seed=0, data_dir=data_dir)

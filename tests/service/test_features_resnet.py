@@ -17,9 +17,9 @@ from PIL import Image
 
 from imgprivacy.client import GuardClient, ServiceRequestError, folder_features, train_guard
 from imgprivacy.data.cifar10 import load_cifar10
-from imgprivacy.docl import AutoencoderConfig, FilterBank, Guard
+from imgprivacy.docl import AutoencoderConfig
 from imgprivacy.service.launcher import start_server
-from tests.service.conftest import fresh_database, server_env, unique
+from tests.service.conftest import fresh_database, local_decisions, server_env, unique
 
 FEATURES = "resnet20-cifar"
 CONFIG = AutoencoderConfig(epochs=15, feature_extractor=FEATURES)
@@ -38,6 +38,8 @@ def cifar_server(tmp_path_factory, data_dir):
         fresh_database("sqlite", tmp),
         feature_extractor=FEATURES,
         alpha=2.0,
+        margin=1.5,
+        breadth_ratio="none",  # the gate's default point was chosen for the digit models
         data_dir=str(data_dir),
     )
     env["IMGPRIVACY_DATA"] = str(data_dir)  # where the ResNet-20 weights are
@@ -77,13 +79,13 @@ def test_upload_and_check_with_resnet_features(cifar_server, cifar, tmp_path):
     # The same decisions in process, on features of the same files.
     state = clients["planes"].ready()
     names = {who: c.me()["name"] for who, c in clients.items()}
-    bank = FilterBank(input_dim=64, feature_extractor=FEATURES)
-    for who, model in models.items():
-        bank.add(model, owner=names[who])
+    assert (state["margin"], state["breadth_ratio"]) == (1.5, None)
     x = folder_features(files, feature_extractor=FEATURES)
-    guard = Guard(policy=state["policy"], alpha=state["alpha"])
-    local = guard.decide(
-        bank.score(torch.cat([x, x])), [names["planes"]] * 20 + [names["cars"]] * 20
+    local = local_decisions(
+        state,
+        {f"{names[who]}/guard": (names[who], model) for who, model in models.items()},
+        torch.cat([x, x]),
+        [names["planes"]] * 20 + [names["cars"]] * 20,
     )
     assert [r.share for r in own + foreign] == [d.share for d in local]
     assert np.mean([r.share for r in own]) >= 0.8  # the owner shares their own photos

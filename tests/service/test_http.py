@@ -10,13 +10,12 @@ import torch
 from PIL import Image
 
 from imgprivacy.client import GuardClient, ServiceRequestError
-from imgprivacy.docl import FilterBank, Guard
 from imgprivacy.service.launcher import start_server
-from tests.service.conftest import ADMIN, feature_png, server_env, unique
+from tests.service.conftest import ADMIN, feature_png, local_decisions, server_env, unique
 
 
 def test_owner_shares_and_others_are_blocked_like_in_process(
-    server, new_user, honest_bytes, honest_models, digits
+    server, new_user, honest_bytes, honest_models, digits, server_probes
 ):
     alice, bob = new_user("alice"), new_user("bob")
     assert alice.upload("digit0", honest_bytes[0])["hidden_dim"] == 16
@@ -32,13 +31,12 @@ def test_owner_shares_and_others_are_blocked_like_in_process(
         f"{server.url}/v1/admin/models", headers={"Authorization": f"Bearer {ADMIN}"}
     ).json()
     if len(admin) == 2:  # only when this module's other tests have not added models yet
-        bank = FilterBank(input_dim=784, feature_extractor="pixels")
-        bank.add(honest_models[0], owner=users["alice"])
-        bank.add(honest_models[1], owner=users["bob"])
-        guard = Guard(policy=state["policy"], alpha=state["alpha"])
-        local = guard.decide(
-            bank.score(torch.cat([x, x])), [users["alice"]] * 12 + [users["bob"]] * 12
-        )
+        models = {
+            f"{users['alice']}/digit0": (users["alice"], honest_models[0]),
+            f"{users['bob']}/digit1": (users["bob"], honest_models[1]),
+        }
+        uploaders = [users["alice"]] * 12 + [users["bob"]] * 12
+        local = local_decisions(state, models, torch.cat([x, x]), uploaders, probes=server_probes)
         assert [r.share for r in http] == [d.share for d in local]
     assert all(r.share for r in http[:12])  # the owner's own digit is never blocked by their model
     assert not all(r.share for r in http[12:])  # someone else uploading alice's digit: blocked

@@ -74,8 +74,9 @@ def schema(url: str) -> dict:
             if connection.dialect.name == "sqlite":  # and the exact DDL
                 rows = connection.execute(text("SELECT tbl_name, name, sql FROM sqlite_master"))
                 for table, name, sql in rows:
-                    if table in out:
-                        out[table].setdefault("ddl", {})[name] = sql
+                    if table in out:  # whitespace aside: SQLite's ADD COLUMN writes none
+                        ddl = None if sql is None else " ".join(sql.split())
+                        out[table].setdefault("ddl", {})[name] = ddl
             return out
     finally:
         engine.dispose()
@@ -361,3 +362,50 @@ def test_a_database_at_0002_gets_the_quarantine_and_keeps_its_data(backend, tmp_
         "bank_state",
         "service_secrets",
     }
+
+
+def test_a_database_at_0003_gets_breadths_and_keeps_its_models(backend, tmp_path):
+    url = at_revision(fresh_database(backend, tmp_path), "0003")
+    assert revisions(url) == ["0003"]
+    assert "breadth" not in {c[0] for c in schema(url)["guard_models"]["columns"]}
+    engine = create_engine(url)
+    blob = autoencoder_to_bytes(
+        OneClassAutoencoder(
+            AutoencoderConfig(input_dim=784, hidden_dim=8, layer_widths=(), epochs=1)
+        ).fit(torch.rand(16, 784))
+    )
+    with engine.begin() as connection:
+        user_id = connection.execute(
+            insert(User.__table__).values(
+                name="alice", token_hash="h" * 64, created_at=dt.datetime(2026, 1, 1)
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            text(
+                "INSERT INTO guard_models (user_id, name, blob, sha256, size_bytes, hidden_dim, "
+                "error_mean, error_std, probe_claim, revision, created_at, updated_at) VALUES "
+                "(:u, 'digit', :b, :s, :n, 8, 1.0, 0.5, 0.1, 1, :t, :t)"
+            ),
+            {"u": user_id, "b": blob, "s": "0" * 64, "n": len(blob), "t": dt.datetime(2026, 1, 1)},
+        )
+    engine.dispose()
+    assert upgrade_schema(url) == ("0003",)
+    assert revisions(url) == [head_revision()]
+    assert schema(url) == schema(created_by_the_tables(fresh_database(backend, tmp_path)))
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT name, blob, breadth, breadth_alpha FROM guard_models")
+        ).one()
+    engine.dispose()
+    assert row == ("digit", blob, None, None)  # unknown until a service with probes measures it
+    # And back: 0004's downgrade drops only its columns.
+    engine = migration_engine(url)
+    with engine.connect() as connection, connection.begin():
+        command.downgrade(alembic_config(connection), "0003")
+    engine.dispose()
+    assert revisions(url) == ["0003"]
+    columns = {
+        c[0] for t in ("guard_models", "quarantined_models") for c in schema(url)[t]["columns"]
+    }
+    assert not columns & {"breadth", "breadth_alpha"}

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from imgprivacy.docl import FilterBank, Guard
 from tests.cluster.helpers import ray_runtime
-from tests.service.conftest import FEATURES, fresh_database, in_process_service, unique
+from tests.service.conftest import fresh_database, in_process_service, local_decisions, unique
 
 __all__ = ["ray_runtime"]  # the session fixture, imported for pytest
 
@@ -30,6 +29,8 @@ def service(ray_runtime, backend, tmp_path_factory, honest_bytes):
         ray_shard_cpus=0,  # the session's 2-CPU runtime also runs other tests' shards
         ray_check_timeout_seconds=20,
         sync_interval_seconds=0.3,
+        probe_count=200,  # as the test servers: every model's breadth is measured (the gate)
+        probe_seed=0,
     ) as running:
         running.owners = {}
         for digit in DIGITS:
@@ -45,11 +46,12 @@ def service(ray_runtime, backend, tmp_path_factory, honest_bytes):
         yield running
 
 
-def expected_shares(models: dict[str, object], x, uploader: str) -> list[bool]:
+def expected_shares(service, models: dict[str, object], x, uploader: str, probes) -> list[bool]:
     """The in-process bank + Guard of the service's settings, for the same models."""
-    bank = FilterBank(input_dim=784, feature_extractor=FEATURES)
-    bank.add_many([(key.split("/")[0], m) for key, m in models.items()], model_ids=list(models))
-    return [d.share for d in Guard(policy="margin").decide(bank.score(x), uploader)]
+    state = service.request("GET", "/readyz").json()
+    assert state["breadth_ratio"] is not None  # the breadth gate is on: shards must honour it
+    owned = {key: (key.split("/")[0], m) for key, m in models.items()}
+    return [d.share for d in local_decisions(state, owned, x, [uploader] * len(x), probes=probes)]
 
 
 def check_all(service, x, auth) -> list[tuple[int, bool | None, str | None]]:
@@ -68,7 +70,7 @@ def current_models(service, honest_models, replaced=None) -> dict:
     return {**models, **(replaced or {})}
 
 
-def test_shards_decide_as_the_in_process_bank(service, honest_models, digits):
+def test_shards_decide_as_the_in_process_bank(service, honest_models, digits, server_probes):
     x = digits["test_x"][:24]
     bank = service.app.state.service.bank
     assert len(bank) == 4 and bank.revision == service.request("GET", "/readyz").json()["revision"]
@@ -76,13 +78,17 @@ def test_shards_decide_as_the_in_process_bank(service, honest_models, digits):
         assert all(bank.shard_of(key) == state.shard for key, _ in state.models)
     name, auth = service.owners[1]
     got = check_all(service, x, auth)
-    expected = expected_shares(current_models(service, honest_models), x, name)
+    expected = expected_shares(
+        service, current_models(service, honest_models), x, name, server_probes
+    )
     assert [status for status, _, _ in got] == [200] * len(x)
     assert [share for _, share, _ in got] == expected
     assert 0 < sum(not s for s in expected) < len(x)
 
 
-def test_replace_and_delete_reach_the_owning_shard(service, honest_models, honest_bytes, digits):
+def test_replace_and_delete_reach_the_owning_shard(
+    service, honest_models, honest_bytes, digits, server_probes
+):
     x = digits["test_x"][:16]
     bank = service.app.state.service.bank
     name3, auth3 = service.owners[3]
@@ -97,7 +103,8 @@ def test_replace_and_delete_reach_the_owning_shard(service, honest_models, hones
         {f"{name3}/digit": honest_models[7], f"{name0}/extra": honest_models[1]},
     )
     name1, auth1 = service.owners[1]
-    assert [s for _, s, _ in check_all(service, x, auth1)] == expected_shares(models, x, name1)
+    expected = expected_shares(service, models, x, name1, server_probes)
+    assert [s for _, s, _ in check_all(service, x, auth1)] == expected
     assert service.request("DELETE", "/v1/models/extra", headers=auth0).status_code == 204
     back = service.request("PUT", "/v1/models/digit", content=honest_bytes[3], headers=auth3)
     assert back.status_code == 200
@@ -108,12 +115,14 @@ def test_replace_and_delete_reach_the_owning_shard(service, honest_models, hones
 
 @pytest.mark.parametrize("how", ["kill -9", "ray.kill"])
 def test_a_killed_shard_fails_closed_then_recovers(
-    service, honest_models, digits, ray_runtime, how
+    service, honest_models, digits, ray_runtime, how, server_probes
 ):
     x = digits["test_x"][:6]
     bank = service.app.state.service.bank
     name, auth = service.owners[7]
-    expected = expected_shares(current_models(service, honest_models), x, name)
+    expected = expected_shares(
+        service, current_models(service, honest_models), x, name, server_probes
+    )
     assert [s for _, s, _ in check_all(service, x, auth)] == expected
     victim = max(bank.shard_states, key=lambda s: len(s.models))
     patience = bank.config

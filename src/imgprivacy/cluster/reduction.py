@@ -15,6 +15,14 @@ union of the shards' columns, with their true distances for every input, holds e
 argmin; :meth:`Guard.decide` on that union gives the decisions of the whole bank, bit for bit
 (a tie between two shards' claimants, at exactly equal distances, may name the other model).
 A shard sends at most four columns per input, however many models it holds.
+
+With the Guard's breadth gate an own model may vouch only when it is at most ``breadth_ratio``
+times broader than the *narrowest* claimant of the whole bank, which no shard knows alone. So a
+gated shard also keeps, for every input, its narrowest claimant (by breadth; unknown counts as 0,
+as in the Guard) and every own model that could vouch (inside its interval where the policy
+needs it, finite, of known breadth): the union then holds the bank's narrowest claimant and the
+nearest own model that passes the gate, whatever it is. That is at most the uploader's own model
+count more columns per input.
 """
 
 from __future__ import annotations
@@ -61,9 +69,33 @@ def deciding_columns(scores: BankScores, uploaders: Sequence[str], guard: Guard)
         inside_own.culprit[torch.isfinite(inside_own.claimant_distance)],
         own_index[torch.isfinite(own_best)],
     ]
+    if guard.breadth_ratio is not None:
+        picked += _gate_columns(scores, own, guard, finite)
     columns = torch.unique(torch.cat(picked)).tolist()
     columns.sort(key=lambda n: scores.model_ids[n])
     return scores.select(models=columns)
+
+
+def _gate_columns(
+    scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
+) -> list[torch.Tensor]:
+    """The narrowest claimant of each input, and every own model that could vouch for it."""
+    rule = POLICIES[guard.policy]
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    d = torch.where(finite, scores.distances.to(torch.float64), inf)
+    mu = scores.error_mean.to(torch.float64)[None, :]
+    sigma = scores.error_std.to(torch.float64)[None, :]
+    inside = d <= mu + guard.alpha * sigma
+    if not rule.one_sided:
+        inside &= d >= mu - guard.alpha * sigma
+    breadth = guard.breadth_of(scores.model_ids)
+    known = torch.isfinite(breadth)
+    key = torch.where(known, breadth, 0.0)[None, :]
+    narrowest, narrow_index = torch.where(inside & ~own & finite, key, inf).min(dim=1)
+    could_vouch = own & finite & known[None, :]
+    if rule.vouch_needs_claim:
+        could_vouch &= inside
+    return [narrow_index[torch.isfinite(narrowest)], could_vouch.nonzero()[:, 1]]
 
 
 def merge_columns(parts: Sequence[BankScores]) -> BankScores:

@@ -50,6 +50,10 @@ class ModelSource(Protocol):
     def load(self, model_ids: list[str]) -> dict[str, tuple[int, str, OneClassAutoencoder]]:
         """{model id: (model revision, owner, model)} for the ids that still exist."""
 
+    # Optional: ``breadths(*, alpha) -> {model id: breadth}``, the models' breadths measured at
+    # ``alpha`` (the Guard's breadth gate); a shard whose Guard has the gate reads it on every
+    # change, so a restarted shard gets them back with its models.
+
 
 @dataclass(frozen=True)
 class ShardReply:
@@ -104,6 +108,7 @@ class BankShard:
         self.bank = FilterBank(**bank)
         self.guard = Guard(**guard)
         self._guards = {_guard_key(guard): self.guard}  # other policies asked for by checks
+        self.breadth: dict[str, float] = {}  # every model's breadth (the Guard's breadth gate)
         self.source = source
         self.revision = -1  # nothing applied yet: never equal to what a driver expects
         self._known: dict[str, int] = {}  # model id -> model revision (with a source)
@@ -139,8 +144,19 @@ class BankShard:
                 logger.error("shard %d could not add %d models: %s", self.index, len(items), exc)
             del loaded, items
         self._remove(removed)
+        read = getattr(self.source, "breadths", None)
+        if read is not None and self.guard.breadth_ratio is not None:
+            self.set_breadth(read(alpha=self.guard.alpha))
         self.revision = revision
         return self.state()
+
+    def set_breadth(self, breadth: dict[str, float]) -> None:
+        """Every model's breadth, for the Guards with a breadth gate (the driver's, with no
+        source; read from the source otherwise). Claimants of every shard need it: the
+        narrowest one decides whether an own model may vouch."""
+        self.breadth = dict(breadth)
+        for guard in self._guards.values():
+            guard.set_breadth(self.breadth)
 
     def push(
         self,
@@ -189,7 +205,10 @@ class BankShard:
             return ShardReply(shard=self.index, revision=self.revision, columns=empty)
         judge = self.guard
         if guard is not None:
-            judge = self._guards.setdefault(_guard_key(guard), Guard(**guard))
+            key = _guard_key(guard)
+            if key not in self._guards:
+                self._guards[key] = Guard(**guard, breadth=self.breadth)
+            judge = self._guards[key]
         columns = deciding_columns(self.bank.score(features), uploaders, judge)
         return ShardReply(shard=self.index, revision=self.revision, columns=columns)
 

@@ -224,6 +224,17 @@ class ShardedBank:
             self._push_all(changes)
         return ids
 
+    def set_breadth(self, breadth: dict[str, float]) -> None:
+        """Every model's breadth for the Guard's breadth gate: the driver's Guard and, without a
+        source, every shard's (a shard following a source reads them from it)."""
+        import ray
+
+        self.guard.set_breadth(breadth)
+        if self.source is None:
+            with self._submit:
+                refs = [shard.set_breadth.remote(dict(breadth)) for shard in self._shards]
+            ray.get(refs, timeout=self.config.load_timeout)
+
     def _require_push(self) -> None:
         if self.source is not None:
             raise InvalidInputError(
@@ -370,7 +381,12 @@ class ShardedBank:
 
 
 def _guard_args(guard: Guard) -> dict:
-    return {"policy": guard.policy, "alpha": guard.alpha, "margin": guard.margin}
+    return {
+        "policy": guard.policy,
+        "alpha": guard.alpha,
+        "margin": guard.margin,
+        "breadth_ratio": guard.breadth_ratio,
+    }
 
 
 def _in_step(replies: list[ShardReply], expected: int) -> bool:

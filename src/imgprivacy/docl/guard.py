@@ -241,7 +241,8 @@ class Guard:
             )
         self._breadth = {str(k): float(v) for k, v in breadth.items()}
 
-    def _breadth_of(self, model_ids: Sequence[str]) -> torch.Tensor:
+    def breadth_of(self, model_ids: Sequence[str]) -> torch.Tensor:
+        """(N,) float64 breadths of ``model_ids`` as :meth:`set_breadth` gave them (NaN: unknown)."""
         nan = float("nan")
         return torch.tensor([self._breadth.get(m, nan) for m in model_ids], dtype=torch.float64)
 
@@ -261,7 +262,7 @@ class Guard:
             rule=POLICIES[self.policy],
             alpha=self.alpha,
             margin=self.margin,
-            breadth=self._breadth_of(scores.model_ids) if gate else None,
+            breadth=self.breadth_of(scores.model_ids) if gate else None,
             breadth_ratio=self.breadth_ratio,
         )
         self._count_broken(scores, result.broken)

@@ -16,15 +16,16 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    if args.workers > 1:  # several workers on one Ray bank need one cluster's address
-        from imgprivacy.service import ServiceSettings
-        from imgprivacy.service.ray_bank import check_workers
+    from imgprivacy.service.settings import load_settings
 
-        settings = ServiceSettings()
-        try:
+    try:  # a bad IMGPRIVACY_* value: one line saying which, not a traceback from every worker
+        settings = load_settings()
+        if args.workers > 1:  # several workers on one Ray bank need one cluster's address
+            from imgprivacy.service.ray_bank import check_workers
+
             check_workers(
                 workers=args.workers, bank=settings.bank, ray_address=settings.ray_address
             )
-        except InvalidInputError as exc:
-            sys.exit(f"error: {exc}")
+    except InvalidInputError as exc:
+        sys.exit(f"error: {exc}")
     run_server(host=args.host, port=args.port, workers=args.workers)

@@ -16,9 +16,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from imgprivacy import __version__
 from imgprivacy.docl import FilterBank, Guard
-from imgprivacy.errors import SchemaError
+from imgprivacy.errors import InvalidInputError, SchemaError
 from imgprivacy.features import get_extractor
 from imgprivacy.service.auth import UserCache
+from imgprivacy.service.breadth import BreadthFeed, backfill_breadths, can_measure
 from imgprivacy.service.errors import install_error_handler, route_methods
 from imgprivacy.service.images import prepare_batch
 from imgprivacy.service.limits import BodyGuardMiddleware
@@ -29,7 +30,7 @@ from imgprivacy.service.ratelimit import build_limiters
 from imgprivacy.service.routes import admin, check, health, models, users
 from imgprivacy.service.routes.common import APP_RESPONSES
 from imgprivacy.service.scorer import MicroBatcher, bank_scorer
-from imgprivacy.service.settings import ServiceSettings
+from imgprivacy.service.settings import ServiceSettings, load_settings
 from imgprivacy.service.state import ServiceState
 from imgprivacy.service.storage import Storage
 from imgprivacy.service.sync import BankSync
@@ -59,13 +60,30 @@ async def _poll(state: ServiceState) -> None:
             )
 
 
+def _measure_breadths(state: ServiceState) -> None:
+    """Breadths of stored models that lack one at the Guard's alpha (see .breadth)."""
+    if not can_measure(state.probes):
+        logger.warning(
+            "the breadth gate is on but the service has no probe digits (probe_count 0): no "
+            "model's breadth is known, so no uploader's model can vouch for an image claimed by "
+            "another user's; set probe_count > 0, or breadth_ratio none to turn the gate off"
+        )
+        return
+    backfill_breadths(state.storage, state.probes, alpha=state.guard.alpha)
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the FastAPI app; ``settings`` default to the ``IMGPRIVACY_*`` environment."""
-    settings = settings if settings is not None else ServiceSettings()
+    if settings is None:
+        try:
+            settings = load_settings()
+        except InvalidInputError as exc:  # one clear line before the server gives up
+            logger.error("refusing to start: %s", exc)
+            raise
     margin = {} if settings.margin is None else {"margin": settings.margin}
-    guard = Guard(
-        policy=settings.policy, alpha=settings.alpha, **margin
-    )  # lists POLICIES if unknown
+    guard = Guard(  # lists POLICIES if unknown
+        policy=settings.policy, alpha=settings.alpha, breadth_ratio=settings.breadth_ratio, **margin
+    )
     extractor = get_extractor(settings.feature_extractor)
     storage = Storage(settings.database_url)
     if settings.bank == "ray":  # shard actors that follow the database (imgprivacy.cluster)
@@ -80,6 +98,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             precision=settings.bank_precision,  # lists the valid precisions if unknown
         )
         sync, scorer = BankSync(storage, bank), bank_scorer(bank, guard)
+    if guard.breadth_ratio is not None:  # the Guard reads every model's stored breadth
+        sync = BreadthFeed(sync, storage=storage, guard=guard)
     metrics = Metrics()
     state = ServiceState(
         settings=settings,
@@ -122,13 +142,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             seed=probe_seed,
             data_dir=settings.data_dir,
         )
+        if guard.breadth_ratio is not None:
+            await run_in_threadpool(_measure_breadths, state)
         await run_in_threadpool(state.sync.sync)
         await state.batcher.start()
         poller = asyncio.create_task(_poll(state), name="bank-sync")
         state.ready = True
         logger.info(
             "service ready",
-            extra={"models": len(bank), "policy": guard.policy, "alpha": guard.alpha},
+            extra={
+                "models": len(bank),
+                "policy": guard.policy,
+                "alpha": guard.alpha,
+                "breadth_ratio": guard.breadth_ratio,
+            },
         )
         try:
             yield

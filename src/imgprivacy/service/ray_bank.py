@@ -3,7 +3,8 @@
 :func:`sharded_service_bank` connects to Ray (``IMGPRIVACY_RAY_ADDRESS``, or a local cluster of
 two CPUs) and starts the shard actors of :class:`~imgprivacy.cluster.ShardedBank`. Each shard
 reads its own models from the service's database through :class:`StorageSource` when it starts,
-so a shard that Ray restarts after a crash reloads them by itself. The bank follows the same
+so a shard that Ray restarts after a crash reloads them by itself (and, with the Guard's breadth
+gate, their stored breadths). The bank follows the same
 revision counter as the in-process bank (:mod:`.sync`): it is the service's ``sync`` object too.
 
 A check that cannot hear from every shard is not decided: :func:`sharded_scorer` answers it
@@ -23,6 +24,7 @@ from imgprivacy.cluster import ShardedBank, ShardedBankConfig, ShardUnavailableE
 from imgprivacy.docl import Decision, Guard, OneClassAutoencoder, autoencoder_from_bytes
 from imgprivacy.errors import ImgPrivacyError, InvalidInputError
 from imgprivacy.features import FeatureExtractor
+from imgprivacy.service.breadth import stored_breadths
 from imgprivacy.service.errors import ServiceError
 from imgprivacy.service.scorer import ScoreFn
 from imgprivacy.service.settings import ServiceSettings
@@ -67,6 +69,10 @@ class StorageSource:
 
     def listing(self) -> tuple[int, dict[str, int]]:
         return self.storage.model_revisions()
+
+    def breadths(self, *, alpha: float) -> dict[str, float]:
+        """The stored models' breadths at ``alpha`` (see imgprivacy.service.breadth)."""
+        return stored_breadths(self.storage, alpha=alpha)
 
     def load(self, model_ids: list[str]) -> dict[str, tuple[int, str, OneClassAutoencoder]]:
         out = {}

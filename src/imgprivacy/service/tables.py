@@ -96,6 +96,10 @@ class GuardModel(Base):
     revision: Mapped[int] = mapped_column(index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=now)
+    # Share of the probe digits the model claims at breadth_alpha (the Guard's alpha): its
+    # breadth for the Guard's breadth gate; NULL when unknown (see imgprivacy.service.breadth).
+    breadth: Mapped[float | None]
+    breadth_alpha: Mapped[float | None]
     owner: Mapped[User] = relationship(back_populates="models")
 
 
@@ -122,6 +126,8 @@ class QuarantinedModel(Base):
     reason: Mapped[str] = mapped_column(String(128))  # the refusal's stable detail
     problems: Mapped[str] = mapped_column(Text)  # the refusal's problems, a JSON list
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
+    breadth: Mapped[float | None]  # as GuardModel's, measured at upload
+    breadth_alpha: Mapped[float | None]
 
 
 class BankState(Base):
@@ -197,6 +203,10 @@ class NewModel:
     error_mean: float
     error_std: float
     probe_claim: float
+    # Share of the probe digits claimed at ``breadth_alpha`` (the Guard's alpha at admission);
+    # None when the service had no probe set.
+    breadth: float | None = None
+    breadth_alpha: float | None = None
 
 
 @dataclass(frozen=True)

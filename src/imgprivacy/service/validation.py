@@ -27,6 +27,9 @@ Checked in order, every problem of a step reported at once (a 4xx; storage untou
 8. claims: the model claims at most ``probe_max_claim`` of EACH probe source (digits, clothes,
    noise; 422 ``model claims public probe images``; see :mod:`imgprivacy.service.probe`).
 
+Admission also measures the model's breadth (the share of the probe digits it claims at the
+Guard's alpha, :mod:`imgprivacy.service.breadth`), stored with it for the Guard's breadth gate.
+
 Steps 6-8 need the probe set and are skipped without one (``probe_count`` 0), except the
 finiteness check on random inputs. Their refusals are :class:`BehaviourRefused`, which carries
 the parsed upload: with ``quarantine_refused`` the service keeps it for the admin's review
@@ -43,6 +46,7 @@ import torch
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_from_bytes
 from imgprivacy.docl.persistence import read_metadata
 from imgprivacy.errors import CorruptFileError, InvalidInputError
+from imgprivacy.service.breadth import measured_breadth
 from imgprivacy.service.errors import PayloadTooLarge, Unprocessable
 from imgprivacy.service.probe import ProbeSet, probe_claims
 from imgprivacy.service.settings import ServiceSettings
@@ -227,6 +231,7 @@ def validate_upload(
         error_mean=float(model.error_mean_),
         error_std=float(model.error_std_),
         probe_claim=max(claims.values(), default=0.0),
+        **measured_breadth(model, probes, alpha=settings.alpha, distances=probe_distances),
     )
     problems = finiteness_problems(probe_distances, what="probe images")
     problems += finiteness_problems(model.distances(probes.random_inputs), what="random inputs")

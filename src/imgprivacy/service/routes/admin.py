@@ -2,18 +2,21 @@
 ``approve_registrations``, approves or rejects new users; with ``quarantine_refused``, reviews the
 uploads that admission refused for their behaviour (approve: into the bank; reject: deleted).
 
-Even the admin sees no weights and no statistics through the API.
+Even the admin sees no weights and no statistics through the API. User names in paths match
+without regard to case, as registration compares them (``Alice`` names the user ``alice``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AwareDatetime, BaseModel
+from sqlalchemy import func, select
 
 from imgprivacy.errors import RecordNotFoundError
 from imgprivacy.service.auth import require_admin
 from imgprivacy.service.quarantine import QuarantineStore
 from imgprivacy.service.routes.common import error_responses, service
+from imgprivacy.service.tables import PendingUser, User
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -32,6 +35,15 @@ def _by_name(not_found: str, *, forbidden: str = "admin token required") -> dict
         e404=not_found,
         e422="invalid request",
     )
+
+
+def _registered(request: Request, name: str, *, pending: bool = False) -> str:
+    """The user (or pending registration) name as registered that ``name`` matches without
+    regard to case; ``name`` itself when none does (the storage then answers 404)."""
+    table = PendingUser if pending else User
+    with service(request).storage.session() as session:
+        found = session.scalar(select(table.name).where(func.lower(table.name) == name.lower()))
+    return name if found is None else found
 
 
 class UserRow(BaseModel):
@@ -79,12 +91,13 @@ def list_models(request: Request) -> list[ModelRow]:
 )
 def delete_model(owner: str, name: str, request: Request) -> Response:
     state = service(request)
+    owner = _registered(request, owner)
     try:
         state.storage.delete_model(owner, name)
     except RecordNotFoundError as exc:  # the storage's message speaks to the model's owner
         raise RecordNotFoundError(
-            f"No model {owner}/{name}; GET /v1/admin/models lists them (owner names as "
-            "registered).",
+            f"No model {owner}/{name}; GET /v1/admin/models lists them (model names are "
+            "case-sensitive).",
             reason="model not found",
         ) from exc
     state.sync.sync()
@@ -99,6 +112,7 @@ def delete_model(owner: str, name: str, request: Request) -> Response:
 def delete_user(name: str, request: Request) -> Response:
     """Remove a user, their token and all their models."""
     state = service(request)
+    name = _registered(request, name)
     state.storage.delete_user(name)
     state.users.forget_user(name)
     state.sync.sync()
@@ -124,6 +138,7 @@ def list_registrations(request: Request) -> list[PendingRow]:
 def approve_registration(name: str, request: Request) -> UserRow:
     """Turn a pending registration into a user: their token works from now on."""
     state = service(request)
+    name = _registered(request, name, pending=True)
     user = state.storage.approve_user(name, max_users=state.settings.max_users or None)
     return UserRow(name=user.name, created_at=user.created_at, models=0)
 
@@ -135,7 +150,7 @@ def approve_registration(name: str, request: Request) -> UserRow:
 )
 def reject_registration(name: str, request: Request) -> Response:
     """Refuse a pending registration: its token never works and the name is free again."""
-    service(request).storage.reject_user(name)
+    service(request).storage.reject_user(_registered(request, name, pending=True))
     return Response(status_code=204)
 
 
@@ -178,7 +193,7 @@ def approve_quarantined(owner: str, name: str, request: Request) -> ModelRow:
     """Put the quarantined model into the bank (replacing the owner's model of that name)."""
     state = service(request)
     info = QuarantineStore(state.storage).approve(
-        owner,
+        _registered(request, owner),
         name,
         max_models=state.settings.max_models_per_user,
         max_total_models=state.settings.max_models or None,
@@ -194,5 +209,5 @@ def approve_quarantined(owner: str, name: str, request: Request) -> ModelRow:
 )
 def reject_quarantined(owner: str, name: str, request: Request) -> Response:
     """Delete the quarantined model; the owner may upload another."""
-    QuarantineStore(service(request).storage).reject(owner, name)
+    QuarantineStore(service(request).storage).reject(_registered(request, owner), name)
     return Response(status_code=204)

@@ -22,6 +22,8 @@ class Ready(BaseModel):
     revision: int  # storage revision the bank reflects
     policy: str
     alpha: float
+    margin: float  # how many times better an uploader's own model must explain an image
+    breadth_ratio: float | None  # the breadth gate (None: off)
     feature_extractor: str
     feature_dim: int
 
@@ -48,6 +50,8 @@ async def readyz(request: Request) -> Ready:
         revision=state.sync.revision,
         policy=state.guard.policy,
         alpha=state.guard.alpha,
+        margin=state.guard.margin,
+        breadth_ratio=state.guard.breadth_ratio,
         feature_extractor=state.extractor.name,
         feature_dim=state.extractor.dim,
     )
