@@ -10,15 +10,16 @@ WIDE = (24, 160, 8, 160, 24)  # a hidden layer of >= TORCH_MIN_WIDTH units
 NARROW = (24, 8, 24)
 
 
-def test_the_rule_hands_large_batches_on_wide_fp32_models_to_torch():
-    large = bank_kernels.TORCH_MIN_BATCH
+def test_the_rule_hands_large_batches_on_wide_fp32_models_to_torch_on_several_threads():
+    large, fp32 = bank_kernels.TORCH_MIN_BATCH, torch.float32
     default, paper = (784, 256, 32, 256, 784), (784, 32, 784)
-    assert bank_kernels.dispatch(default, batch=large, dtype=torch.float32) == "torch"
-    assert bank_kernels.dispatch(default, batch=large - 1, dtype=torch.float32) == "native"
-    assert bank_kernels.dispatch(default, batch=1, dtype=torch.float32) == "native"
-    assert bank_kernels.dispatch(paper, batch=4 * large, dtype=torch.float32) == "native"
+    assert bank_kernels.dispatch(default, batch=large, dtype=fp32, threads=2) == "torch"
+    assert bank_kernels.dispatch(default, batch=large - 1, dtype=fp32, threads=2) == "native"
+    assert bank_kernels.dispatch(default, batch=large, dtype=fp32, threads=1) == "native"
+    assert bank_kernels.dispatch(default, batch=1, dtype=fp32, threads=2) == "native"
+    assert bank_kernels.dispatch(paper, batch=4 * large, dtype=fp32, threads=2) == "native"
     # compact weights stay native: torch would first widen every chunk to fp32
-    assert bank_kernels.dispatch(default, batch=large, dtype=torch.float16) == "native"
+    assert bank_kernels.dispatch(default, batch=large, dtype=torch.float16, threads=2) == "native"
 
 
 @pytest.fixture()
@@ -42,7 +43,8 @@ def spies(monkeypatch):
 
 @needs_native
 @pytest.mark.parametrize("batch", [1, 5, bank_kernels.TORCH_MIN_BATCH])
-def test_auto_dispatches_each_group_and_equals_the_reference(spies, batch):
+def test_auto_dispatches_each_group_and_equals_the_reference(spies, monkeypatch, batch):
+    monkeypatch.setattr(bank_kernels, "TORCH_MIN_THREADS", 1)  # whatever this machine has
     models = [*random_models(WIDE, 3), *random_models(NARROW, 4, seed=1)]
     models.insert(1, models.pop())  # interleave the groups in the bank's order
     x = torch.rand(batch, WIDE[0])
@@ -58,7 +60,8 @@ def test_auto_dispatches_each_group_and_equals_the_reference(spies, batch):
 
 
 @needs_native
-def test_an_explicit_kernel_is_never_overridden(spies):
+def test_an_explicit_kernel_is_never_overridden(spies, monkeypatch):
+    monkeypatch.setattr(bank_kernels, "TORCH_MIN_THREADS", 1)
     models = random_models(WIDE, 2)
     x = torch.rand(bank_kernels.TORCH_MIN_BATCH, WIDE[0])
     expected = torch.stack([m.distances(x) for m in models], dim=1)
@@ -67,6 +70,7 @@ def test_an_explicit_kernel_is_never_overridden(spies):
     torch.testing.assert_close(native.distances(x), expected, rtol=1e-5, atol=0)
     assert spies == {"native": 1, "torch": 0}
     assert bank_of(models, kernel="torch").kernels_for(1) == ("torch",)
+    assert bank_of(models).kernels_for(len(x)) == ("torch",)  # what auto would have run
 
 
 @needs_native

@@ -374,11 +374,18 @@ class FilterBank:
 
     def kernels_for(self, batch: int, stack: Snapshot | None = None) -> tuple[str, ...]:
         """The kernel (``"native"`` or ``"torch"``) each group of ``stack`` (default: the current
-        snapshot's, one group per model shape) runs for a batch of ``batch`` inputs."""
+        snapshot's, one group per model shape) runs for a batch of ``batch`` inputs on this
+        thread's torch threads."""
         if self._kernel == "auto":  # the first score builds the native kernel (once a process)
             self._kernel = resolve_kernel("auto", device=self.device)
         stack = self.snapshot() if stack is None else stack
-        return group_kernels(stack, requested=self.kernel, resolved=self._kernel, batch=batch)
+        return group_kernels(
+            stack,
+            requested=self.kernel,
+            resolved=self._kernel,
+            batch=batch,
+            threads=torch.get_num_threads(),
+        )
 
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The (B, N) distance matrix only."""

@@ -43,11 +43,8 @@ INLINE float load1(const void *p, long i, int dt) {
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 512
 #endif
-#ifndef PREFETCH_HINT
-#define PREFETCH_HINT _MM_HINT_T0
-#endif
 INLINE void prefetch(const void *p, long i, int dt) {
-    _mm_prefetch((const char *)p + i * (dt == F32 ? 4 : 2) + PREFETCH_BYTES, PREFETCH_HINT);
+    _mm_prefetch((const char *)p + i * (dt == F32 ? 4 : 2) + PREFETCH_BYTES, _MM_HINT_T0);
 }
 
 INLINE float hsum(__m256 v) {
