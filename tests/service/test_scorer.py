@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from imgprivacy.docl import Decision
+from imgprivacy.service import scorer
 from imgprivacy.service.scorer import MicroBatcher
 
 
@@ -65,3 +66,22 @@ def test_batch_cap_bounds_every_pass_and_one_disables_batching():
     scorer = CountingScorer()
     run_checks(scorer, 32, max_batch=1)
     assert scorer.passes == [1] * 32
+
+
+def test_the_first_batcher_started_freezes_start_up_objects_once(monkeypatch):
+    """A loaded service's objects leave the collector's reach when its batcher starts; a second
+    batcher in the same process (a second app, tests) does not freeze again."""
+    freezes = []
+    monkeypatch.setattr(scorer.gc, "freeze", lambda: freezes.append(scorer.gc.get_count()))
+    monkeypatch.setattr(scorer, "_frozen", threading.Event())  # as in a fresh process
+
+    async def start_and_stop():
+        batcher = MicroBatcher(CountingScorer())
+        await batcher.start()
+        await batcher.stop()
+
+    asyncio.run(start_and_stop())
+    assert len(freezes) == 1
+    asyncio.run(start_and_stop())
+    assert len(freezes) == 1
+    assert scorer.freeze_startup_objects() is False
