@@ -86,3 +86,13 @@ def test_one_input_over_many_models_equals_the_reference(monkeypatch, threads):
         snap = bank_of(models, kernel="native").snapshot()
         got = bank_kernels.native_stacked_distances(snap, x, threads=threads)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
+
+
+@needs_native
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_one_input_on_compact_weights_equals_the_torch_path(precision):
+    models = random_models(WIDE, 37, seed=5)
+    x = torch.rand(1, WIDE[0])
+    native = bank_of(models, precision=precision, kernel="native").distances(x)
+    torch_path = bank_of(models, precision=precision, kernel="torch").distances(x)
+    torch.testing.assert_close(native, torch_path, rtol=1e-5, atol=0)
