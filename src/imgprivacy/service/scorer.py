@@ -55,9 +55,10 @@ _frozen = threading.Event()
 def freeze_startup_objects() -> bool:
     """Move every object alive now to the collector's permanent generation, once a process.
 
-    Full (generation-2) collections of a loaded service took 50-500 ms each on a busy machine,
-    one every few seconds under load (timed with ``gc.callbacks``), and every check in flight
-    waited; with start-up's objects frozen they took 2-13 ms. Frozen objects are still freed by
+    Full (generation-2) collections of a loaded service (~267,000 tracked objects) took up to
+    half a second each, one every few seconds while checks poured in (timed with
+    ``gc.callbacks``, docs/performance.md), and every check in flight waited; with start-up's
+    objects frozen they took 2-20 ms. Frozen objects are still freed by
     reference counting, never as cycles: right for what a service loads once and keeps. Returns
     whether this call froze (later calls in the same process, e.g. a second app in tests, do not).
     """
