@@ -6,8 +6,10 @@
 Methods, for the paper-shaped (784-32-784) and default (784-256-32-256-784) models:
 ``naive-loop`` (a Python loop over per-user modules), ``einsum`` (one plain batched einsum over
 all stacked models, no chunking), ``bank-torch`` (the bank's torch path: chunked addmm/baddbmm and
-an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights) and
-``bank-fp16`` / ``bank-bf16`` (the native kernel on compact weights).
+an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights), ``bank-auto``
+(what ``FilterBank()`` runs by default: native or torch per model shape and batch size, the
+choice printed in the ``kernel`` column) and ``bank-fp16`` / ``bank-bf16`` (the native kernel on
+compact weights).
 
 Limits measured in the same run (at the start and at the end; the better of each is used):
 the best fp32 GFLOP/s of a 2048x2048 matmul (the roofline) and the read bandwidth, a plain sum
@@ -36,10 +38,11 @@ from pathlib import Path
 import torch
 
 SHAPES = {"paper": (784, 32, 784), "default": (784, 256, 32, 256, 784)}
-METHODS = ("naive-loop", "einsum", "bank-torch", "bank", "bank-fp16", "bank-bf16")
+METHODS = ("naive-loop", "einsum", "bank-torch", "bank", "bank-auto", "bank-fp16", "bank-bf16")
 BANKS = {
     "bank-torch": ("fp32", "torch"),
     "bank": ("fp32", "native"),
+    "bank-auto": ("fp32", "auto"),
     "bank-fp16": ("fp16", "native"),
     "bank-bf16": ("bf16", "native"),
 }
@@ -130,6 +133,7 @@ def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
     dims = SHAPES[shape]
     x = torch.rand(batch, dims[0])
     weight_bytes = 4 * multiply_adds(dims) * n
+    kernel = "torch"
     if method == "naive-loop":
         nets = [m.net_ for m in random_models(n, dims)]
 
@@ -139,8 +143,8 @@ def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
                     [(torch.sigmoid(net(x)) - x).square().sum(1) for net in nets], dim=1
                 )
     else:
-        precision, kernel = BANKS.get(method, ("fp32", "torch"))
-        bank = FilterBank(input_dim=dims[0], precision=precision, kernel=kernel)
+        precision, requested = BANKS.get(method, ("fp32", "torch"))
+        bank = FilterBank(input_dim=dims[0], precision=precision, kernel=requested)
         # A generator: the bank keeps its own copy and the models are freed as they go.
         bank.add_many((f"u{i}", m) for i, m in enumerate(random_models(n, dims)))
         group = bank.snapshot().groups[0]
@@ -152,12 +156,14 @@ def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
                     return einsum_distances(group, x)
         else:
             fn = lambda: bank.distances(x)  # noqa: E731
+            kernel = "+".join(bank.kernels_for(batch))
     seconds, cpu_seconds = time_it(fn, min_seconds=2.0 if n >= 1000 else 1.0, max_reps=200)
     return {
         "shape": shape,
         "users": n,
         "batch": batch,
         "method": method,
+        "kernel": kernel,  # what scored each group of models
         "seconds_per_batch": seconds,
         "cpu_seconds_per_batch": cpu_seconds,
         "checks_per_second": batch / seconds,
@@ -176,6 +182,7 @@ def print_row(row: dict) -> None:
     )
     print(
         f"{row['shape']:<8} N={row['users']:>5} B={row['batch']:>4} {row['method']:<10} "
+        f"{row.get('kernel', ''):<6} "
         f"{row['checks_per_second']:>9.1f} checks/s {row['gflops']:>6.1f} GFLOP/s "
         f"{row['weight_gbs']:>6.2f} GB/s  {limit}  "
         f"{row['weight_bytes_per_user'] / 1e6:5.2f} MB/user  RSS {row['peak_rss_mib']:>6.0f} MiB",

@@ -120,6 +120,7 @@ def bank_only(database_url: str, *, batches: list[int], threads: int, seconds: f
             "checks_per_s": b / wall,
             "pass_ms": 1000 * wall,
             "cpu_ms_per_check": 1000 * (time.process_time() - cpu) / (reps * b),
+            "kernel": "+".join(bank.kernels_for(b)),  # what scored each group of models
         }
     storage.dispose()
     return {"models": len(bank), "torch_threads": threads, "batches": out}
@@ -262,7 +263,8 @@ def serve_and_load(
 
 def print_bank(n_models: int, bank: dict) -> None:
     cells = ", ".join(
-        f"B={b} {v['checks_per_s']:.0f}/s ({v['cpu_ms_per_check']:.2f} ms CPU/check)"
+        f"B={b} {v['checks_per_s']:.0f}/s ({v['cpu_ms_per_check']:.2f} ms CPU/check, "
+        f"{v.get('kernel', '?')})"
         for b, v in bank["batches"].items()
     )
     print(f"N={n_models:4d} t={bank['torch_threads']} bank-only: {cells}", flush=True)

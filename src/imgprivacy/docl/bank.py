@@ -15,8 +15,9 @@ it started with, so changes never disturb a batch in flight.
 
 Scoring runs the fused native kernel (:mod:`imgprivacy.docl.bank_kernels`: every layer and the
 distance tail in one pass, no (chunk, B, D) intermediate) where it can be built, and the torch
-path of :mod:`imgprivacy.docl.bank_stack` otherwise; both give the same distances to 1e-5
-relative. Weights may be stored in fp16 or bf16 (:mod:`imgprivacy.docl.bank_precision`).
+path of :mod:`imgprivacy.docl.bank_stack` otherwise; ``kernel="auto"`` also hands large batches
+on wide models to torch, where that measured faster (chosen per group and batch size); both give
+the same distances to 1e-5 relative. Weights may be stored in fp16 or bf16 (:mod:`imgprivacy.docl.bank_precision`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ import numpy as np
 import torch
 
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
-from imgprivacy.docl.bank_kernels import check_kernel, native_stacked_distances, resolve_kernel
+from imgprivacy.docl.bank_kernels import (
+    check_kernel,
+    group_kernels,
+    native_stacked_distances,
+    resolve_kernel,
+)
 from imgprivacy.docl.bank_precision import Precision, get_precision, precision_problems
-from imgprivacy.docl.bank_stack import LayerStack, model_views, stack_group, stacked_distances
+from imgprivacy.docl.bank_stack import Snapshot, model_views, stack_snapshot, stacked_distances
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError, UnknownNameError
@@ -96,14 +102,6 @@ class BankScores:
         )
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    entries: tuple[BankEntry, ...]
-    groups: tuple[LayerStack, ...]
-    error_mean: torch.Tensor  # (N,)
-    error_std: torch.Tensor  # (N,)
-
-
 class FilterBank:
     """All users' one-class autoencoders (a user may own several).
 
@@ -122,8 +120,9 @@ class FilterBank:
         memory and bytes read per check (scores still accumulate in fp32). A compact precision
         refuses the model shapes listed in :data:`~imgprivacy.docl.bank_precision.PRECISIONS`.
     kernel
-        ``"auto"`` (the fused native kernel when it can be built here, else torch),
-        ``"native"`` (an error if it cannot) or ``"torch"``.
+        ``"auto"`` (per group of models and batch size, the faster of the fused native kernel
+        and torch, see :func:`~imgprivacy.docl.bank_kernels.dispatch`; torch alone where the
+        native kernel cannot be built), ``"native"`` (an error if it cannot) or ``"torch"``.
 
     Examples
     --------
@@ -158,7 +157,7 @@ class FilterBank:
         self._kernel = check_kernel(kernel, device=device)
         self._models: dict[str, tuple[BankEntry, dict[str, torch.Tensor]]] = {}
         self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
 
     # -- membership -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -315,14 +314,16 @@ class FilterBank:
         return entry, weights
 
     # -- scoring --------------------------------------------------------------------------
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> Snapshot:
         """The stacked weights for the current membership (built once per change)."""
         snap = self._snapshot
         if snap is not None:
             return snap
         with self._lock:
             if self._snapshot is None:
-                snap = _stack(list(self._models.values()), self.device, self._precision.dtype)
+                snap = stack_snapshot(
+                    list(self._models.values()), self.device, self._precision.dtype
+                )
                 # Keep each model's weights as views into the stacked tensors so the bank holds
                 # one copy of every weight, not two (matters at N = 10,000).
                 views = model_views(snap)
@@ -349,13 +350,18 @@ class FilterBank:
         x = as_feature_matrix(x, input_dim=self.input_dim, what="features")
         return self.score_stack(snap, x)
 
-    def score_stack(self, stack: _Snapshot, x: torch.Tensor) -> BankScores:
+    def score_stack(self, stack: Snapshot, x: torch.Tensor) -> BankScores:
         """Distances of validated features ``x`` (B, D) to the models of ``stack`` (this bank's
         snapshot or a selection of it), with this bank's kernel."""
-        if self._kernel == "auto":  # the first score builds the native kernel (once a process)
-            self._kernel = resolve_kernel("auto", device=self.device)
-        if self._kernel == "native":
-            distances = native_stacked_distances(stack, x, threads=torch.get_num_threads())
+        kernels = self.kernels_for(x.shape[0], stack)
+        if "native" in kernels:
+            distances = native_stacked_distances(
+                stack,
+                x,
+                threads=torch.get_num_threads(),
+                kernels=kernels,
+                chunk_bytes=self.chunk_bytes,
+            )
         else:
             distances = stacked_distances(stack, x.to(self.device), chunk_bytes=self.chunk_bytes)
         return BankScores(
@@ -366,26 +372,24 @@ class FilterBank:
             owners=tuple(e.owner for e in stack.entries),
         )
 
+    def kernels_for(self, batch: int, stack: Snapshot | None = None) -> tuple[str, ...]:
+        """The kernel (``"native"`` or ``"torch"``) each group of ``stack`` (default: the current
+        snapshot's, one group per model shape) runs for a batch of ``batch`` inputs on this
+        thread's torch threads."""
+        if self._kernel == "auto":  # the first score builds the native kernel (once a process)
+            self._kernel = resolve_kernel("auto", device=self.device)
+        stack = self.snapshot() if stack is None else stack
+        return group_kernels(
+            stack,
+            requested=self.kernel,
+            resolved=self._kernel,
+            batch=batch,
+            threads=torch.get_num_threads(),
+        )
+
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The (B, N) distance matrix only."""
         return self.score(x).distances
-
-
-def _stack(items: list, device: str, dtype: torch.dtype) -> _Snapshot:
-    entries = tuple(entry for entry, _ in items)
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for position, entry in enumerate(entries):
-        by_shape.setdefault(entry.layer_dims, []).append(position)
-    groups = tuple(
-        stack_group([items[p] for p in positions], positions, device, dtype)
-        for _, positions in sorted(by_shape.items())
-    )
-    return _Snapshot(
-        entries=entries,
-        groups=groups,
-        error_mean=torch.tensor([e.error_mean for e in entries], dtype=torch.float64),
-        error_std=torch.tensor([e.error_std for e in entries], dtype=torch.float64),
-    )
 
 
 def _next_id(owner: str, staged: dict) -> str:

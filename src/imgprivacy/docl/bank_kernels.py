@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from imgprivacy.docl.bank_stack import group_dims, group_distances
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,16 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 ROWS_PER_BLOCK = 48
 # Below this many multiply-adds per call, one thread beats handing work to another.
 MIN_WORK_PER_THREAD = 2_000_000
+# Where ``kernel="auto"`` hands an fp32 group to the torch path: two or more threads, batches of
+# at least TORCH_MIN_BATCH inputs, models whose widest hidden layer has at least TORCH_MIN_WIDTH
+# units (large matmuls that MKL runs well across threads). The only measured case where torch was
+# faster: the default 784-256-32-256-784 model at B = 256 on two threads of an idle machine (73%
+# of the roofline against 64%); at one thread the native kernel was as fast or faster at every
+# batch from 16 to 256 for both shapes, and on two threads of a busy machine 1.8-3.5x faster
+# (docs/performance.md). Compact weights (torch would first widen them) always run native.
+TORCH_MIN_BATCH = 256
+TORCH_MIN_WIDTH = 128
+TORCH_MIN_THREADS = 2
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -158,6 +169,31 @@ def check_kernel(kernel: str, *, device: str = "cpu") -> str:
     return resolve_kernel(kernel, device=device)
 
 
+def dispatch(layer_dims: tuple[int, ...], *, batch: int, dtype: torch.dtype, threads: int) -> str:
+    """The kernel (``"native"`` or ``"torch"``) that ``kernel="auto"`` runs for a group of models
+    of ``layer_dims`` stored as ``dtype``, scoring ``batch`` inputs on ``threads`` threads, when
+    both can run."""
+    wide = max(layer_dims[1:-1], default=0) >= TORCH_MIN_WIDTH
+    many = threads >= TORCH_MIN_THREADS and batch >= TORCH_MIN_BATCH
+    return "torch" if dtype == torch.float32 and wide and many else "native"
+
+
+def group_kernels(
+    snap, *, requested: str, resolved: str, batch: int, threads: int
+) -> tuple[str, ...]:
+    """The kernel of each group of ``snap`` for ``batch`` inputs on ``threads`` threads:
+    ``resolved`` (what :func:`resolve_kernel` made of the ``requested`` name) unless
+    ``requested`` is ``"auto"`` and the native kernel is available, where :func:`dispatch`
+    chooses per group."""
+    if requested != "auto" or resolved != "native":
+        return tuple(resolved for _ in snap.groups)
+    dtypes = (group.first_weight.dtype for group in snap.groups)
+    return tuple(
+        dispatch(group_dims(group), batch=batch, dtype=dtype, threads=threads)
+        for group, dtype in zip(snap.groups, dtypes)
+    )
+
+
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _lock:
@@ -175,8 +211,7 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
     weights = [group.first_weight, *group.weights_t]
     biases = [group.first_bias, *group.biases]
     n_models = group.first_weight.shape[0]
-    dims = [group.first_weight.shape[2], group.first_weight.shape[1]]
-    dims += [w.shape[2] for w in group.weights_t]
+    dims = list(group_dims(group))
     batch = x.shape[0]
     x = x.contiguous()
     out = torch.empty(n_models, batch, dtype=torch.float32)
@@ -208,9 +243,22 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
     return out.t()
 
 
-def native_stacked_distances(snap, x: torch.Tensor, *, threads: int) -> torch.Tensor:
-    """(B, N) distances of ``x`` to every model of ``snap`` (as ``stacked_distances``)."""
+def native_stacked_distances(
+    snap,
+    x: torch.Tensor,
+    *,
+    threads: int,
+    kernels: tuple[str, ...] | None = None,
+    chunk_bytes: int = 8 * 1024 * 1024,
+) -> torch.Tensor:
+    """(B, N) distances of ``x`` to every model of ``snap`` (as ``stacked_distances``), each group
+    with its kernel in ``kernels`` (default: all native; ``chunk_bytes`` bounds the torch path)."""
     out = torch.empty(x.shape[0], len(snap.entries), dtype=torch.float32)
-    for group in snap.groups:
-        out[:, group.columns] = group_distances_native(group, x, threads=threads)
+    kernels = kernels or tuple("native" for _ in snap.groups)
+    for group, kernel in zip(snap.groups, kernels, strict=True):
+        if kernel == "native":
+            out[:, group.columns] = group_distances_native(group, x, threads=threads)
+        else:
+            with torch.inference_mode():
+                out[:, group.columns] = group_distances(group, x, chunk_bytes=chunk_bytes)
     return out

@@ -29,6 +29,12 @@ class LayerStack:
     biases: tuple[torch.Tensor, ...]  # later layers, (n, out)
 
 
+def group_dims(group: LayerStack) -> tuple[int, ...]:
+    """The (padded) layer sizes of a group's models, from input to output."""
+    _, first_width, dim = group.first_weight.shape
+    return (dim, first_width, *(w.shape[2] for w in group.weights_t))
+
+
 def stacked_distances(snap, x: torch.Tensor, *, chunk_bytes: int) -> torch.Tensor:
     """(B, N) squared reconstruction distances of ``x`` to every model of ``snap``."""
     out = torch.empty(x.shape[0], len(snap.entries), dtype=x.dtype, device=x.device)
@@ -94,6 +100,34 @@ def stack_group(
         first_bias=stacked_b[0],
         weights_t=tuple(weights_t),
         biases=tuple(stacked_b[1:]),
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every model of a bank stacked by shape: what a scoring call reads (immutable)."""
+
+    entries: tuple  # the bank's BankEntry of each model, in the bank's order
+    groups: tuple[LayerStack, ...]  # one per exact layer-size tuple
+    error_mean: torch.Tensor  # (N,)
+    error_std: torch.Tensor  # (N,)
+
+
+def stack_snapshot(items: list, device: str, dtype: torch.dtype) -> Snapshot:
+    """A :class:`Snapshot` of ``items`` ((entry, weights) pairs), one group per model shape."""
+    entries = tuple(entry for entry, _ in items)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for position, entry in enumerate(entries):
+        by_shape.setdefault(entry.layer_dims, []).append(position)
+    groups = tuple(
+        stack_group([items[p] for p in positions], positions, device, dtype)
+        for _, positions in sorted(by_shape.items())
+    )
+    return Snapshot(
+        entries=entries,
+        groups=groups,
+        error_mean=torch.tensor([e.error_mean for e in entries], dtype=torch.float64),
+        error_std=torch.tensor([e.error_std for e in entries], dtype=torch.float64),
     )
 
 
