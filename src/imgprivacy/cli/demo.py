@@ -34,7 +34,9 @@ def service_demo(
     policy: str | None = typer.Option(
         None, "--policy", help="Guard policy (default: the service's).", parser=POLICY_NAMES
     ),
-    alpha: float = typer.Option(1.0, "--alpha", help="Privacy interval width."),
+    alpha: float | None = typer.Option(
+        None, "--alpha", help="Privacy interval width (default: the service's)."
+    ),
     train_per_user: int = typer.Option(800, "--train-per-user", help="Training images per user."),
     epochs: int = typer.Option(30, "--epochs", help="Epochs of every user's guard."),
     data_dir: DataDirOption = None,

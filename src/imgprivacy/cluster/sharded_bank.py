@@ -34,6 +34,7 @@ from imgprivacy.cluster.reduction import merge_columns
 from imgprivacy.cluster.shard import BankShard, ModelSource, ShardReply, ShardState, shard_of
 from imgprivacy.docl import Decision, FilterBank, Guard, OneClassAutoencoder
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
+from imgprivacy.docl.guard import uploaders_per_input
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import ImgPrivacyError, InvalidInputError, UnknownNameError
 
@@ -329,13 +330,7 @@ class ShardedBank:
             For a bad feature matrix or an empty bank.
         """
         x = as_feature_matrix(features, input_dim=self.input_dim, what="features")
-        if isinstance(uploaders, str):
-            uploaders = [uploaders] * len(x)
-        uploaders = list(uploaders)
-        if len(uploaders) != len(x):
-            raise InvalidInputError(
-                f"Expected one uploader per scored input ({len(x)}), got {len(uploaders)}."
-            )
+        uploaders = uploaders_per_input(uploaders, len(x))
         guard = self.guard if guard is None else guard
         args = None if guard is self.guard else _guard_args(guard)
         expected, replies = self._ask(x, uploaders, args)

@@ -11,7 +11,7 @@ import numpy as np
 
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.evaluate import GuardPoint, guard_point, nearest_model_accuracy, one_class_auc
-from imgprivacy.docl.guard import POLICIES, Guard
+from imgprivacy.docl.guard import DEFAULT_MARGIN, POLICIES, Guard
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.progress import ProgressFactory, resolve
 from imgprivacy.reproduce.docl_data import DoclData
@@ -46,6 +46,7 @@ class ProtocolSettings:
     # The Guard's breadth gate (None = off): an own model vouches only when it claims at most this
     # many times the share of the test images that the narrowest claimant claims.
     breadth_ratio: float | None = None
+    margin: float = DEFAULT_MARGIN  # the margin policy's factor (see imgprivacy.docl.guard)
     seed: int = 0  # seeds the choice of user subsets
     device: str = "cpu"  # torch device for training and scoring
 
@@ -92,6 +93,7 @@ def evaluate_configuration(
                 Guard(
                     policy=policy,
                     alpha=alpha,
+                    margin=settings.margin,
                     breadth_ratio=settings.breadth_ratio,
                     breadth=breadths(test_scores, alpha=alpha),
                 ),
@@ -122,7 +124,12 @@ def evaluate_configuration(
     if settings.adversary:
         step = progress(f"{label}: adversaries", len(classes) ** 2)
         guards = {
-            p: Guard(policy=p, alpha=settings.adversary_alpha, breadth_ratio=settings.breadth_ratio)
+            p: Guard(
+                policy=p,
+                alpha=settings.adversary_alpha,
+                margin=settings.margin,
+                breadth_ratio=settings.breadth_ratio,
+            )
             for p in settings.policies
         }
         attack_config = config.replace(

@@ -38,7 +38,9 @@ from imgprivacy.reproduce.docl_data import mnist_experiment
 from imgprivacy.reproduce.docl_experiments import user_name
 from imgprivacy.reproduce.docl_mnist import configurations
 from imgprivacy.reproduce.docl_protocol import ProtocolSettings, evaluate_configuration
+from imgprivacy.service.breadth import stored_breadths
 from imgprivacy.service.launcher import start_server
+from imgprivacy.service.storage import Storage
 
 DEMO_TRAIN_PER_USER = 800  # images per user (reproduce --quick uses 1500)
 # Enough for every honest guard to pass the service's probe check: shorter or coarser training
@@ -153,7 +155,7 @@ def run_service_demo(
     data_dir=None,
     seed: int = 0,
     policy: str | None = None,
-    alpha: float = 1.0,
+    alpha: float | None = None,
     replay: int = 1000,
     clients: int = 8,
     train_per_user: int = DEMO_TRAIN_PER_USER,
@@ -185,12 +187,13 @@ def run_service_demo(
         env = {
             "IMGPRIVACY_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
             "IMGPRIVACY_ADMIN_TOKEN": secrets.token_urlsafe(16),
-            "IMGPRIVACY_ALPHA": str(alpha),
             "IMGPRIVACY_FEATURE_EXTRACTOR": config.feature_extractor,
             "IMGPRIVACY_ACCESS_LOG": "false",
         }
         if policy:
             env["IMGPRIVACY_POLICY"] = policy
+        if alpha is not None:
+            env["IMGPRIVACY_ALPHA"] = str(alpha)
         if data_dir:
             env["IMGPRIVACY_DATA_DIR"] = str(data_dir)
         with start_server(log_path=root / "service.log", env=env) as server:
@@ -227,6 +230,9 @@ def run_service_demo(
             for c in pool_clients.values():
                 c.close()
             examples = _examples(server.url, tokens["u3"], tokens["u7"], guards["u3"].read_bytes())
+        # The breadths the service measured at admission on its secret probe digits, read from
+        # the demo's own database, so the in-process Guard applies the same breadth gate.
+        breadths = stored_breadths(Storage(env["IMGPRIVACY_DATABASE_URL"]), alpha=ready["alpha"])
 
         # In-process: the very files that were uploaded, the same (image, uploader) pairs.
         service_policy, service_alpha = ready["policy"], ready["alpha"]
@@ -234,7 +240,13 @@ def run_service_demo(
         models = {u: load_autoencoder(p) for u, p in guards.items()}
         for user, model in models.items():
             bank.add(model, owner=user, model_id=f"{user}/digit")
-        guard = Guard(policy=service_policy, alpha=service_alpha)
+        guard = Guard(
+            policy=service_policy,
+            alpha=service_alpha,
+            margin=ready["margin"],
+            breadth_ratio=ready["breadth_ratio"],
+            breadth=breadths,
+        )
         x = torch.stack(
             [(data.test_x if s == "mnist" else data.public_x)[r] for s, r, _ in uploads]
         )
@@ -246,7 +258,12 @@ def run_service_demo(
         data,
         config,
         settings=ProtocolSettings(
-            alphas=(service_alpha,), policies=(service_policy,), adversary=False, seed=seed
+            alphas=(service_alpha,),
+            policies=(service_policy,),
+            margin=ready["margin"],
+            breadth_ratio=ready["breadth_ratio"],
+            adversary=False,
+            seed=seed,
         ),
         label="in-process",
     )
