@@ -15,6 +15,7 @@ from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.data import public_negative_images
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder
 from imgprivacy.docl.checkpoint import fingerprint
+from imgprivacy.docl.detector import OneClassAutoencoderDetector
 from imgprivacy.docl.persistence import METADATA_KEY
 from imgprivacy.docl.private_budget import PrivacyBudget
 from imgprivacy.errors import InvalidInputError
@@ -103,6 +104,18 @@ def test_a_resumed_run_ends_with_the_uninterrupted_model(tmp_path, tiny_x, tiny_
         OneClassAutoencoder(config).fit(
             tiny_x, negatives=tiny_negatives[:10], checkpoint=checkpoint, resume=True
         )
+
+
+def test_the_detector_trains_against_negatives_like_the_autoencoder(tiny_x, tiny_negatives):
+    params = dict(hidden_dim=2, layer_widths=(), epochs=3, batch_size=4, negative_weight=1.0)
+    detector = OneClassAutoencoderDetector(**params).fit(
+        tiny_x.numpy(), negatives=tiny_negatives.numpy()
+    )
+    model = OneClassAutoencoder(EXPOSED).fit(tiny_x, negatives=tiny_negatives)
+    assert detector.model_.config == model.config
+    torch.testing.assert_close(detector.model_.distances(tiny_x), model.distances(tiny_x))
+    with pytest.raises(InvalidInputError, match=r"pass negatives=FEATURES"):
+        OneClassAutoencoderDetector(**params).fit(tiny_x.numpy())
 
 
 def test_save_load_and_the_guard_file_keep_the_option(tmp_path, tiny_x, tiny_negatives):
