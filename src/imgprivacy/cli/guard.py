@@ -90,6 +90,17 @@ def train(
             show_default=False,
         ),
     ] = None,
+    negative_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--negative-weight",
+            min=0.0,
+            help="Train against the provider's public negative set with this weight (outlier "
+            "exposure; needs Fashion-MNIST in the data folder; 0 = your images only; default: "
+            "the extractor's default model).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -144,6 +155,7 @@ def train(
         hidden_dim=hidden_dim,
         epochs=epochs,
         calibration=calibration,
+        negative_weight=negative_weight,
         seed=seed,
     )
     if dp_public_model is not None and dp_epsilon is None:
@@ -179,12 +191,18 @@ def guard_config(
     epochs: int | None,
     seed: int,
     calibration: float | None = None,
+    negative_weight: float | None = None,
 ):
     """The extractor's default model (the library's default extractor when None), with the
     options that were given."""
     from imgprivacy.docl import AutoencoderConfig
 
-    changes = {"hidden_dim": hidden_dim, "epochs": epochs, "calibration_fraction": calibration}
+    changes = {
+        "hidden_dim": hidden_dim,
+        "epochs": epochs,
+        "calibration_fraction": calibration,
+        "negative_weight": negative_weight,
+    }
     return AutoencoderConfig.for_features(
         features or FEATURE_NAMES.default(),
         seed=seed,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from imgprivacy.client.model_file import check_guard_bytes
-from imgprivacy.data import load_image_folder
+from imgprivacy.data import load_image_folder, public_negative_images
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.private_budget import PrivacyBudget
@@ -38,17 +38,39 @@ def folder_features(
     return extractor.transform(images)
 
 
+def negative_features(
+    *, feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR, data_dir: str | os.PathLike | None = None
+) -> torch.Tensor:
+    """The provider's public negative set (:func:`imgprivacy.data.public_negative_images`) as
+    features of ``feature_extractor``, for training with ``negative_weight > 0``."""
+    extractor = get_extractor(feature_extractor)
+    images = public_negative_images(data_dir=data_dir)
+    if extractor.mode != "L" or tuple(extractor.input_size) != images.shape[1:]:
+        from PIL import Image
+
+        height, width = extractor.input_size
+        images = np.stack(
+            [
+                np.asarray(Image.fromarray(image).convert(extractor.mode).resize((width, height)))
+                for image in images
+            ]
+        )
+    return extractor.transform(images)
+
+
 def train_autoencoder(
     x: np.ndarray | torch.Tensor,
     *,
     config: AutoencoderConfig,
+    negatives: torch.Tensor | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     progress: ProgressFactory | None = None,
     privacy: PrivacyBudget | None = None,
     device: str = "cpu",
 ) -> OneClassAutoencoder:
-    """Fit a one-class autoencoder on features ``x`` (K, D), resumable through ``checkpoint``.
+    """Fit a one-class autoencoder on features ``x`` (K, D), resumable through ``checkpoint``;
+    ``negatives`` are the public negative set's features when ``config.negative_weight > 0``.
 
     With ``checkpoint`` the training state is saved there after every epoch and, with
     ``resume``, an existing checkpoint of the same features and config is continued. With
@@ -64,9 +86,15 @@ def train_autoencoder(
         For an unreadable checkpoint (start over with ``resume=False``).
     """
     if privacy is not None:
-        return OneClassAutoencoder(config, device=device).fit(x, progress=progress, privacy=privacy)
+        return OneClassAutoencoder(config, device=device).fit(
+            x, negatives=negatives, progress=progress, privacy=privacy
+        )
     return OneClassAutoencoder(config, device=device).fit(
-        x, checkpoint=checkpoint, resume=resume and checkpoint is not None, progress=progress
+        x,
+        negatives=negatives,
+        checkpoint=checkpoint,
+        resume=resume and checkpoint is not None,
+        progress=progress,
     )
 
 
@@ -85,7 +113,8 @@ def train_guard(
     Training checkpoints to ``<out>.ckpt`` after every epoch; with ``resume`` an interrupted run
     continues from it, without it starts over. The checkpoint is removed at the end. With
     ``privacy`` the training is differentially private (no checkpoint; the file records epsilon
-    and delta).
+    and delta). With ``config.negative_weight > 0`` it trains against the provider's public
+    negative set (:func:`negative_features`; the data folder must hold Fashion-MNIST).
 
     Raises
     ------
@@ -98,9 +127,13 @@ def train_guard(
     config = config.replace(input_dim=int(features.shape[1]))
     out = Path(out)
     checkpoint = out.with_name(out.name + ".ckpt")
+    negatives = None
+    if config.negative_weight > 0:
+        negatives = negative_features(feature_extractor=config.feature_extractor)
     model = train_autoencoder(
         features,
         config=config,
+        negatives=negatives,
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,

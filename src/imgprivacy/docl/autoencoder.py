@@ -40,6 +40,7 @@ from imgprivacy.docl.checkpoint import (
     save_checkpoint,
 )
 from imgprivacy.docl.config import AutoencoderConfig
+from imgprivacy.docl.outlier_exposure import check_negatives, negative_hinge
 from imgprivacy.docl.private_budget import PrivacyBudget, PrivacyReport
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
@@ -119,6 +120,7 @@ class OneClassAutoencoder:
         self,
         x: np.ndarray | torch.Tensor,
         *,
+        negatives: np.ndarray | torch.Tensor | None = None,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         progress: ProgressFactory | None = None,
@@ -132,6 +134,10 @@ class OneClassAutoencoder:
             The owner's features, (K, D) with K >= 2 (K >= 4 with ``calibration_fraction``);
             ``config.calibration_fraction`` of them are held out of training to compute mu and
             sigma (:func:`~imgprivacy.docl.calibration.calibration_split`).
+        negatives
+            Public images that are nobody's private data, as features (N, D); required with
+            ``config.negative_weight > 0`` (outlier exposure,
+            :mod:`imgprivacy.docl.outlier_exposure`), refused without it.
         checkpoint
             When given, the whole training state (network, optimizer, shuffling and noise
             generator, losses) is written to this file atomically after every epoch.
@@ -153,7 +159,8 @@ class OneClassAutoencoder:
             For a wrong shape, non-finite values, values outside [0, 1] or fewer than 2 rows
             (fewer than 2 left to train on after the calibration split);
             for ``resume`` without ``checkpoint``; for a checkpoint of other features, another
-            config or more epochs than ``config.epochs``; for ``privacy`` with ``checkpoint``.
+            config or more epochs than ``config.epochs``; for ``privacy`` with ``checkpoint``;
+            for ``negatives`` without ``negative_weight`` or the reverse.
         CorruptFileError
             When ``resume`` finds a file at ``checkpoint`` that is not a readable checkpoint.
         """
@@ -167,12 +174,13 @@ class OneClassAutoencoder:
             raise InvalidInputError(
                 "resume=True needs the checkpoint file to resume from: pass checkpoint=PATH."
             )
+        negatives = check_negatives(negatives, config=cfg, private=privacy is not None)
         train_rows, held_out = calibration_split(len(x), config=cfg)
         if privacy is not None:
             return self._fit_private(
                 x, privacy, held_out=held_out, checkpoint=checkpoint, progress=progress
             )
-        run = fingerprint(x, cfg) if checkpoint is not None else ""
+        run = fingerprint(x, cfg, negatives=negatives) if checkpoint is not None else ""
         # eq. (6) statistics from the held-out rows when there are any, else the training rows
         calibration = x[held_out] if len(held_out) else x
         x = x[train_rows]
@@ -191,9 +199,11 @@ class OneClassAutoencoder:
         for _ in range(state.epoch):
             advance("resumed")
         data = x.to(self.device)
+        if negatives is not None:
+            negatives = negatives.to(self.device)
         net.train()
         for epoch in range(state.epoch, cfg.epochs):
-            state.epoch_loss.append(_train_epoch(state, data, cfg))
+            state.epoch_loss.append(_train_epoch(state, data, cfg, negatives))
             state.epoch = epoch + 1
             logger.debug("epoch %d/%d loss %.4f", state.epoch, cfg.epochs, state.epoch_loss[-1])
             if checkpoint is not None:
@@ -364,8 +374,14 @@ class OneClassAutoencoder:
         return cls.from_bytes(path.read_bytes(), source=str(path), device=device)
 
 
-def _train_epoch(state: TrainingState, data: torch.Tensor, cfg: AutoencoderConfig) -> float:
-    """One pass over ``data`` in a shuffled order; the mean BCE per sample (eq. 4)."""
+def _train_epoch(
+    state: TrainingState,
+    data: torch.Tensor,
+    cfg: AutoencoderConfig,
+    negatives: torch.Tensor | None = None,
+) -> float:
+    """One pass over ``data`` in a shuffled order; the mean BCE per sample (eq. 4), without the
+    hinge on ``negatives`` (outlier exposure) when there are any."""
     device = data.device
     order = torch.randperm(len(data), generator=state.generator).to(device)
     total = 0.0
@@ -375,11 +391,15 @@ def _train_epoch(state: TrainingState, data: torch.Tensor, cfg: AutoencoderConfi
         if cfg.input_noise > 0:
             noise = torch.randn(batch.shape, generator=state.generator).to(device)
             inputs = (batch + cfg.input_noise * noise).clamp(0.0, 1.0)
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            state.net(inputs), batch, reduction="sum"
-        )
+        logits = state.net(inputs)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, batch, reduction="sum")
+        objective = loss / len(batch)
+        if negatives is not None:
+            objective = objective + negative_hinge(
+                state.net, batch, logits, negatives, config=cfg, generator=state.generator
+            )
         state.optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
+        objective.backward()
         state.optimizer.step()
         total += loss.item()
     return total / len(data)

@@ -45,15 +45,23 @@ class TrainingState:
     epoch_loss: list[float] = field(default_factory=list)  # mean BCE per sample of each epoch
 
 
-def fingerprint(x: torch.Tensor, config: AutoencoderConfig) -> str:
-    """SHA-256 of the training features and of every config field except ``epochs``.
+def fingerprint(
+    x: torch.Tensor, config: AutoencoderConfig, *, negatives: torch.Tensor | None = None
+) -> str:
+    """SHA-256 of the training features (and negatives), and of every config field except
+    ``epochs``.
 
-    ``calibration_fraction`` enters only when set, so checkpoints written before the field existed
-    (paper statistics, 0) still resume."""
+    ``calibration_fraction`` and the outlier-exposure fields enter only when set, so checkpoints
+    written before those fields existed (paper statistics, no negatives) still resume."""
     digest = hashlib.sha256(x.detach().cpu().numpy().tobytes())
+    if negatives is not None:
+        digest.update(negatives.detach().cpu().numpy().tobytes())
     fields = {k: v for k, v in config.to_dict().items() if k != "epochs"}
     if not fields.get("calibration_fraction"):
         fields.pop("calibration_fraction", None)
+    if not fields.get("negative_weight"):
+        fields.pop("negative_weight", None)
+        fields.pop("negative_margin", None)
     digest.update(json.dumps(fields, sort_keys=True).encode())
     return digest.hexdigest()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR, model_defaults
@@ -12,6 +13,9 @@ OPTIMIZER_NAMES = ("adadelta", "adam")
 # Held-out share of a user's images for mu and sigma: more than half would leave the model fewer
 # images to learn from than to be judged on.
 CALIBRATION_RANGE = (0.0, 0.5)
+# Outlier exposure (``negative_weight``): the hinge margin in standard deviations of the batch's
+# own distances; below 0 it would ask nothing of the negatives that the owner's images meet.
+NEGATIVE_MARGIN_RANGE = (0.0, 20.0)
 _DEFAULT = model_defaults(DEFAULT_FEATURE_EXTRACTOR)  # the field defaults below
 
 
@@ -40,6 +44,12 @@ class AutoencoderConfig:
     # their distances; 0 = the paper: mu and sigma from the training images' distances, which
     # the model fits better than new images of the same owner.
     calibration_fraction: float = _DEFAULT.get("calibration_fraction", 0.0)
+    # Outlier exposure: weight lambda of a hinge that pushes a public negative set (images that
+    # are nobody's private data, passed to ``fit(negatives=...)``) out of the owner's interval:
+    # lambda * mean(relu(m - d_neg)) with m = mean + negative_margin * std of the batch's own
+    # distances. 0 = the paper: the owner's images only. mu and sigma stay the owner's.
+    negative_weight: float = _DEFAULT.get("negative_weight", 0.0)
+    negative_margin: float = _DEFAULT.get("negative_margin", 3.0)  # m in the owner's stds
     feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR  # name in imgprivacy.features.FEATURES
 
     def __post_init__(self) -> None:
@@ -69,6 +79,18 @@ class AutoencoderConfig:
                 f"calibration_fraction must be a number in [{low}, {high}] (0 = the paper's "
                 f"statistics from the training images, e.g. 0.2 holds out a fifth of the images "
                 f"to compute them), got {self.calibration_fraction!r}"
+            )
+        if not (_is_number(self.negative_weight) and self.negative_weight >= 0):
+            problems.append(
+                f"negative_weight must be a number >= 0 (0 = train on the owner's images only, "
+                f"e.g. 1.0 pushes the public negatives out of the interval), got "
+                f"{self.negative_weight!r}"
+            )
+        low, high = NEGATIVE_MARGIN_RANGE
+        if not (_is_number(self.negative_margin) and low <= self.negative_margin <= high):
+            problems.append(
+                f"negative_margin must be a number in [{low}, {high}] (standard deviations of "
+                f"the owner's distances, e.g. 3.0), got {self.negative_margin!r}"
             )
         if problems:
             raise InvalidInputError([f"Invalid AutoencoderConfig: {p}" for p in problems])
@@ -101,6 +123,7 @@ class AutoencoderConfig:
             weight_decay=0.0,
             input_noise=0.0,
             calibration_fraction=0.0,
+            negative_weight=0.0,
             epochs=50,
             batch_size=128,
         )
@@ -130,3 +153,7 @@ class AutoencoderConfig:
                 f"Unknown AutoencoderConfig fields {unknown}; known fields: {sorted(known)}."
             )
         return cls(**values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

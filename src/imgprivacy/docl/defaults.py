@@ -22,6 +22,10 @@ No extractor's default holds images out for mu and sigma (``calibration_fraction
 paper's statistics of the training images): held-out statistics were measured worse on MNIST and
 CIFAR-10 (docs/results.md, "Held-out calibration of mu and sigma").
 
+No extractor's default trains against the public negative set either (``negative_weight`` stays
+0). On MNIST it was measured better (docs/results.md, "Outlier exposure"), but every fit of a
+default model would then need the negative set passed in.
+
 Nothing here imports torch.
 """
 

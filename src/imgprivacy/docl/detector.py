@@ -63,6 +63,8 @@ CONFIG_PARAMS = (
     "seed",
     "feature_extractor",
     "calibration_fraction",
+    "negative_weight",
+    "negative_margin",
 )
 
 
@@ -76,7 +78,7 @@ class OneClassAutoencoderDetector(OutlierMixin, BaseEstimator):
     Parameters
     ----------
     hidden_dim, layer_widths, epochs, batch_size, optimizer, learning_rate, weight_decay, \
-input_noise, seed, feature_extractor, calibration_fraction
+input_noise, seed, feature_extractor, calibration_fraction, negative_weight, negative_margin
         The :class:`~imgprivacy.docl.config.AutoencoderConfig` fields of the same names, with the
         same defaults; they are validated by ``fit``.
     alpha
@@ -135,6 +137,8 @@ input_noise, seed, feature_extractor, calibration_fraction
         seed: int = _DEFAULT.seed,
         feature_extractor: str = _DEFAULT.feature_extractor,
         calibration_fraction: float = _DEFAULT.calibration_fraction,
+        negative_weight: float = _DEFAULT.negative_weight,
+        negative_margin: float = _DEFAULT.negative_margin,
         alpha: float = 1.0,
         rescale: bool = False,
         device: str = "cpu",
@@ -150,6 +154,8 @@ input_noise, seed, feature_extractor, calibration_fraction
         self.seed = seed
         self.feature_extractor = feature_extractor
         self.calibration_fraction = calibration_fraction
+        self.negative_weight = negative_weight
+        self.negative_margin = negative_margin
         self.alpha = alpha
         self.rescale = rescale
         self.device = device
@@ -189,10 +195,13 @@ input_noise, seed, feature_extractor, calibration_fraction
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         progress: ProgressFactory | None = None,
+        negatives=None,
     ) -> OneClassAutoencoderDetector:
         """Train the autoencoder on ``X`` of shape (n_samples, n_features); ``y`` is ignored.
 
-        ``checkpoint``, ``resume`` and ``progress`` are passed to :meth:`OneClassAutoencoder.fit`.
+        ``checkpoint``, ``resume`` and ``progress`` are passed to :meth:`OneClassAutoencoder.fit`,
+        and so are ``negatives`` (with ``negative_weight > 0``; mapped like ``X`` and clipped to
+        [0, 1] with ``rescale``).
 
         Raises
         ------
@@ -208,7 +217,16 @@ input_noise, seed, feature_extractor, calibration_fraction
             span = X.max(axis=0) - low
             span = np.where(span > 0, span, 1.0)  # a constant feature maps to 0
         model = OneClassAutoencoder(config, device=self.device)
-        model.fit(_to_tensor(X, low, span), checkpoint=checkpoint, resume=resume, progress=progress)
+        if negatives is not None:
+            negatives = _to_tensor(np.asarray(negatives, dtype=np.float64), low, span)
+            negatives = negatives.clamp(0.0, 1.0) if self.rescale else negatives
+        model.fit(
+            _to_tensor(X, low, span),
+            negatives=negatives,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+        )
         self.feature_min_, self.feature_range_ = low, span
         self._set_fitted(model, n_features=X.shape[1])
         return self

@@ -116,9 +116,9 @@ def autoencoder_from_bytes(
 def _with_format_defaults(values: object) -> object:
     """Config fields that older files lack, at the value those files were trained with (not
     today's default): files written before held-out calibration computed mu and sigma from the
-    training images."""
+    training images, and before outlier exposure without negatives."""
     if isinstance(values, dict):
-        return {"calibration_fraction": 0.0, **values}
+        return {"calibration_fraction": 0.0, "negative_weight": 0.0, **values}
     return values
 
 

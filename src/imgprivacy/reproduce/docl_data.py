@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from imgprivacy.data import load_fashion_mnist, load_mnist
+from imgprivacy.data import load_fashion_mnist, load_mnist, public_negative_images
 from imgprivacy.features import get_extractor
 
 
@@ -25,6 +25,8 @@ class DoclData:
     public_x: torch.Tensor  # (P, D) non-sensitive uploads (acceptance rate)
     public_name: str  # what the non-sensitive images are
     feature_extractor: str
+    # (Q, D) the provider's public negative set, for configs with negative_weight > 0
+    negatives_x: torch.Tensor | None = None
 
     @property
     def input_dim(self) -> int:
@@ -47,9 +49,12 @@ def mnist_experiment(
     public_count: int | None = None,
     feature_extractor: str = "pixels",
     seed: int = 0,
+    negative_count: int | None = None,
 ) -> DoclData:
     """The paper's MNIST setting: 10 users, one digit each, raw pixels (or another extractor);
-    Fashion-MNIST test images as the non-sensitive uploads. ``None`` keeps every image."""
+    Fashion-MNIST test images as the non-sensitive uploads. ``None`` keeps every image.
+    ``negative_count`` adds that many images of the provider's public negative set
+    (:func:`~imgprivacy.data.public_negative_images`: Fashion-MNIST training images and noise)."""
     rng = np.random.default_rng(seed)
     extractor = get_extractor(feature_extractor)
     train = load_mnist("train", data_dir=data_dir)
@@ -69,4 +74,9 @@ def mnist_experiment(
         public_x=extractor.transform(public.images),
         public_name="Fashion-MNIST test images",
         feature_extractor=extractor.name,
+        negatives_x=None
+        if negative_count is None
+        else extractor.transform(
+            public_negative_images(count=negative_count, seed=seed, data_dir=data_dir)
+        ),
     )

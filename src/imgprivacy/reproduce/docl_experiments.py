@@ -33,14 +33,17 @@ def train_class_models(
     classes: Sequence[int],
     *,
     config: AutoencoderConfig,
+    negatives: torch.Tensor | None = None,
     device: str = "cpu",
     progress: Advance | None = None,
 ) -> list[OneClassAutoencoder]:
-    """One autoencoder per class, trained on that class's rows only (user i owns class i)."""
+    """One autoencoder per class, trained on that class's rows only (user i owns class i);
+    against ``negatives`` when ``config.negative_weight > 0``."""
     models = []
+    negatives = negatives if config.negative_weight > 0 else None
     for cls in classes:
         rows = features[torch.as_tensor(np.asarray(labels) == cls)]
-        models.append(OneClassAutoencoder(config, device=device).fit(rows))
+        models.append(OneClassAutoencoder(config, device=device).fit(rows, negatives=negatives))
         logger.info(
             "trained %s on %d images: mu=%.3f sigma=%.3f",
             user_name(cls),
@@ -103,6 +106,7 @@ def adversary_matrix(
     classes: Sequence[int],
     config: AutoencoderConfig,
     guards: dict[str, Guard],
+    negatives: torch.Tensor | None = None,
     device: str = "cpu",
     progress: Advance | None = None,
 ) -> dict[str, np.ndarray]:
@@ -112,8 +116,10 @@ def adversary_matrix(
     uploads v's test images. Entry [a, v] is the fraction the Guard blocks; the diagonal (a user
     uploading their own images with an honest model) is the owner's blocked fraction. Guards with
     the breadth gate get every model's breadth on all test images (the public reference, as the
-    service's probe digits), the adversary's model included.
+    service's probe digits), the adversary's model included. Adversaries train as users do
+    (against ``negatives`` when ``config.negative_weight > 0``).
     """
+    negatives = negatives if config.negative_weight > 0 else None
     n = len(classes)
     result = {name: np.zeros((n, n)) for name in guards}
     gated = any(guard.breadth_ratio is not None for guard in guards.values())
@@ -126,7 +132,9 @@ def adversary_matrix(
             reference = test_scores
             if a != v:
                 mask = torch.as_tensor(np.isin(train_labels, [adversary, victim]))
-                attack = OneClassAutoencoder(config, device=device).fit(train_features[mask])
+                attack = OneClassAutoencoder(config, device=device).fit(
+                    train_features[mask], negatives=negatives
+                )
                 victim_scores = with_replaced_model(victim_scores, a, attack, test_features[rows])
                 if gated:  # the adversary's breadth: its claims on every test image
                     reference = with_replaced_model(test_scores, a, attack, test_features)

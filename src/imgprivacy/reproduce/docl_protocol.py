@@ -73,7 +73,13 @@ def evaluate_configuration(
     step = progress(f"{label}: train users", len(classes))
     start = time.perf_counter()
     models = train_class_models(
-        data.train_x, data.train_y, classes, config=config, device=settings.device, progress=step
+        data.train_x,
+        data.train_y,
+        classes,
+        config=config,
+        negatives=data.negatives_x,
+        device=settings.device,
+        progress=step,
     )
     train_seconds = time.perf_counter() - start
 
@@ -144,6 +150,7 @@ def evaluate_configuration(
             classes=classes,
             config=attack_config,
             guards=guards,
+            negatives=data.negatives_x,
             device=settings.device,
             progress=step,
         )
