@@ -66,3 +66,16 @@ def test_the_readme_names_the_default_model():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert f"by default `{DEFAULT_FEATURE_EXTRACTOR}`" in readme
     assert readme.count(model_shape(DEFAULT_FEATURE_EXTRACTOR)) >= 2  # prose and the example
+
+
+def test_the_readme_example_uses_the_services_guard_point(monkeypatch):
+    from imgprivacy.service.settings import ServiceSettings
+
+    for name in ("IMGPRIVACY_ALPHA", "IMGPRIVACY_MARGIN", "IMGPRIVACY_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ServiceSettings()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = (
+        f'Guard(policy="{settings.policy}", alpha={settings.alpha:g}, margin={settings.margin:.1f})'
+    )
+    assert example in readme
