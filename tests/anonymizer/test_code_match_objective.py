@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from imgprivacy.anonymizer.code_match import CodeMatchAnonymizer
+from imgprivacy.anonymizer.code_match import CodeMatchAnonymizer, identity_whiteners
 from imgprivacy.anonymizer.code_match_objectives import (
     balanced_assignments,
     smooth_warp,
@@ -115,3 +115,15 @@ def test_objective_options_round_trip(tmp_path):
     assert np.array_equal(
         loaded.transform(IMAGES, identities=IDENTITY), model.transform(IMAGES, identities=IDENTITY)
     )
+
+
+def test_whitening_ridge_is_the_configured_one():
+    config = CONFIG.replace(whiten=True, whiten_ridge=2.0)
+    model = CodeMatchAnonymizer(config).fit(IMAGES, IDENTITY)
+    x = torch.as_tensor(IMAGES.reshape(36, -1) / 255.0).float()
+    codes, ids = model._encode(x), torch.as_tensor(IDENTITY)
+    maps = model.substitution_.query_maps_
+    assert torch.allclose(maps, identity_whiteners(codes, ids, 3, ridge=2.0), atol=1e-5)
+    assert not torch.allclose(maps, identity_whiteners(codes, ids, 3, ridge=0.01), atol=1e-3)
+    with pytest.raises(InvalidInputError, match="whiten_ridge must be a finite number > 0"):
+        CONFIG.replace(whiten_ridge=0.0)

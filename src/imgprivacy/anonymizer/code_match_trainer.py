@@ -53,6 +53,9 @@ class CodeMatchConfig:
     target_identity: int = 0  # identity index whose training images are released
     whiten: bool = False  # remove each identity's full code covariance (ZCA whitening per
     # identity) instead of its per-dimension spread before the nearest-image search
+    whiten_ridge: float = 0.01  # added to every identity's covariance diagonal before whitening
+    # (the codes are batch-normalised, unit variance over all identities): larger values
+    # whiten the weak directions less
     lam: float = 0.0  # weight of eq. (12)'s gap against an identity adversary on the code
     epochs: int = 15  # training epochs
     batch_size: int = 128  # images per update (each gives two views)
@@ -75,6 +78,9 @@ class CodeMatchConfig:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
             problems.append(f"lam must be a finite number >= 0, got {self.lam!r}")
+        ridge = self.whiten_ridge
+        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge > 0):
+            problems.append(f"whiten_ridge must be a finite number > 0, got {ridge!r}")
         if self.negatives not in NEGATIVES:
             problems.append(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if not isinstance(self.prototypes, int) or self.prototypes < 0:
