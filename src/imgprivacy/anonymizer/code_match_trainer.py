@@ -4,7 +4,11 @@ The encoder learns, without any label, to give two nuisance-augmented views of t
 same code and different images different codes (instance discrimination with the NT-Xent loss of
 SimCLR, Chen et al. 2020). With pose, light and noise drawn away by the augmentations
 (:class:`~imgprivacy.anonymizer.augment.NuisanceAugment`), what tells faces apart is the identity
-and the expression. Optionally (``lam`` > 0) the eq. (12) game against an identity adversary on
+and the expression. With ``negatives="identity"`` an image competes only with images of its own
+identity (the identity label, never the expression), so the code must tell apart what varies
+within an identity. Optional terms (:mod:`~imgprivacy.anonymizer.code_match_objectives`): smooth
+warps among the augmentations (``warp``) and SwAV-like prototypes shared by the identities
+(``prototypes``). Optionally (``lam`` > 0) the eq. (12) game against an identity adversary on
 the code removes the identity during training as well; the model then standardises codes per
 identity (:mod:`~imgprivacy.anonymizer.code_match`).
 """
