@@ -58,7 +58,7 @@ from imgprivacy.safetensors_io import tensor_problems
 
 CODE_MATCH_FORMAT = CODE_MATCH_FILE.name
 STATS = ("code_means", "code_stds", "identity_weights", "identity_bias")
-WHITENING_RIDGE = 1e-2  # added to every covariance's diagonal (the codes are batch-normalised)
+WHITENING_RIDGE = 1e-2  # the default CodeMatchConfig.whiten_ridge
 
 
 def identity_whiteners(
@@ -188,7 +188,9 @@ class CodeMatchAnonymizer:
         method = CodeNearestSubstitution(target_identity=target)
         if self.config.whiten:  # queries are centred codes; the substitution whitens them
             codes, ids = self._encode(x), torch.as_tensor(identity)
-            whiteners = identity_whiteners(codes, ids, self.config.n_private)
+            whiteners = identity_whiteners(
+                codes, ids, self.config.n_private, ridge=self.config.whiten_ridge
+            )
 
             def whitened(pixels: torch.Tensor) -> torch.Tensor:
                 return (self._encode(pixels) - self.code_means_[target]) @ whiteners[target]

@@ -4,7 +4,11 @@ The encoder learns, without any label, to give two nuisance-augmented views of t
 same code and different images different codes (instance discrimination with the NT-Xent loss of
 SimCLR, Chen et al. 2020). With pose, light and noise drawn away by the augmentations
 (:class:`~imgprivacy.anonymizer.augment.NuisanceAugment`), what tells faces apart is the identity
-and the expression. Optionally (``lam`` > 0) the eq. (12) game against an identity adversary on
+and the expression. With ``negatives="identity"`` an image competes only with images of its own
+identity (the identity label, never the expression), so the code must tell apart what varies
+within an identity. Optional terms (:mod:`~imgprivacy.anonymizer.code_match_objectives`): smooth
+warps among the augmentations (``warp``) and SwAV-like prototypes shared by the identities
+(``prototypes``). Optionally (``lam`` > 0) the eq. (12) game against an identity adversary on
 the code removes the identity during training as well; the model then standardises codes per
 identity (:mod:`~imgprivacy.anonymizer.code_match`).
 """
@@ -21,12 +25,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from imgprivacy.anonymizer.augment import NuisanceAugment
+from imgprivacy.anonymizer.code_match_objectives import smooth_warp, swapped_prototype_loss
 from imgprivacy.anonymizer.epoch_loop import run_shuffled_epoch, train_remaining_epochs
 from imgprivacy.anonymizer.losses import anonymizer_loss, private_loss
 from imgprivacy.anonymizer.networks import classifier
 from imgprivacy.anonymizer.swap_networks import SwapEncoder
 from imgprivacy.anonymizer.trainer import AdversarialHistory, frozen
 from imgprivacy.errors import InvalidInputError
+
+NEGATIVES = ("all", "identity")  # CodeMatchConfig.negatives
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,20 @@ class CodeMatchConfig:
     code_dim: int = 64  # size of the code the nearest neighbour is searched in
     projection_dim: int = 64  # output of the projection head the contrastive loss sees
     temperature: float = 0.2  # NT-Xent temperature
+    negatives: str = "all"  # NT-Xent negatives: "all" other images of the batch, or only those
+    # of the anchor's own "identity" (the code must then tell apart what differs within one)
+    prototypes: int = 0  # > 0: also a swapped-prediction loss (SwAV-like) on that many
+    # prototypes shared by every identity, each code centred on its identity's batch mean and
+    # every identity's batch spread evenly over the prototypes; 0: none
+    prototype_weight: float = 1.0  # weight of that loss beside NT-Xent
+    warp: float = 0.0  # amplitude in pixels of a smooth random displacement field added to
+    # the augmentations (small face-shape changes then count as nuisance too); 0: none
     target_identity: int = 0  # identity index whose training images are released
     whiten: bool = False  # remove each identity's full code covariance (ZCA whitening per
     # identity) instead of its per-dimension spread before the nearest-image search
+    whiten_ridge: float = 0.01  # added to every identity's covariance diagonal before whitening
+    # (the codes are batch-normalised, unit variance over all identities): larger values
+    # whiten the weak directions less
     lam: float = 0.0  # weight of eq. (12)'s gap against an identity adversary on the code
     epochs: int = 15  # training epochs
     batch_size: int = 128  # images per update (each gives two views)
@@ -64,6 +82,20 @@ class CodeMatchConfig:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
             problems.append(f"lam must be a finite number >= 0, got {self.lam!r}")
+        ridge = self.whiten_ridge
+        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge > 0):
+            problems.append(f"whiten_ridge must be a finite number > 0, got {ridge!r}")
+        if self.negatives not in NEGATIVES:
+            problems.append(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if not isinstance(self.prototypes, int) or self.prototypes < 0:
+            problems.append(f"prototypes must be an integer >= 0, got {self.prototypes!r}")
+        weight = self.prototype_weight
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            problems.append(f"prototype_weight must be a finite number >= 0, got {weight!r}")
+        if not (
+            isinstance(self.warp, (int, float)) and math.isfinite(self.warp) and self.warp >= 0
+        ):
+            problems.append(f"warp must be a finite number >= 0 (pixels), got {self.warp!r}")
         if not isinstance(self.whiten, bool):
             problems.append(f"whiten must be True or False, got {self.whiten!r}")
         if not isinstance(self.target_identity, int) or isinstance(self.target_identity, bool):
@@ -92,18 +124,34 @@ class CodeMatchConfig:
         return cls(**values)
 
 
-def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
+def nt_xent(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    temperature: float,
+    *,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The NT-Xent loss: row i of ``first`` must pick row i of ``second`` among all 2B - 1 rows.
+
+    With ``groups`` (B,), only the rows of row i's own group compete (negatives drawn within a
+    group, e.g. one identity).
 
     Examples
     --------
     >>> a = torch.eye(3)
     >>> float(nt_xent(a, a, 0.1)) < 1e-3  # matching views are found with certainty
     True
+    >>> b = torch.tensor([[1.0, 0], [1, 0], [0, 1]])  # rows 0 and 1 cannot be told apart
+    >>> groups = torch.tensor([0, 1, 1])  # ... unless they are kept apart
+    >>> float(nt_xent(b, b, 0.1)) > 0.6, float(nt_xent(b, b, 0.1, groups=groups)) < 1e-3
+    (True, True)
     """
     views = F.normalize(torch.cat([first, second]), dim=1)
     similarity = views @ views.T / temperature
     similarity.fill_diagonal_(float("-inf"))
+    if groups is not None:
+        both = torch.cat([groups, groups]).to(views.device)
+        similarity = similarity.masked_fill(both[:, None] != both[None, :], float("-inf"))
     n = len(first)
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(views.device)
     return F.cross_entropy(similarity, partner)
@@ -122,6 +170,8 @@ class CodeMatchNetworks(nn.Module):
             nn.Linear(2 * c.projection_dim, c.projection_dim),
         )
         self.adversary = classifier(c.code_dim, 256, c.n_private, 0.2)
+        if c.prototypes > 0:  # created last: the other networks start as without prototypes
+            self.prototypes = nn.Parameter(torch.randn(c.prototypes, c.code_dim))
 
 
 def build_code_match_networks(config: CodeMatchConfig) -> CodeMatchNetworks:
@@ -140,6 +190,8 @@ class CodeMatchTrainer:
         self.prior = prior.to(device)
         self.nets = build_code_match_networks(config).to(device)
         coder = [*self.nets.encoder.parameters(), *self.nets.head.parameters()]
+        if config.prototypes > 0:
+            coder.append(self.nets.prototypes)
         self.optimizers = {
             "encoder": torch.optim.Adam(coder, lr=config.lr),
             "adversary": torch.optim.Adam(self.nets.adversary.parameters(), lr=config.lr),
@@ -155,6 +207,17 @@ class CodeMatchTrainer:
         loss.backward()
         optimizer.step()
 
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
+        view = self.augment(x, generator=self.generator)
+        if self.config.warp > 0:
+            view = smooth_warp(
+                view,
+                image_size=self.config.image_size,
+                amplitude=self.config.warp,
+                generator=self.generator,
+            )
+        return view
+
     def adversary_step(self, x: torch.Tensor, identity: torch.Tensor) -> dict[str, float]:
         """Eq. (14) on the code of one augmented view (encoder frozen)."""
         with torch.no_grad(), frozen(self.nets.encoder):
@@ -167,11 +230,16 @@ class CodeMatchTrainer:
         self, x: torch.Tensor, identity: torch.Tensor, *, lam: float
     ) -> dict[str, float]:
         """NT-Xent between two augmented views (+ lam * eq. (12)'s gap on their codes)."""
-        nets = self.nets
-        first = nets.encoder(self.augment(x, generator=self.generator))
-        second = nets.encoder(self.augment(x, generator=self.generator))
-        loss = nt_xent(nets.head(first), nets.head(second), self.config.temperature)
+        nets, cfg = self.nets, self.config
+        first = nets.encoder(self._view(x))
+        second = nets.encoder(self._view(x))
+        groups = identity if cfg.negatives == "identity" else None
+        loss = nt_xent(nets.head(first), nets.head(second), cfg.temperature, groups=groups)
         losses = {"nt_xent": loss.item()}
+        if cfg.prototypes > 0:
+            swapped = swapped_prototype_loss(first, second, nets.prototypes, groups=identity)
+            loss = loss + cfg.prototype_weight * swapped
+            losses["prototypes"] = swapped.item()
         if lam > 0:
             with frozen(nets.adversary):
                 parts = anonymizer_loss(
