@@ -67,7 +67,7 @@ class WarpGameConfig:
     # 100 on validation (seeds 0-2): a pool of 250 is most of a cluster, outer members included,
     # and an impure cluster's outer members show another digit; 100 keeps 0.4-1.3 validation
     # digit points that 250 lost, at realism (forest) 74.6% against 60.8% (aim <= 80%)
-    # (docs/anonymizer.md)
+    # (docs/results.md, pen-digits)
     seed: int = 0  # seeds initialisation, shuffling, dropout and the clustering
 
     def __post_init__(self) -> None:
