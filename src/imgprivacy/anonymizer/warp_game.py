@@ -65,9 +65,9 @@ class WarpGameConfig:
     pool_size: int = 100  # central training images per cluster a released image is drawn from
     # (1 = the cluster's medoid; files written before this field existed released medoids).
     # 100 on validation (seeds 0-2): a pool of 250 is most of a cluster, outer members included,
-    # and an impure cluster's outer members show another digit; 100 keeps 0.4-1.3 validation
-    # digit points that 250 lost, at realism (forest) 74.6% against 60.8% (aim <= 80%)
-    # (docs/results.md, pen-digits)
+    # and an impure cluster's outer members show another digit; with 100, 0.4-1.3 points more
+    # of a validation image's pool shows its digit, at realism (forest) 74.6% against 60.8%
+    # (aim <= 80%); on test +0.1-0.4 digit points (docs/results.md, pen-digits)
     seed: int = 0  # seeds initialisation, shuffling, dropout and the clustering
 
     def __post_init__(self) -> None:
