@@ -61,6 +61,29 @@ def test_lambda_zero_leaves_the_warp_at_the_identity_and_lambda_one_moves_it():
     assert set(moved.history[-1]) >= {"warp_gap", "warp_private", "refresh_accuracy"}
 
 
+def test_average_epochs_releases_the_mean_of_the_last_epochs_warps():
+    images, writers = _slanted(64)
+    x = torch.as_tensor(images.reshape(64, -1) / 255.0, dtype=torch.float32)
+    z = torch.as_tensor(writers)
+    config = WarpGameConfig(**{**TINY, "epochs": 3}, n_private=2, lam=1.0, lr=1e-2)
+    prior = torch.tensor([0.5, 0.5])
+    stepped = WarpGameTrainer(config, prior=prior)
+    states = []
+    for _ in range(3):
+        stepped.run_epoch(x, z)
+        states.append({k: v.clone() for k, v in stepped.warp.state_dict().items()})
+    averaged = WarpGameTrainer(config.replace(average_epochs=2), prior=prior)
+    averaged.fit(x, z)
+    for key, value in averaged.warp.state_dict().items():
+        assert torch.allclose(value, (states[1][key] + states[2][key]) / 2, atol=1e-6), key
+    assert not torch.allclose(states[1]["net.2.bias"], states[2]["net.2.bias"])
+    last = WarpGameTrainer(config.replace(average_epochs=1), prior=prior)
+    last.fit(x, z)
+    assert torch.equal(last.warp.state_dict()["net.2.bias"], states[2]["net.2.bias"])
+    with pytest.raises(InvalidInputError, match="average_epochs must be an integer >= 0"):
+        config.replace(average_epochs=-1)
+
+
 def test_config_lists_every_problem():
     with pytest.raises(InvalidInputError, match="epochs must be an integer >= 0.*lam must be"):
         WarpGameConfig(epochs=-1, lam=float("nan"))
@@ -168,3 +191,26 @@ def test_spectral_clusters_also_follow_the_papers_autoencoder(tmp_path):
     assert len(np.unique(released.reshape(len(released), -1), axis=0)) <= 3
     again = Anonymizer.load(model.save(tmp_path / "a.safetensors"))
     assert np.array_equal(again.transform(images), released)
+
+
+def test_cluster_series_releases_what_the_fitted_clusters_transform():
+    from types import SimpleNamespace
+
+    from imgprivacy.reproduce.anonymizer_pendigits_frontier import cluster_series
+
+    images, writers = _slanted(60, seed=2)
+    noise = np.random.default_rng(3).integers(0, 40, size=images.shape, dtype=np.uint8)
+    images = np.maximum(images, noise)
+    data = SimpleNamespace(
+        images=images, writer=writers, digit=writers[::-1].copy(), split=np.arange(60) % 3
+    )
+    rows, fitted = cluster_series(
+        lambda x: x, data, label="pixels", counts=(3, 4), seed=0, pool_size=4
+    )
+    assert [row["n_prototypes"] for row in rows] == [3, 4]
+    x = torch.as_tensor(images.reshape(60, -1) / 255.0, dtype=torch.float32)
+    for row in rows:
+        released = fitted[row["n_prototypes"]].transform(x).numpy().astype(np.float32)
+        expected = np.abs(released - images.reshape(60, -1)).mean() / 255.0
+        assert row["distortion"] == pytest.approx(expected, rel=1e-6)
+        assert 0.0 <= row["val_writer"] <= 1.0 and 0.0 <= row["test_digit"] <= 1.0
