@@ -27,7 +27,7 @@ from imgprivacy.reports import anonymizer_figures
 from imgprivacy.reproduce.anonymizer_pendigits import sample_indices
 
 # the selected configuration of ``reproduce anonymizer-pendigits`` (docs/anonymizer.md)
-DEMO_CONFIG = WarpGameConfig(lam=1.0, n_prototypes=20, pool_size=250)
+DEMO_CONFIG = WarpGameConfig(lam=1.0, n_prototypes=20)  # the default release pool
 
 
 @dataclass(frozen=True)
