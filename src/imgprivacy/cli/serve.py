@@ -106,20 +106,9 @@ def serve(
 
 def load_settings(flags: dict):
     """The service settings from ``flags`` over the ``IMGPRIVACY_*`` environment."""
-    from pydantic import ValidationError
+    from imgprivacy.service.settings import load_settings as service_settings
 
-    from imgprivacy.service import ServiceSettings
-
-    try:
-        return ServiceSettings(**flags)
-    except ValidationError as exc:
-        raise InvalidInputError(
-            [
-                f"IMGPRIVACY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']} "
-                f"(got {e.get('input')!r})"
-                for e in exc.errors()
-            ]
-        ) from None
+    return service_settings(**flags)
 
 
 def check_settings(settings, *, workers: int = 1) -> None:
