@@ -16,74 +16,43 @@ a fitted model as safetensors with its config and statistics (:mod:`imgprivacy.d
 The scikit-learn / PyOD outlier-detector interface (``predict``, ``score_samples``, ...) is
 :class:`imgprivacy.docl.detector.OneClassAutoencoderDetector`, a thin estimator around this model.
 
+The network and its distance are :mod:`imgprivacy.docl.autoencoder_net`, the epochs
+:mod:`imgprivacy.docl.autoencoder_training`; this module is the model that holds them with its
+statistics.
+
 Score convention (everywhere in imgprivacy): the *distance* of an input to a model is its squared
 Euclidean reconstruction error, lower = closer to the owner's data.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from imgprivacy.docl.autoencoder_net import AutoencoderNet, seeded_net, squared_distances
+from imgprivacy.docl.autoencoder_training import OPTIMIZERS, TrainHistory, train_autoencoder
 from imgprivacy.docl.calibration import calibration_split, complement
-from imgprivacy.docl.checkpoint import (
-    TrainingState,
-    fingerprint,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from imgprivacy.docl.checkpoint import fingerprint
 from imgprivacy.docl.config import AutoencoderConfig
-from imgprivacy.docl.outlier_exposure import check_negatives, negative_hinge
+from imgprivacy.docl.outlier_exposure import check_negatives
 from imgprivacy.docl.private_budget import PrivacyBudget, PrivacyReport
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import DataNotFoundError, InvalidInputError, NotFittedError
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory, resolve
 
-logger = logging.getLogger(__name__)
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adadelta": torch.optim.Adadelta,
-    "adam": torch.optim.Adam,
-}
-
-
-class AutoencoderNet(nn.Module):
-    """Linear layers of sizes ``layer_dims`` with ReLU between them and none after the last.
-
-    ``forward`` returns the decoder's logits (callers apply the sigmoid). Parameters are named
-    ``layers.{i}.weight`` / ``layers.{i}.bias``; the paper's D -> M -> D has layers 0 and 1.
-    """
-
-    def __init__(self, layer_dims: list[int]):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.Linear(n_in, n_out) for n_in, n_out in zip(layer_dims[:-1], layer_dims[1:])
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        return self.layers[-1](x)
-
-
-@dataclass
-class TrainHistory:
-    """Mean BCE per sample (eq. 4) after each epoch."""
-
-    epoch_loss: list[float] = field(default_factory=list)
-
-
-def squared_distances(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """Eq. (6): sum over features of the squared difference, one value per row."""
-    return (x - reconstruction).square().sum(dim=1)
+# AutoencoderNet, squared_distances, OPTIMIZERS and TrainHistory have their homes beside this
+# module; they stay importable from here.
+__all__ = [
+    "OPTIMIZERS",
+    "AutoencoderNet",
+    "OneClassAutoencoder",
+    "TrainHistory",
+    "squared_distances",
+]
 
 
 class OneClassAutoencoder:
@@ -183,34 +152,17 @@ class OneClassAutoencoder:
         run = fingerprint(x, cfg, negatives=negatives) if checkpoint is not None else ""
         # eq. (6) statistics from the held-out rows when there are any, else the training rows
         calibration = x[held_out] if len(held_out) else x
-        x = x[train_rows]
-        net = _seeded_net(cfg).to(self.device)
-        state = TrainingState(
-            net=net,
-            optimizer=OPTIMIZERS[cfg.optimizer](
-                net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
-            ),
-            generator=torch.Generator().manual_seed(cfg.seed),
+        state = train_autoencoder(
+            x[train_rows],
+            config=cfg,
+            device=self.device,
+            negatives=negatives,
+            checkpoint=checkpoint,
+            run=run,
+            resume=resume,
+            progress=progress,
         )
-        if resume and Path(checkpoint).is_file():
-            restore_checkpoint(checkpoint, state, run=run, epochs=cfg.epochs)
-            logger.info("resuming from %s after epoch %d/%d", checkpoint, state.epoch, cfg.epochs)
-        advance = resolve(progress)("training autoencoder", cfg.epochs)
-        for _ in range(state.epoch):
-            advance("resumed")
-        data = x.to(self.device)
-        if negatives is not None:
-            negatives = negatives.to(self.device)
-        net.train()
-        for epoch in range(state.epoch, cfg.epochs):
-            state.epoch_loss.append(_train_epoch(state, data, cfg, negatives))
-            state.epoch = epoch + 1
-            logger.debug("epoch %d/%d loss %.4f", state.epoch, cfg.epochs, state.epoch_loss[-1])
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, state, run=run)
-            advance(f"loss {state.epoch_loss[-1]:.3f}")
-        net.eval()
-        self.net_ = net
+        self.net_ = state.net
         self.history_ = TrainHistory(state.epoch_loss)
         statistics_distances = self.distances(calibration)
         self.error_mean_ = float(statistics_distances.mean())
@@ -235,7 +187,7 @@ class OneClassAutoencoder:
                 "Differentially private training cannot be checkpointed or resumed (a resumed "
                 "run would spend its privacy budget twice): pass checkpoint=None."
             )
-        net = _seeded_net(self.config).to(self.device)
+        net = seeded_net(self.config).to(self.device)
         advance = resolve(progress)("training autoencoder (DP)", self.config.epochs)
         train_rows = complement(held_out, len(x))
         calibration = x[held_out].to(self.device) if len(held_out) else None
@@ -372,41 +324,3 @@ class OneClassAutoencoder:
         if not path.is_file():
             raise DataNotFoundError(f"Expected an autoencoder file at {path}, but there is none.")
         return cls.from_bytes(path.read_bytes(), source=str(path), device=device)
-
-
-def _train_epoch(
-    state: TrainingState,
-    data: torch.Tensor,
-    cfg: AutoencoderConfig,
-    negatives: torch.Tensor | None = None,
-) -> float:
-    """One pass over ``data`` in a shuffled order; the mean BCE per sample (eq. 4), without the
-    hinge on ``negatives`` (outlier exposure) when there are any."""
-    device = data.device
-    order = torch.randperm(len(data), generator=state.generator).to(device)
-    total = 0.0
-    for start in range(0, len(data), cfg.batch_size):
-        batch = data[order[start : start + cfg.batch_size]]
-        inputs = batch
-        if cfg.input_noise > 0:
-            noise = torch.randn(batch.shape, generator=state.generator).to(device)
-            inputs = (batch + cfg.input_noise * noise).clamp(0.0, 1.0)
-        logits = state.net(inputs)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, batch, reduction="sum")
-        objective = loss / len(batch)
-        if negatives is not None:
-            objective = objective + negative_hinge(
-                state.net, batch, logits, negatives, config=cfg, generator=state.generator
-            )
-        state.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        state.optimizer.step()
-        total += loss.item()
-    return total / len(data)
-
-
-def _seeded_net(cfg: AutoencoderConfig) -> AutoencoderNet:
-    """Initialise with a private generator so fitting never touches the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return AutoencoderNet(cfg.layer_dims)
