@@ -22,9 +22,7 @@ clusters it for several k, selects one configuration on the validation split and
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,6 @@ from imgprivacy.anonymizer.evaluate import STRONG_FAMILIES, AttackConfig, assess
 from imgprivacy.anonymizer.model import Anonymizer
 from imgprivacy.anonymizer.warp_game import WarpGameConfig
 from imgprivacy.data.pendigits import N_WRITERS, load_pendigits
-from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
 from imgprivacy.reports import anonymizer_figures
 from imgprivacy.reports.results import write_results
@@ -45,6 +42,12 @@ from imgprivacy.reproduce.anonymizer_pendigits_frontier import (
     frontier_figure,
     paper_rows,
     selected_rows,
+)
+from imgprivacy.reproduce.anonymizer_pendigits_sweep import (
+    lambda_tag,
+    output_spread,
+    run_lambda,
+    save_processed,
 )
 from imgprivacy.reproduce.anonymizer_pendigits_warp import release_warp_game
 from imgprivacy.reproduce.anonymizer_results import (
@@ -56,7 +59,21 @@ from imgprivacy.reproduce.anonymizer_results import (
     SweepRow,
 )
 
-logger = logging.getLogger(__name__)
+# one lambda's run (train, release, attack) lives in anonymizer_pendigits_sweep; its helpers
+# stay importable from here
+__all__ = [
+    "GOALS",
+    "SWEEP_LAMBDAS",
+    "SweepSettings",
+    "best_lambda",
+    "lambda_tag",
+    "output_spread",
+    "reproduce_anonymizer_pendigits",
+    "sample_indices",
+    "save_processed",
+    "summary_rows",
+    "write_figures",
+]
 
 SWEEP_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 # The paper gives Fig. 2 as a plot only; these are our goals for the best lambda.
@@ -115,28 +132,6 @@ class SweepSettings:
         )
 
 
-def lambda_tag(lam: float) -> str:
-    """``0.5`` -> ``"0.5"``, ``2.0`` -> ``"2"`` (used in file names)."""
-    return f"{lam:g}"
-
-
-def save_processed(
-    path: Path, images: np.ndarray, *, labels: dict[str, np.ndarray], split: np.ndarray
-) -> Path:
-    """Write ``images`` (uint8), each label array under its name and the split (0/1/2) as an
-    .npz, atomically (no pickle), so any other attacker can be run on them."""
-    import io
-
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        images=images.astype(np.uint8),
-        **{name: np.asarray(values).astype(np.int64) for name, values in labels.items()},
-        split=np.asarray(split).astype(np.uint8),
-    )
-    return write_atomic(path, buffer.getvalue())
-
-
 def sample_indices(data, *, seed: int, per_digit: int = 1) -> np.ndarray:
     """Test images to show: ``per_digit`` random ones of each digit, in digit order."""
     rng = np.random.default_rng(seed)
@@ -187,70 +182,25 @@ def reproduce_anonymizer_pendigits(
             progress=progress,
         )
 
+    raw_attack = dataclasses.replace(
+        settings.raw_attack or settings.attack, families=settings.raw_families
+    )
     sweep, processed_by_lambda, histories = [], {}, {}
     for lam in settings.lambdas:
-        tag = lambda_tag(lam)
-        t0 = time.perf_counter()
-        checkpoint = out / "checkpoints" / f"lambda_{tag}.ckpt"
-        if settings.shared_pretraining and not checkpoint.exists():
-            shutil.copyfile(pretrained, checkpoint)
-        anonymizer = Anonymizer(base_config.replace(lam=lam), device=device).fit(
-            data.images[train],
-            data.writer[train],
-            checkpoint=checkpoint,
-            resume=True,
-            progress=progress,
-        )
-        train_seconds = time.perf_counter() - t0
-        anonymizer.save(out / "models" / f"lambda_{tag}.safetensors")
-        processed = anonymizer.transform(data.images)
-        save_processed(
-            out / "anonymized" / f"lambda_{tag}.npz",
-            processed,
-            labels={"writer": data.writer, "digit": data.digit},
-            split=data.split,
-        )
-        t0 = time.perf_counter()
-        assessment = assess(
-            processed,
-            **labels,
-            config=settings.attack,
+        one = run_lambda(
+            data,
+            lam=lam,
+            config=base_config,
+            attack=settings.attack,
+            raw_attack=raw_attack,
+            out=out,
+            pretrained=pretrained if settings.shared_pretraining else None,
             device=device,
             progress=progress,
-            description=f"attackers at lambda={tag}",
         )
-        if anonymizer.config.n_prototypes > 0:
-            # what the autoencoder alone leaves, per attacker family: the paper's assessment
-            # network (the CNN) beside the strong families
-            before = assess(
-                anonymizer.transform(data.images, substitution=False),
-                **labels,
-                config=dataclasses.replace(
-                    settings.raw_attack or settings.attack, families=settings.raw_families
-                ),
-                device=device,
-                description=f"attackers before substitution at lambda={tag}",
-            )
-            autoencoder_only = before.to_dict()
-        else:
-            autoencoder_only = None
-        distortion = np.abs(processed.astype(np.float32) - data.images.astype(np.float32)) / 255.0
-        row: SweepRow = {
-            "lambda": lam,
-            **assessment.to_dict(),
-            "distortion": float(distortion.mean()),
-            "rmse": float(np.sqrt((distortion**2).mean())),
-            # mean over pixels of the std across images, in [0, 1]: 0 = one image for every
-            # input (collapse); the originals' is the result's original_spread
-            "output_spread": output_spread(processed),
-            "autoencoder_only": autoencoder_only,
-            "train_seconds": train_seconds,
-            "assess_seconds": time.perf_counter() - t0,
-        }
-        logger.info("lambda %s: %s", tag, row)
-        sweep.append(row)
-        processed_by_lambda[tag] = processed
-        histories[tag] = anonymizer.history_.epochs
+        sweep.append(one.row)
+        processed_by_lambda[lambda_tag(lam)] = one.processed
+        histories[lambda_tag(lam)] = one.history
 
     run = release_warp_game(
         data,
@@ -299,11 +249,6 @@ def reproduce_anonymizer_pendigits(
     results = dataclasses.replace(results, figures=figures, seconds=time.perf_counter() - started)
     write_results(results, out)
     return results
-
-
-def output_spread(images: np.ndarray) -> float:
-    """Mean over pixels of the standard deviation across images (uint8 input, result in [0, 1])."""
-    return float(images.reshape(len(images), -1).astype(np.float64).std(axis=0).mean() / 255.0)
 
 
 def best_lambda(sweep: list[SweepRow], original_digit_accuracy: float) -> BestLambda:
