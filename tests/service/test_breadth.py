@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from imgprivacy.docl import autoencoder_from_bytes
 from imgprivacy.service.breadth import breadth_of, stored_breadths
 from imgprivacy.service.probe import build_probe_set, probe_claims
-from tests.service.conftest import FEATURES, in_process_service, unique
+from tests.service.conftest import ADMIN, FEATURES, in_process_service, unique
 
 PROBES = {"probe_count": 200, "probe_seed": 0}  # as the test servers
 
@@ -128,3 +128,32 @@ def test_without_probes_breadth_is_unknown(tmp_path, honest_bytes):
         key = f"{name}/digit"
         assert stored_rows(state.settings.database_url)[key] == (None, None)
         assert math.isnan(state.guard.breadth_of([key]).item())  # never vouches
+
+
+def test_the_admin_model_list_shows_each_models_stored_breadth(
+    tmp_path, honest_bytes, honest_models, server_probes
+):
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    url = f"sqlite:///{tmp_path / 'listed.db'}"
+    with in_process_service(tmp_path, database_url=url, **PROBES) as service:
+        names = [unique("wide"), unique("unknown")]
+        for name, digit in zip(names, (0, 3)):
+            auth = {"Authorization": f"Bearer {service.register(name).json()['token']}"}
+            upload(service, auth, "digit", honest_bytes[digit])
+        engine = create_engine(url)  # as a model stored before breadths, not yet backfilled
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE guard_models SET breadth = NULL, breadth_alpha = NULL WHERE user_id = "
+                    "(SELECT id FROM users WHERE name = :n)"
+                ),
+                {"n": names[1]},
+            )
+        engine.dispose()
+        rows = service.request("GET", "/v1/admin/models", headers=admin).json()
+        listed = {r["owner"]: (r["breadth"], r["breadth_alpha"]) for r in rows}
+        expected = breadth_of(honest_models[0], server_probes, alpha=2.1)
+        assert listed[names[0]] == (pytest.approx(expected), 2.1)
+        assert listed[names[1]] == (None, None)
+        schema = service.request("GET", "/openapi.json").json()["components"]["schemas"]
+        assert {"breadth", "breadth_alpha"} <= set(schema["ModelRow"]["properties"])

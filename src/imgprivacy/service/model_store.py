@@ -60,6 +60,8 @@ def _info(model: GuardModel, owner: str, header: bytes | None = None) -> ModelIn
         updated_at=model.updated_at,
         dp_epsilon=dp_epsilon,
         dp_delta=dp_delta,
+        breadth=model.breadth,
+        breadth_alpha=model.breadth_alpha,
     )
 
 

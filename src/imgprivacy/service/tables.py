@@ -187,6 +187,9 @@ class ModelInfo:
     # A DP model's budget, read from its file's metadata (service.model_privacy); None otherwise.
     dp_epsilon: float | None = None
     dp_delta: float | None = None
+    # Share of the probe digits claimed at ``breadth_alpha`` (service.breadth); None when unknown.
+    breadth: float | None = None
+    breadth_alpha: float | None = None
 
     @property
     def key(self) -> str:

@@ -2,8 +2,9 @@
 ``approve_registrations``, approves or rejects new users; with ``quarantine_refused``, reviews the
 uploads that admission refused for their behaviour (approve: into the bank; reject: deleted).
 
-Even the admin sees no weights and no statistics through the API. User names in paths match
-without regard to case, as registration compares them (``Alice`` names the user ``alice``).
+Even the admin sees no weights and no statistics (mu, sigma) through the API; a model's row shows
+its stored breadth, what the Guard's breadth gate reads. User names in paths match without regard
+to case, as registration compares them (``Alice`` names the user ``alice``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class ModelRow(BaseModel):
     probe_claim: float
     revision: int
     updated_at: AwareDatetime  # UTC
+    # share of the service's probe digits the model claims at breadth_alpha (the Guard's alpha
+    # when measured), what the Guard's breadth gate reads; null when unknown (no probe digits)
+    breadth: float | None
+    breadth_alpha: float | None
 
 
 @router.get("/users", response_model=list[UserRow], responses=ADMIN_RESPONSES)
