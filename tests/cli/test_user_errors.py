@@ -274,7 +274,7 @@ def test_serve_lists_every_problem_at_once(serve_in):
         result,
         INPUT,
         "error: 2 problems:",
-        "alpha",
+        "IMGPRIVACY_ALPHA: Input should be in [0.5, 4.0] standard deviations",
         f"the folder of the SQLite database nowhere/s.db does not exist; create {folder / 'nowhere'}",
     )
     result = run("serve", "--data-dir", data, "--database-url", "nonsense")
@@ -293,6 +293,22 @@ def test_serve_reports_bad_environment_values(serve_in):
     result = run("serve", "--data-dir", data, env={"IMGPRIVACY_ALPHA": "wide"})
     assert_error(result, INPUT, "IMGPRIVACY_ALPHA: Input should be a valid number", "'wide'")
     assert started == []
+
+
+def test_serve_checks_the_guard_and_probe_values_with_everything_else(serve_in):
+    folder, data, started = serve_in
+    env = {"IMGPRIVACY_BREADTH_RATIO": "0.5", "IMGPRIVACY_PROBE_SEED": "-1"}
+    result = run("serve", "--data-dir", data, "--database-url", "sqlite:///nowhere/s.db", env=env)
+    assert_error(
+        result,
+        INPUT,
+        "error: 3 problems:",
+        "IMGPRIVACY_BREADTH_RATIO: Input should be greater than or equal to 1, got '0.5'",
+        "IMGPRIVACY_PROBE_SEED: Input should be an integer >= 0, or none for a secret one, "
+        "got '-1'",
+        "the folder of the SQLite database nowhere/s.db does not exist",
+    )
+    assert started == [] and sorted(p.name for p in folder.iterdir()) == ["data"]
 
 
 def test_serve_refuses_a_port_in_use(serve_in):

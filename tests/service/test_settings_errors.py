@@ -9,7 +9,7 @@ import pytest
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.service import create_app
 from imgprivacy.service.launcher import start_server
-from imgprivacy.service.settings import load_settings
+from imgprivacy.service.settings import ServiceSettings, load_settings, settings_and_problems
 from tests.service.conftest import fresh_database, server_env
 
 
@@ -33,6 +33,44 @@ def test_every_bad_value_is_listed_at_once(monkeypatch):
         "IMGPRIVACY_BANK",
     ]
     assert "greater than or equal to 1" in caught.value.problems[0]
+
+
+ALPHA_RANGE_MESSAGE = "Input should be in [0.5, 4.0] standard deviations (the paper uses [1, 2])"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("POLICY", "strict", "Input should be one of paper, any-other, exclude-uploader, margin"),
+        ("ALPHA", "9", ALPHA_RANGE_MESSAGE),
+        ("ALPHA", "nan", ALPHA_RANGE_MESSAGE),
+        ("MARGIN", "0.5", "Input should be at least 1, or none for the Guard's default"),
+        ("BREADTH_RATIO", "0.9", "Input should be greater than or equal to 1"),
+        ("PROBE_ALPHA", "-1", "Input should be a finite number of standard deviations > 0"),
+        ("PROBE_SEED", "-3", "Input should be an integer >= 0, or none for a secret one"),
+    ],
+)
+def test_bad_guard_and_probe_values_are_one_line_naming_the_variable(
+    monkeypatch, variable, value, expected
+):
+    monkeypatch.setenv(f"IMGPRIVACY_{variable}", value)
+    with pytest.raises(InvalidInputError) as caught:
+        load_settings()
+    assert caught.value.problems == [
+        f"IMGPRIVACY_{variable}: {expected}, got {value!r}; set it to a valid value or unset it "
+        "for the default"
+    ]
+
+
+def test_the_problems_come_with_the_other_values_kept(monkeypatch):
+    monkeypatch.setenv("IMGPRIVACY_ALPHA", "0.1")
+    monkeypatch.setenv("IMGPRIVACY_MARGIN", "none")
+    settings, problems = settings_and_problems(policy="paper", probe_seed=-1)
+    assert [p.split(":")[0] for p in problems] == ["IMGPRIVACY_ALPHA", "IMGPRIVACY_PROBE_SEED"]
+    fields = ServiceSettings.model_fields
+    assert settings.alpha == fields["alpha"].default and settings.probe_seed is None
+    assert settings.policy == "paper" and settings.margin is None  # the good values kept
+    assert settings_and_problems(policy="paper", alpha=2.5)[1] == []
 
 
 def test_none_turns_the_breadth_gate_off(monkeypatch):

@@ -2,9 +2,10 @@
 
 Flags are written to the ``IMGPRIVACY_*`` environment, which ``create_app()`` reads in every
 worker; a flag left out keeps the environment's (or the default) value. Before uvicorn starts,
-everything a worker needs at start-up is checked here (policy, feature extractor, probe images,
-database, address), so a wrong value ends with one message listing every problem, and nothing
-(no SQLite file) is left behind.
+every value is checked where the service checks it (``imgprivacy.service.settings``) and whatever
+else a worker needs at start-up here (feature extractor, probe images, database, address), so a
+wrong value ends with one message listing every problem, and nothing (no SQLite file) is left
+behind.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def serve(
         "ray_address": ray_address,
     }
     flags = {name: value for name, value in flags.items() if value is not None}
-    settings = load_settings(flags)
-    check_settings(settings, workers=workers)
+    settings, problems = settings_and_problems(flags)
+    check_settings(settings, workers=workers, problems=problems)
     check_address(host, port)
     for name, value in flags.items():
         os.environ[f"IMGPRIVACY_{name.upper()}"] = str(value)
@@ -111,18 +112,29 @@ def load_settings(flags: dict):
     return service_settings(**flags)
 
 
-def check_settings(settings, *, workers: int = 1) -> None:
+def settings_and_problems(flags: dict):
+    """As :func:`load_settings`, with the bad values' problems returned beside the settings
+    (each bad value replaced by its default) instead of raised."""
+    from imgprivacy.service.settings import settings_and_problems as service_settings
+
+    return service_settings(**flags)
+
+
+def check_settings(settings, *, workers: int = 1, problems: list[str] | None = None) -> None:
     """Every problem a worker would hit while starting, collected and raised at once.
+
+    The values themselves (policy, alpha, breadth ratio, probe settings, ...) are checked by
+    the service's ``load_settings``; ``problems`` are the ones it found.
 
     Raises
     ------
     InvalidInputError
-        Listing the problems: policy or alpha, feature extractor (its weights), probe images,
-        database URL, the bank (Ray installed; a cluster address for several workers).
+        Listing ``problems`` and what the settings do not find: the feature extractor (its
+        weights), probe images, database URL, the bank (Ray installed; a cluster address for
+        several workers).
     """
-    problems = []
+    problems = list(problems or [])
     checks = (
-        _check_guard,
         _check_extractor,
         _check_probe_images,
         _check_database,
@@ -135,13 +147,6 @@ def check_settings(settings, *, workers: int = 1) -> None:
             problems += getattr(exc, "problems", None) or [error_message(exc)]
     if problems:
         raise InvalidInputError(problems)
-
-
-def _check_guard(settings) -> None:
-    from imgprivacy.docl import Guard
-
-    margin = {} if settings.margin is None else {"margin": settings.margin}
-    Guard(policy=settings.policy, alpha=settings.alpha, **margin)
 
 
 def _check_bank(settings, *, workers: int) -> None:

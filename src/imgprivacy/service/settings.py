@@ -9,13 +9,16 @@ variable, what it expects and what it got. An optional setting is unset with the
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
+from imgprivacy.docl.guard import ALPHA_RANGE, POLICIES
 from imgprivacy.errors import InvalidInputError
 
 
@@ -130,6 +133,56 @@ class ServiceSettings(BaseSettings):
     # A check waits this long for every shard; past it the service answers 503 (Retry-After).
     ray_check_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # -- the Guard's and the probe check's rules, applied here so that a bad value is refused
+    # with the others, naming its variable, before any worker starts (the Guard checks them too)
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, policy: str) -> str:
+        if policy not in POLICIES:
+            raise PydanticCustomError(
+                "guard_policy", "Input should be one of {valid}", {"valid": ", ".join(POLICIES)}
+            )
+        return policy
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_in_range(cls, alpha: float) -> float:
+        low, high = ALPHA_RANGE
+        if not low <= alpha <= high:
+            raise PydanticCustomError(
+                "alpha_range",
+                "Input should be in [{low}, {high}] standard deviations (the paper uses [1, 2])",
+                {"low": low, "high": high},
+            )
+        return alpha
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_at_least_one(cls, margin: float | None) -> float | None:
+        if margin is not None and not margin >= 1:
+            raise PydanticCustomError(
+                "margin_range", "Input should be at least 1, or none for the Guard's default"
+            )
+        return margin
+
+    @field_validator("probe_alpha")
+    @classmethod
+    def _probe_alpha_positive(cls, probe_alpha: float) -> float:
+        if not (math.isfinite(probe_alpha) and probe_alpha > 0):
+            raise PydanticCustomError(
+                "probe_alpha_range", "Input should be a finite number of standard deviations > 0"
+            )
+        return probe_alpha
+
+    @field_validator("probe_seed")
+    @classmethod
+    def _probe_seed_not_negative(cls, seed: int | None) -> int | None:
+        if seed is not None and seed < 0:
+            raise PydanticCustomError(
+                "probe_seed_range", "Input should be an integer >= 0, or none for a secret one"
+            )
+        return seed
+
 
 def load_settings(**values) -> ServiceSettings:
     """The settings from ``values`` over the ``IMGPRIVACY_*`` environment.
@@ -140,13 +193,31 @@ def load_settings(**values) -> ServiceSettings:
         One line per bad value (joined by "; "): the variable, what it expects, what it got,
         and how to fix it.
     """
+    settings, problems = settings_and_problems(**values)
+    if problems:
+        raise InvalidInputError(problems)
+    return settings
+
+
+def settings_and_problems(**values) -> tuple[ServiceSettings, list[str]]:
+    """As :func:`load_settings`, but returning the problems (one line per bad value) beside the
+    settings with each bad value replaced by its default, so that a caller can check the rest
+    of the configuration too and report every problem at once (``imgprivacy serve``)."""
     try:
-        return ServiceSettings(**values)
+        return ServiceSettings(**values), []
     except ValidationError as exc:
-        raise InvalidInputError(
-            [
-                f"IMGPRIVACY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}, got "
-                f"{e.get('input')!r}; set it to a valid value or unset it for the default"
-                for e in exc.errors()
-            ]
-        ) from None
+        errors = exc.errors()
+    problems = [
+        f"IMGPRIVACY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}, got "
+        f"{e.get('input')!r}; set it to a valid value or unset it for the default"
+        for e in errors
+    ]
+    fields = ServiceSettings.model_fields
+    defaults = {
+        name: fields[name].get_default(call_default_factory=True)
+        for name in {e["loc"][0] for e in errors if e["loc"] and e["loc"][0] in fields}
+    }
+    try:
+        return ServiceSettings(**{**values, **defaults}), problems
+    except ValidationError:  # a problem no field's default removes
+        raise InvalidInputError(problems) from None
