@@ -48,7 +48,7 @@ lint: $(STAMP)
 # The whole suite, slow real-data tests included (this is what CI runs), beside a throwaway
 # PostgreSQL cluster on loopback for the service tests (scripts/with-postgres.sh).
 test: $(STAMP) lint
-	scripts/with-postgres.sh $(PY) -m pytest -q
+	scripts/with-postgres.sh $(PY) -m pytest -q --durations=25
 
 # The quick loop: skips tests marked slow.
 test-fast: $(STAMP)
