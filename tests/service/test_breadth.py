@@ -33,6 +33,18 @@ def stored_rows(url: str) -> dict[str, tuple[float | None, float | None]]:
     return {f"{o}/{n}": (b, a) for o, n, b, a in rows}
 
 
+def set_breadth(url: str, breadth: float | None, alpha: float | None, *, owner: str | None = None):
+    """Overwrite the stored breadth of every model (of ``owner``'s only, when given)."""
+    where = " WHERE user_id = (SELECT id FROM users WHERE name = :n)" if owner else ""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(f"UPDATE guard_models SET breadth = :b, breadth_alpha = :a{where}"),
+            {"b": breadth, "a": alpha, "n": owner},
+        )
+    engine.dispose()
+
+
 def upload(service, auth, name, blob, status=201):
     response = service.request("PUT", f"/v1/models/{name}", content=blob, headers=auth)
     assert response.status_code == status, response.text
@@ -93,17 +105,8 @@ def test_models_stored_without_a_breadth_get_one_at_start(tmp_path, honest_bytes
             upload(first, auth, "digit", honest_bytes[digit])
         revision = first.app.state.service.storage.revision()
     # As a database from before breadths (NULL), and one measured at another alpha.
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("UPDATE guard_models SET breadth = NULL, breadth_alpha = NULL"))
-        connection.execute(
-            text(
-                "UPDATE guard_models SET breadth = 0.9, breadth_alpha = 1.0 WHERE user_id = "
-                "(SELECT id FROM users WHERE name = :n)"
-            ),
-            {"n": names[1]},
-        )
-    engine.dispose()
+    set_breadth(url, None, None)
+    set_breadth(url, 0.9, 1.0, owner=names[1])
     keys = [f"{n}/digit" for n in names]
     assert [stored_rows(url)[k] for k in keys] == [(None, None), (0.9, 1.0)]
     with in_process_service(tmp_path, database_url=url, **PROBES) as again:
@@ -140,16 +143,7 @@ def test_the_admin_model_list_shows_each_models_stored_breadth(
         for name, digit in zip(names, (0, 3)):
             auth = {"Authorization": f"Bearer {service.register(name).json()['token']}"}
             upload(service, auth, "digit", honest_bytes[digit])
-        engine = create_engine(url)  # as a model stored before breadths, not yet backfilled
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "UPDATE guard_models SET breadth = NULL, breadth_alpha = NULL WHERE user_id = "
-                    "(SELECT id FROM users WHERE name = :n)"
-                ),
-                {"n": names[1]},
-            )
-        engine.dispose()
+        set_breadth(url, None, None, owner=names[1])  # as stored before breadths, not backfilled
         rows = service.request("GET", "/v1/admin/models", headers=admin).json()
         listed = {r["owner"]: (r["breadth"], r["breadth_alpha"]) for r in rows}
         expected = breadth_of(honest_models[0], server_probes, alpha=2.1)

@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from imgprivacy.docl import Decision
+from imgprivacy.docl import Decision, FilterBank, Guard
 from imgprivacy.service import scorer
 from imgprivacy.service.scorer import MicroBatcher
 
@@ -85,3 +85,19 @@ def test_the_first_batcher_started_freezes_start_up_objects_once(monkeypatch):
     asyncio.run(start_and_stop())
     assert len(freezes) == 1
     assert scorer.freeze_startup_objects() is False
+
+
+def test_an_empty_bank_shares_every_image_and_says_why():
+    from imgprivacy.service.ray_bank import sharded_scorer
+
+    guard = Guard(policy="margin", alpha=2.0)
+    expected = Decision(
+        share=True,
+        policy="margin",
+        alpha=2.0,
+        reason="no user has registered a model yet, so no one claims this image",
+    )
+    in_process = scorer.bank_scorer(FilterBank(input_dim=4), guard)
+    assert in_process(torch.zeros(3, 4), ["a", "b", "a"]) == [expected] * 3
+    sharded = sharded_scorer([], guard)  # only its length is read while it is empty
+    assert sharded(torch.zeros(2, 4), ["a", "b"]) == [expected] * 2

@@ -26,7 +26,7 @@ from imgprivacy.errors import ImgPrivacyError, InvalidInputError
 from imgprivacy.features import FeatureExtractor
 from imgprivacy.service.breadth import stored_breadths
 from imgprivacy.service.errors import ServiceError
-from imgprivacy.service.scorer import ScoreFn
+from imgprivacy.service.scorer import ScoreFn, unclaimed
 from imgprivacy.service.settings import ServiceSettings
 from imgprivacy.service.storage import Storage
 
@@ -145,11 +145,7 @@ def sharded_scorer(bank: ShardedBank, guard: Guard) -> ScoreFn:
 
     def score(features: torch.Tensor, uploaders: Sequence[str]) -> list[Decision]:
         if len(bank) == 0:
-            reason = "no user has registered a model yet, so no one claims this image"
-            return [
-                Decision(share=True, policy=guard.policy, alpha=guard.alpha, reason=reason)
-                for _ in uploaders
-            ]
+            return unclaimed(guard, uploaders)
         try:
             return bank.decide(features, list(uploaders))
         except ShardUnavailableError as exc:

@@ -34,16 +34,21 @@ logger = logging.getLogger(__name__)
 ScoreFn = Callable[[torch.Tensor, Sequence[str]], list[Decision]]
 
 
+def unclaimed(guard: Guard, uploaders: Sequence[str]) -> list[Decision]:
+    """The decisions while the bank holds no model: every image is shared (no one claims it)."""
+    reason = "no user has registered a model yet, so no one claims this image"
+    return [
+        Decision(share=True, policy=guard.policy, alpha=guard.alpha, reason=reason)
+        for _ in uploaders
+    ]
+
+
 def bank_scorer(bank: FilterBank, guard: Guard) -> ScoreFn:
     """Score a batch against the bank's current snapshot and apply the Guard."""
 
     def score(features: torch.Tensor, uploaders: Sequence[str]) -> list[Decision]:
         if len(bank) == 0:
-            reason = "no user has registered a model yet, so no one claims this image"
-            return [
-                Decision(share=True, policy=guard.policy, alpha=guard.alpha, reason=reason)
-                for _ in uploaders
-            ]
+            return unclaimed(guard, uploaders)
         return guard.decide(bank.score(features), list(uploaders))
 
     return score
