@@ -72,6 +72,12 @@ def test_help_shows_the_default_extractor():
         assert f"(default: {DEFAULT_FEATURE_EXTRACTOR})" in output, command
 
 
+def test_guard_train_help_says_how_to_turn_the_negatives_off():
+    output = " ".join(runner.invoke(app, ["guard", "train", "--help"]).output.split())
+    assert "Default: 1 for pixels-smooth" in output
+    assert "Turn it off with --negative-weight 0" in output
+
+
 def test_features_list_shows_each_default_model():
     result = runner.invoke(app, ["features", "list"])
     assert result.exit_code == 0
