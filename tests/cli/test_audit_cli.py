@@ -110,7 +110,7 @@ def test_reproduce_docl_audit_refuses_bad_epsilons(tmp_path):
 def test_guard_train_with_a_public_model_freezes_its_first_layer(folders, tmp_path):
     public_images = write_folder(tmp_path / "public", 12, seed=7)
     public = tmp_path / "public.safetensors"
-    base = ["guard", "train", "--epochs", 1, "--hidden-dim", 4]
+    base = ["guard", "train", "--epochs", 1, "--hidden-dim", 4, "--negative-weight", 0]
     assert run(*base, "--images", public_images, "--out", public).exit_code == 0
     out = tmp_path / "dp.safetensors"
     result = run(

@@ -1,4 +1,5 @@
-"""`guard train`, `serve`, the edge client and the MNIST reproduction use the library's default."""
+"""`guard train`, `serve`, the edge client and the MNIST reproduction use the library's default
+model, trained as a device trains it (against the public negative set)."""
 
 import inspect
 
@@ -39,14 +40,24 @@ def trained(monkeypatch, tmp_path):
     return run
 
 
-def test_guard_train_trains_the_library_default(trained):
-    assert trained() == AutoencoderConfig()
+def test_guard_train_trains_the_library_default_against_the_negatives(trained):
+    assert trained() == AutoencoderConfig.for_edge() == AutoencoderConfig(negative_weight=1.0)
+    assert trained("--negative-weight", "0") == AutoencoderConfig()
+    # measured no better on CIFAR-10: that extractor's default trains without them
     assert trained("--features", "resnet20-cifar") == AutoencoderConfig.for_features(
         "resnet20-cifar"
     )
     assert trained("--epochs", "3", "--hidden-dim", "8", "--seed", "2") == AutoencoderConfig(
-        epochs=3, hidden_dim=8, seed=2
+        epochs=3, hidden_dim=8, seed=2, negative_weight=1.0
     )
+
+
+def test_private_training_defaults_to_no_negatives_and_refuses_them(trained):
+    assert trained("--dp-epsilon", "4").negative_weight == 0.0
+    result = runner.invoke(app, ["guard", "train", "--images", ".", "--out", "g", "--dp-epsilon",
+                                 "4", "--negative-weight", "1"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "does not support the public negative set" in result.output
 
 
 def test_serve_defaults_to_the_library_default_extractor(monkeypatch):
@@ -59,6 +70,12 @@ def test_help_shows_the_default_extractor():
     for command in (["serve"], ["guard", "train"]):
         output = runner.invoke(app, [*command, "--help"]).output
         assert f"(default: {DEFAULT_FEATURE_EXTRACTOR})" in output, command
+
+
+def test_guard_train_help_says_how_to_turn_the_negatives_off():
+    output = " ".join(runner.invoke(app, ["guard", "train", "--help"]).output.split())
+    assert "Default: 1 for pixels-smooth" in output
+    assert "Turn it off with --negative-weight 0" in output
 
 
 def test_features_list_shows_each_default_model():
@@ -75,4 +92,5 @@ def test_the_client_and_the_mnist_reproduction_use_the_default():
 
     default = inspect.signature(folder_features).parameters["feature_extractor"].default
     assert default == DEFAULT_FEATURE_EXTRACTOR
-    assert configurations(quick=False)["default"] == AutoencoderConfig()
+    assert configurations(quick=False)["default"] == AutoencoderConfig.for_edge()
+    assert configurations(quick=False, negatives=False)["default"] == AutoencoderConfig()

@@ -78,6 +78,7 @@ def test_cli_guard_train_resumes_or_restarts(folder, tmp_path):
     out = tmp_path / "guard.safetensors"
     checkpoint = tmp_path / "guard.safetensors.ckpt"
     options = ["--images", str(folder), "--out", str(out), "--hidden-dim", "4", "--epochs", "3"]
+    options += ["--negative-weight", "0"]  # the images only: the negatives are tested apart
     # A checkpoint of another run: --resume (the default) refuses it, --restart starts over.
     OneClassAutoencoder(SMALL).fit(torch.rand(20, 16), checkpoint=checkpoint)
     runner = CliRunner()
@@ -110,6 +111,7 @@ def test_guard_training_with_calibration_resumes_and_keeps_the_fraction(folder, 
 def test_cli_guard_train_takes_the_calibration_fraction(folder, tmp_path):
     out = tmp_path / "guard.safetensors"
     options = ["--images", str(folder), "--out", str(out), "--hidden-dim", "4", "--epochs", "2"]
+    options += ["--negative-weight", "0"]
     runner = CliRunner()
     result = runner.invoke(app, ["guard", "train", *options, "--calibration", "0.25"])
     assert result.exit_code == 0, result.output

@@ -13,6 +13,7 @@ from imgprivacy.client import folder_features, train_guard
 from imgprivacy.client.training import negative_features
 from imgprivacy.data import DATA_ENV_VAR, public_negative_images
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, load_autoencoder
+from imgprivacy.errors import DataNotFoundError, InvalidInputError
 from imgprivacy.features import get_extractor
 from tests.docl.test_autoencoder import assert_same_model
 
@@ -77,3 +78,41 @@ def test_cli_guard_train_takes_the_negative_weight(public_data, folder, tmp_path
     assert load_autoencoder(out).config.negative_weight == 0.5
     result = runner.invoke(app, ["guard", "train", *options, "--negative-weight", "-1"])
     assert result.exit_code == 2 and "--negative-weight" in result.output, result.output
+
+
+def test_cli_guard_train_records_the_default_negative_weight(public_data, folder, tmp_path):
+    out = tmp_path / "guard.safetensors"
+    options = ["--images", str(folder), "--out", str(out), "--hidden-dim", "4", "--epochs", "1"]
+    result = CliRunner().invoke(app, ["guard", "train", *options])
+    assert result.exit_code == 0, result.output
+    saved = load_autoencoder(out).config
+    assert saved.negative_weight == 1.0 and saved.feature_extractor == "pixels-smooth"
+
+
+def test_a_missing_negative_set_says_what_to_fix(tmp_path, folder, monkeypatch):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv(DATA_ENV_VAR, str(empty))
+    out = tmp_path / "guard.safetensors"
+    with pytest.raises(DataNotFoundError) as caught:
+        train_guard(folder, out=out)  # the default config trains against the negatives
+    message = str(caught.value)
+    for fragment in ("public negative set", "fashion_mnist.npz", str(empty), "--negative-weight 0"):
+        assert fragment in message, fragment
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "no-data"]  # nothing written
+    options = ["--images", str(folder), "--out", str(out), "--hidden-dim", "4", "--epochs", "1"]
+    result = CliRunner().invoke(app, ["guard", "train", *options])
+    assert result.exit_code == 3, result.output
+    assert "fashion_mnist.npz" in result.output and "--negative-weight 0" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    result = CliRunner().invoke(app, ["guard", "train", *options, "--negative-weight", "0"])
+    assert result.exit_code == 0, result.output  # without them it needs no data folder
+    assert load_autoencoder(out).config.negative_weight == 0.0
+
+
+def test_fit_of_the_edge_default_without_negatives_says_how_to_pass_them():
+    config = AutoencoderConfig.for_edge(hidden_dim=4, layer_widths=(8,), epochs=1)
+    with pytest.raises(InvalidInputError, match=r"pass negatives=FEATURES") as caught:
+        OneClassAutoencoder(config).fit(torch.rand(20, 784))
+    assert "negative_features()" in str(caught.value)
+    assert "negative_weight=0" in str(caught.value)

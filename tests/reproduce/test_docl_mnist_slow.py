@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("docl-mnist")
-    return out, reproduce_docl_mnist(out=out, quick=True, data_dir=data_dir)
+    # Without the public negative set, which would double the default model's training here; the
+    # default run with it is tested on tiny settings (test_docl_results.py).
+    return out, reproduce_docl_mnist(out=out, quick=True, data_dir=data_dir, negatives=False)
 
 
 def test_results_json_has_every_documented_key(quick_run):

@@ -61,7 +61,11 @@ def mnist_run(tmp_path_factory, data_dir):
         patch.setattr(
             docl_mnist, "QUICK", dict(train_per_class=30, test_per_class=10, public_count=40)
         )
-        patch.setattr(docl_mnist, "configurations", lambda quick: one_epoch(configurations(quick)))
+        patch.setattr(
+            docl_mnist,
+            "configurations",
+            lambda quick, **kwargs: one_epoch(configurations(quick, **kwargs)),
+        )
         args = ["docl-mnist", "--quick", "--data-dir", str(data_dir), "--out", str(out)]
         return out, *run_cli(docl_mnist, "reproduce_docl_mnist", args)
 
@@ -115,6 +119,9 @@ def test_docl_mnist_result_is_typed_and_written_with_its_keys(mnist_run):
     assert isinstance(results.paper_faithful, DoclRun)
     assert isinstance(results.config, AutoencoderConfig)
     assert stored["config"] == results.config.to_dict() and results.config.input_dim == 784
+    # the default run trains as a device does: against the public negative set
+    assert stored["config"]["negative_weight"] == 1.0
+    assert stored["paper_faithful"]["config"]["negative_weight"] == 0.0
     assert isinstance(results.guard["paper"][0], GuardPoint)
     assert [p.alpha for p in results.guard["paper"]] == [1.0, 1.5, 2.0]
     assert results.error_statistics[0] == ErrorStatistics(

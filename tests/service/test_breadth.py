@@ -16,6 +16,7 @@ from imgprivacy.service.probe import build_probe_set, probe_claims
 from tests.service.conftest import ADMIN, FEATURES, in_process_service, unique
 
 PROBES = {"probe_count": 200, "probe_seed": 0}  # as the test servers
+ALPHA = 2.7  # the service's default Guard alpha (tests/service/test_settings_errors.py)
 
 
 def stored_rows(url: str) -> dict[str, tuple[float | None, float | None]]:
@@ -72,19 +73,19 @@ def test_the_guard_follows_stored_breadths_here_and_in_a_replica(
         in_process_service(tmp_path, database_url=url, **PROBES) as replica,
     ):
         guard, other = here.app.state.service.guard, replica.app.state.service.guard
-        assert guard.alpha == 2.1 and guard.breadth_ratio == 1.5  # the service's defaults
+        assert guard.alpha == ALPHA and guard.breadth_ratio == 2.0  # the service's defaults
         name = unique("owner")
         auth = {"Authorization": f"Bearer {here.register(name).json()['token']}"}
         upload(here, auth, "digit", honest_bytes[0])
         key = f"{name}/digit"
-        expected = breadth_of(honest_models[0], server_probes, alpha=2.1)
-        assert stored_rows(url)[key] == (pytest.approx(expected), 2.1)
+        expected = breadth_of(honest_models[0], server_probes, alpha=ALPHA)
+        assert stored_rows(url)[key] == (pytest.approx(expected), ALPHA)
         assert guard.breadth_of([key]).tolist() == pytest.approx([expected])
         replica.app.state.service.sync.sync()  # what its poller does
         assert other.breadth_of([key]).tolist() == pytest.approx([expected])
 
         upload(here, auth, "digit", honest_bytes[1], status=200)  # replaced: a new breadth
-        replaced = breadth_of(honest_models[1], server_probes, alpha=2.1)
+        replaced = breadth_of(honest_models[1], server_probes, alpha=ALPHA)
         assert not math.isclose(replaced, expected)
         replica.app.state.service.sync.sync()
         for g in (guard, other):
@@ -115,8 +116,8 @@ def test_models_stored_without_a_breadth_get_one_at_start(tmp_path, honest_bytes
             k: autoencoder_from_bytes(blob, source=k)
             for k, (_, blob) in state.storage.blobs(keys).items()
         }
-        expected = [breadth_of(models[k], server_probes, alpha=2.1) for k in keys]
-        assert [stored_rows(url)[k] for k in keys] == [(pytest.approx(e), 2.1) for e in expected]
+        expected = [breadth_of(models[k], server_probes, alpha=ALPHA) for k in keys]
+        assert [stored_rows(url)[k] for k in keys] == [(pytest.approx(e), ALPHA) for e in expected]
         assert state.storage.revision() == revision + 1  # every replica rereads them
         assert state.guard.breadth_of(keys).tolist() == pytest.approx(expected)
         assert stored_breadths(state.storage, alpha=1.0) == {}

@@ -73,8 +73,15 @@ def test_the_problems_come_with_the_other_values_kept(monkeypatch):
     assert settings_and_problems(policy="paper", alpha=2.5)[1] == []
 
 
+def test_the_default_guard_point_is_the_one_validated_with_the_negative_set():
+    settings = load_settings()
+    point = (settings.policy, settings.alpha, settings.margin, settings.breadth_ratio)
+    assert point == ("margin", 2.7, 1.0, 2.0)
+    assert settings.probe_alpha == 2.7 and settings.probe_max_claim == 0.5
+
+
 def test_none_turns_the_breadth_gate_off(monkeypatch):
-    assert load_settings().breadth_ratio == 1.5  # the default: on
+    assert load_settings().breadth_ratio == 2.0  # the default: on
     monkeypatch.setenv("IMGPRIVACY_BREADTH_RATIO", "none")
     assert load_settings().breadth_ratio is None
 

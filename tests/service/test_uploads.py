@@ -188,6 +188,23 @@ def test_hostile_models_are_refused_with_the_reason(server, new_user, digits, ge
     assert user.models() == []
 
 
+def test_a_claims_refusal_says_to_train_with_the_negative_set_when_it_was_not(
+    generalist, server_probes
+):
+    from imgprivacy.service.settings import load_settings
+    from imgprivacy.service.validation import BehaviourRefused, validate_upload
+
+    settings = load_settings(database_url="sqlite://", feature_extractor="pixels")
+    exposed = read_metadata(generalist)["config"] | {"negative_weight": 1.0}
+    hints = []
+    for blob in (generalist, rebuild(generalist, config=exposed)):
+        with pytest.raises(BehaviourRefused) as caught:
+            validate_upload(blob, settings=settings, input_dim=784, probes=server_probes)
+        assert caught.value.detail == "model claims public probe images"
+        hints.append("train it with the public negative set" in " ".join(caught.value.problems))
+    assert hints == [True, False]  # only a model trained without it is told to use it
+
+
 def test_cost_limits_come_from_the_config_alone():
     limits = dict(max_layers=8, max_layer_width=512, max_flops=1_000_000)
     assert model_flops(AutoencoderConfig()) == 417_792

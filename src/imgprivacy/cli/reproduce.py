@@ -58,11 +58,20 @@ def docl_mnist(
     data_dir: DataDirOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
+    negatives: Annotated[
+        bool,
+        typer.Option(
+            "--negatives/--no-negatives",
+            help="Train the default model's users and adversaries against the public negative "
+            "set, as `guard train` does (--no-negatives: their own images only, to compare).",
+        ),
+    ] = True,
 ) -> None:
     """DOCL on MNIST (paper sec. 3): 10 users each protecting one digit with a one-class
     autoencoder; accuracy, one-class AUC, Guard sweep with Fashion-MNIST uploads, adversaries
-    and scalability, for imgprivacy's default model (`imgprivacy features list`) and the
-    paper-exact one (784-32-784 on raw pixels, Adadelta)."""
+    and scalability, for imgprivacy's default model as a device trains it (`imgprivacy features
+    list`, with the public negative set) and the paper-exact one (784-32-784 on raw pixels,
+    Adadelta)."""
     from imgprivacy.reproduce.docl_mnist import reproduce_docl_mnist, summary_tables
 
     run_and_report(
@@ -73,6 +82,7 @@ def docl_mnist(
         data_dir=data_dir,
         seed=seed,
         device=device,
+        negatives=negatives,
     )
 
 

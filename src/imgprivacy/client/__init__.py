@@ -1,7 +1,8 @@
 """The edge side of DOCL: train a guard on your own images, upload it, check images.
 
 Importing :class:`GuardClient` does not import torch: the training functions
-(:func:`train_guard`, :func:`train_autoencoder`, :func:`folder_features`) are loaded on first use.
+(:func:`train_guard`, :func:`train_autoencoder`, :func:`folder_features`,
+:func:`negative_features`) are loaded on first use.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from imgprivacy.client.model_file import check_guard_bytes
 from imgprivacy.client.service_client import CheckResult, GuardClient, ServiceRequestError
 
 if TYPE_CHECKING:
-    from imgprivacy.client.training import folder_features, train_autoencoder, train_guard
+    from imgprivacy.client.training import (
+        folder_features,
+        negative_features,
+        train_autoencoder,
+        train_guard,
+    )
 
-_TRAINING = ("folder_features", "train_autoencoder", "train_guard")
+_TRAINING = ("folder_features", "negative_features", "train_autoencoder", "train_guard")
 
 
 def __getattr__(name: str):
@@ -35,6 +41,7 @@ __all__ = [
     "ServiceRequestError",
     "check_guard_bytes",
     "folder_features",
+    "negative_features",
     "train_autoencoder",
     "train_guard",
 ]

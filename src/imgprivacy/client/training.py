@@ -21,7 +21,7 @@ from imgprivacy.data import load_image_folder, public_negative_images
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_to_bytes
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.private_budget import PrivacyBudget
-from imgprivacy.errors import InvalidInputError
+from imgprivacy.errors import CorruptFileError, DataNotFoundError, InvalidInputError
 from imgprivacy.features import get_extractor
 from imgprivacy.fileio import write_atomic
 from imgprivacy.progress import ProgressFactory
@@ -42,9 +42,26 @@ def negative_features(
     *, feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR, data_dir: str | os.PathLike | None = None
 ) -> torch.Tensor:
     """The provider's public negative set (:func:`imgprivacy.data.public_negative_images`) as
-    features of ``feature_extractor``, for training with ``negative_weight > 0``."""
+    features of ``feature_extractor``, for training with ``negative_weight > 0``.
+
+    Raises
+    ------
+    DataNotFoundError, CorruptFileError
+        When Fashion-MNIST (``fashion_mnist.npz``, whose training images the set is drawn from)
+        is missing or unreadable in the data folder; the message says where it was looked for
+        and how to train without the set.
+    """
     extractor = get_extractor(feature_extractor)
-    images = public_negative_images(data_dir=data_dir)
+    try:
+        images = public_negative_images(data_dir=data_dir)
+    except (DataNotFoundError, CorruptFileError) as exc:
+        raise type(exc)(
+            "Training against the provider's public negative set (negative_weight > 0, the "
+            f"default of `imgprivacy guard train` for {DEFAULT_FEATURE_EXTRACTOR}) needs "
+            f"Fashion-MNIST's training images, which could not be loaded: {exc} Or train on "
+            "your images only: `imgprivacy guard train --negative-weight 0` "
+            "(train_guard(config=config.replace(negative_weight=0)))."
+        ) from exc
     if extractor.mode != "L" or tuple(extractor.input_size) != images.shape[1:]:
         from PIL import Image
 
@@ -107,6 +124,7 @@ def train_guard(
     progress: ProgressFactory | None = None,
     privacy: PrivacyBudget | None = None,
     device: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
 ) -> OneClassAutoencoder:
     """Train on the images in folder ``images`` and save the guard to ``out`` (.safetensors).
 
@@ -114,22 +132,28 @@ def train_guard(
     continues from it, without it starts over. The checkpoint is removed at the end. With
     ``privacy`` the training is differentially private (no checkpoint; the file records epsilon
     and delta). With ``config.negative_weight > 0`` it trains against the provider's public
-    negative set (:func:`negative_features`; the data folder must hold Fashion-MNIST).
+    negative set (:func:`negative_features`, read from ``data_dir``, default
+    ``IMGPRIVACY_DATA``: it must hold Fashion-MNIST). The default ``config`` is
+    ``AutoencoderConfig.for_edge()``: the default extractor's model, trained against that set;
+    pass ``config=AutoencoderConfig.for_edge(negative_weight=0)`` to train on the images only.
 
     Raises
     ------
     InvalidInputError
         When the trained guard would be refused by the service (sigma = 0 because the images
         are identical, or non-finite weights); nothing is written then.
+    DataNotFoundError, CorruptFileError
+        When the config trains against the negative set and Fashion-MNIST cannot be loaded
+        (before anything is trained).
     """
-    config = config or AutoencoderConfig()  # the default extractor's default model
+    config = config or AutoencoderConfig.for_edge()
     features = folder_features(images, feature_extractor=config.feature_extractor)
     config = config.replace(input_dim=int(features.shape[1]))
     out = Path(out)
     checkpoint = out.with_name(out.name + ".ckpt")
     negatives = None
     if config.negative_weight > 0:
-        negatives = negative_features(feature_extractor=config.feature_extractor)
+        negatives = negative_features(feature_extractor=config.feature_extractor, data_dir=data_dir)
     model = train_autoencoder(
         features,
         config=config,

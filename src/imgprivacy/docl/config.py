@@ -6,7 +6,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR, model_defaults
+from imgprivacy.docl.defaults import (
+    DEFAULT_FEATURE_EXTRACTOR,
+    edge_negative_weight,
+    model_defaults,
+)
 from imgprivacy.errors import InvalidInputError
 
 OPTIMIZER_NAMES = ("adadelta", "adam")
@@ -24,8 +28,9 @@ class AutoencoderConfig:
     """Hyper-parameters of a user's one-class autoencoder.
 
     The defaults are imgprivacy's model for the default feature extractor
-    (:mod:`imgprivacy.docl.defaults`); :meth:`for_features` gives the default model of any
-    extractor and :meth:`paper` the paper's exact training.
+    (:mod:`imgprivacy.docl.defaults`), trained on the owner's images only; :meth:`for_features`
+    gives the default model of any extractor, :meth:`for_edge` the one a device trains by
+    default (with the public negative set) and :meth:`paper` the paper's exact training.
     """
 
     input_dim: int = _DEFAULT["input_dim"]  # D, the feature dimension (784 = 28x28 pixels)
@@ -108,6 +113,22 @@ class AutoencoderConfig:
         values = dict(model_defaults(feature_extractor), feature_extractor=feature_extractor)
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def for_edge(
+        cls, feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR, **overrides
+    ) -> AutoencoderConfig:
+        """The model a device trains by default: :meth:`for_features` plus the public negative
+        set where it was measured better (``negative_weight`` 1 for ``pixels-smooth``, the
+        default extractor; :data:`~imgprivacy.docl.defaults.EDGE_NEGATIVE_WEIGHT`), with
+        ``overrides`` applied (``negative_weight=0`` turns the negatives off).
+
+        ``fit`` of such a config needs ``negatives=`` (the features of
+        :func:`imgprivacy.data.public_negative_images`); :func:`imgprivacy.client.train_guard`
+        loads them itself.
+        """
+        values = {"negative_weight": edge_negative_weight(feature_extractor), **overrides}
+        return cls.for_features(feature_extractor, **values)
 
     @classmethod
     def paper(cls, **overrides) -> AutoencoderConfig:

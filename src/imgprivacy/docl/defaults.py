@@ -22,9 +22,17 @@ No extractor's default holds images out for mu and sigma (``calibration_fraction
 paper's statistics of the training images): held-out statistics were measured worse on MNIST and
 CIFAR-10 (docs/results.md, "Held-out calibration of mu and sigma").
 
-No extractor's default trains against the public negative set either (``negative_weight`` stays
-0). On MNIST it was measured better (docs/results.md, "Outlier exposure"), but every fit of a
-default model would then need the negative set passed in.
+The library's models do not train against the public negative set (``negative_weight`` stays
+0 in :data:`MODEL_DEFAULTS`), so ``fit(X)`` of a default model needs nothing but ``X``. What a
+*device* trains by default (``imgprivacy guard train``, :func:`imgprivacy.client.train_guard`,
+``imgprivacy reproduce docl-mnist``'s default run, the service demo) is
+``AutoencoderConfig.for_edge(name)``: the same model plus :data:`EDGE_NEGATIVE_WEIGHT`, the
+public negative set (:func:`imgprivacy.data.public_negative_images`) where it was measured
+better on a validation split (docs/results.md, "Outlier exposure"): ``pixels-smooth`` on MNIST
+(worst adversary pair 96.0% blocked against 93.0%, each at its Guard point chosen on
+validation: alpha 2.7, margin 1, gate 2 against 2.1, 1, 1.5).
+On CIFAR-10 (``resnet20-cifar``) it gave no gain on validation; ``pixels`` and ``faces-cnn``
+were not measured; those stay without.
 
 Nothing here imports torch.
 """
@@ -72,6 +80,11 @@ MODEL_DEFAULTS: MappingProxyType[str, MappingProxyType] = MappingProxyType(
 )
 
 
+# AutoencoderConfig.negative_weight a device trains with by default (AutoencoderConfig.for_edge);
+# extractors left out train on the owner's images only (0).
+EDGE_NEGATIVE_WEIGHT: MappingProxyType[str, float] = MappingProxyType({"pixels-smooth": 1.0})
+
+
 def model_defaults(feature_extractor: str) -> MappingProxyType:
     """The :class:`AutoencoderConfig` fields of ``feature_extractor``'s default model.
 
@@ -87,6 +100,19 @@ def model_defaults(feature_extractor: str) -> MappingProxyType:
             f"No default model for feature extractor {feature_extractor!r}. Extractors with one: "
             f"{', '.join(MODEL_DEFAULTS)}."
         ) from None
+
+
+def edge_negative_weight(feature_extractor: str) -> float:
+    """The ``negative_weight`` a device trains ``feature_extractor``'s default model with (0 =
+    the owner's images only).
+
+    Raises
+    ------
+    UnknownNameError
+        When ``feature_extractor`` has no default model (as :func:`model_defaults`).
+    """
+    model_defaults(feature_extractor)
+    return EDGE_NEGATIVE_WEIGHT.get(feature_extractor, 0.0)
 
 
 def model_shape(feature_extractor: str) -> str:

@@ -39,8 +39,9 @@ def check_negatives(
         if weight > 0:
             raise InvalidInputError(
                 f"negative_weight={weight:g} trains against a public negative set, but none was "
-                "given: pass negatives=FEATURES (e.g. the features of "
-                "imgprivacy.data.public_negative_images()), or set negative_weight=0."
+                "given: pass negatives=FEATURES (e.g. imgprivacy.client.negative_features(), the "
+                "features of imgprivacy.data.public_negative_images()), or set negative_weight=0 "
+                "(config.replace(negative_weight=0)) to train on the owner's images only."
             )
         return None
     if weight == 0:

@@ -41,11 +41,19 @@ QUICK = dict(train_per_class=1500, test_per_class=200, public_count=2000)
 QUICK_ADVERSARY_EPOCHS = 5
 
 
-def configurations(quick: bool) -> dict[str, AutoencoderConfig]:
-    """imgprivacy's default model (:mod:`imgprivacy.docl.defaults`) and the paper-exact one."""
+# The provider's public negative set the default model trains against: the one every device
+# gets (imgprivacy.data.public_negative_images' defaults; the same images for seed 0).
+NEGATIVE_COUNT = 10_000
+
+
+def configurations(quick: bool, *, negatives: bool = True) -> dict[str, AutoencoderConfig]:
+    """imgprivacy's default model as a device trains it (:meth:`AutoencoderConfig.for_edge`:
+    against the public negative set; without it when ``negatives`` is False) and the
+    paper-exact one."""
     del quick  # the same models; --quick only trains them on fewer images
+    default = AutoencoderConfig.for_edge()
     return {
-        "default": AutoencoderConfig(),
+        "default": default if negatives else default.replace(negative_weight=0.0),
         "paper_faithful": AutoencoderConfig.paper(),
     }
 
@@ -58,12 +66,17 @@ def reproduce_docl_mnist(
     seed: int = 0,
     device: str = "cpu",
     breadth_ratio: float | None = None,
+    negatives: bool = True,
     progress: ProgressFactory | None = None,
 ) -> DoclMnistResult:
     """Run the experiment, write ``out/results.json`` and the PNG figures, return the results.
 
     ``breadth_ratio`` turns on the Guard's breadth gate in every policy (see
-    :class:`~imgprivacy.reproduce.docl_protocol.ProtocolSettings`).
+    :class:`~imgprivacy.reproduce.docl_protocol.ProtocolSettings`). The default model's users
+    and adversaries train against the public negative set (:data:`NEGATIVE_COUNT` images of
+    :func:`~imgprivacy.data.public_negative_images`, seeded with ``seed``; the data folder must
+    hold Fashion-MNIST's training images), as ``imgprivacy guard train`` does; ``negatives=False``
+    trains them on their own images only, for comparison. The paper-exact model never does.
     """
     out = Path(out)
     started = time.perf_counter()
@@ -76,12 +89,13 @@ def reproduce_docl_mnist(
     )
     datasets = {}
     runs = {}
-    for label, cfg in configurations(quick).items():
+    for label, cfg in configurations(quick, negatives=negatives).items():
         if cfg.feature_extractor not in datasets:
             datasets[cfg.feature_extractor] = mnist_experiment(
                 data_dir=data_dir,
                 seed=seed,
                 feature_extractor=cfg.feature_extractor,
+                negative_count=NEGATIVE_COUNT if cfg.negative_weight > 0 else None,
                 **(QUICK if quick else {}),
             )
         data = datasets[cfg.feature_extractor]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import secrets
 import tempfile
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgprivacy.client import GuardClient, train_guard
+from imgprivacy.client import GuardClient, negative_features, train_guard
 from imgprivacy.docl import (
     FilterBank,
     Guard,
@@ -162,7 +163,8 @@ def run_service_demo(
     epochs: int = DEMO_EPOCHS,
     progress: ProgressFactory | None = None,
 ) -> DemoResult:
-    """Run the demo with the reproduction's default model, on fewer images and epochs.
+    """Run the demo with the reproduction's default model (as a device trains it: against the
+    public negative set), on fewer images and epochs.
 
     Every user trains twice (at the edge, and in-process by the reproduction's own
     :func:`evaluate_configuration`), so the sizes decide the run time: the defaults take a few
@@ -181,6 +183,9 @@ def run_service_demo(
         data_dir=data_dir, seed=seed, feature_extractor=config.feature_extractor, **sizes
     )
     config = config.replace(input_dim=data.input_dim)
+    if config.negative_weight > 0:  # the set every device trains against (train_guard's too)
+        negatives = negative_features(feature_extractor=config.feature_extractor, data_dir=data_dir)
+        data = dataclasses.replace(data, negatives_x=negatives)
     with tempfile.TemporaryDirectory(prefix="imgprivacy-demo-", dir=work_dir) as tmp:
         root = Path(tmp)
         folders = _write_user_folders(raw, root)
@@ -202,7 +207,7 @@ def run_service_demo(
             step = progress("users: train on own images, register, upload", len(folders))
             for user, folder in folders.items():
                 guards[user] = root / user / "guard.safetensors"
-                train_guard(folder, out=guards[user], config=config)
+                train_guard(folder, out=guards[user], config=config, data_dir=data_dir)
                 with GuardClient(server.url) as client:
                     tokens[user] = client.register(user)
                     client.upload("digit", guards[user])

@@ -40,13 +40,14 @@ class ServiceSettings(BaseSettings):
     feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR
     # Guard policy (a name in imgprivacy.docl.POLICIES, checked when the app is built), alpha,
     # margin and breadth gate. The defaults are the operating point chosen on a validation split
-    # of MNIST for the default model (docs/results.md, "The breadth gate"): policy "margin",
-    # alpha 2.1, margin 1.0, breadth_ratio 1.5. There the paper's adversary (a user who trains on
-    # their own digit plus a victim's) had its worst pair blocked 93.0% (97.5% fully trained)
-    # while owners shared 95.1% of their own images and 99.15% of Fashion-MNIST was shared;
-    # without the gate, at that alpha, a fully trained adversary shares nearly all of a victim's.
+    # of MNIST for the default model as `imgprivacy guard train` trains it, against the public
+    # negative set (docs/results.md, "Outlier exposure"): policy "margin", alpha 2.7, margin 1.0,
+    # breadth_ratio 2.0. There the paper's adversary (a user who trains on their own digit plus
+    # a victim's) had its worst pair blocked 96.0% (97.5% fully trained) while owners shared
+    # 95.35% of their own images and 99.82% of Fashion-MNIST was shared. Models trained without
+    # the negative set were best at 2.1 / 1.0 / 1.5 (worst pair 93.0%).
     policy: str = "margin"
-    alpha: float = 2.1
+    alpha: float = 2.7
     # How many times closer the uploader's own model must be to vouch for an image (policies
     # that use a margin); none = the Guard's default (1.5).
     margin: float | None = 1.0
@@ -54,7 +55,7 @@ class ServiceSettings(BaseSettings):
     # times the share of the probe digits that the narrowest claimant claims (each model's
     # breadth, measured at admission: imgprivacy.service.breadth); none = gate off. Needs the
     # probe set (probe_count > 0): a model of unknown breadth never vouches.
-    breadth_ratio: float | None = Field(default=1.5, ge=1.0)
+    breadth_ratio: float | None = Field(default=2.0, ge=1.0)
     # Upload limits: a model file, and an image sent to /v1/check.
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
@@ -65,10 +66,12 @@ class ServiceSettings(BaseSettings):
     probe_count: int = Field(default=500, ge=0)  # digits and clothes each; 0 = no probe check
     # Interval width used to probe; admission uses max(probe_alpha, alpha), so it is the
     # Guard's default alpha: the probe checks what the Guard will let a model claim.
-    probe_alpha: float = 2.1
+    probe_alpha: float = 2.7
     # Refuse a model that claims more than this fraction of ANY one probe source. Honest MNIST
-    # guards claim up to 44% of the digit probes (a digit-8 guard as `guard train` makes it; 30
-    # secret draws, docs/service.md); hostile ones measured claim 98-100%.
+    # guards as `guard train` makes them (with the public negative set) claim up to 49.6% of the
+    # digit probes at 2.7 (a digit-8 guard; 30 secret draws, docs/service.md): every one was
+    # admitted, with little to spare; without the negative set up to 53.0% (6% refused). Hostile
+    # ones measured claim 98-100%.
     probe_max_claim: float = Field(default=0.5, ge=0.0, le=1.0)
     # Which probe images are drawn; unset = a random secret created once per database and kept
     # in it, so uploaders cannot tune a model against the exact probes.

@@ -249,13 +249,20 @@ def validate_upload(
         )
     over = {name: claim for name, claim in claims.items() if claim > settings.probe_max_claim}
     if over:
+        hint = ""
+        if model.config.negative_weight == 0:
+            hint = (
+                " It was trained without the public negative set; guards trained against it "
+                "claim fewer probe images: train it with the public negative set (`imgprivacy "
+                "guard train` does by default; leave out --negative-weight 0)."
+            )
         raise BehaviourRefused(
             [
                 f"The model claims {claim:.1%} of the service's {name} probe images (at most "
                 f"{settings.probe_max_claim:.0%} of any one source allowed): its privacy interval "
                 f"[mu - {alpha:g} sigma, mu + {alpha:g} sigma] or its reconstructions cover images "
                 "that are not yours. Train only on your own private images and upload the "
-                "statistics fit() computed."
+                f"statistics fit() computed.{hint}"
                 for name, claim in over.items()
             ],
             detail="model claims public probe images",
