@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from imgprivacy.docl import autoencoder_from_bytes
 from imgprivacy.service.breadth import breadth_of, stored_breadths
 from imgprivacy.service.probe import build_probe_set, probe_claims
+from imgprivacy.service.settings import ServiceSettings
 from tests.service.conftest import ADMIN, FEATURES, in_process_service, unique
 
 PROBES = {"probe_count": 200, "probe_seed": 0}  # as the test servers
@@ -147,8 +148,9 @@ def test_the_admin_model_list_shows_each_models_stored_breadth(
         set_breadth(url, None, None, owner=names[1])  # as stored before breadths, not backfilled
         rows = service.request("GET", "/v1/admin/models", headers=admin).json()
         listed = {r["owner"]: (r["breadth"], r["breadth_alpha"]) for r in rows}
-        expected = breadth_of(honest_models[0], server_probes, alpha=2.1)
-        assert listed[names[0]] == (pytest.approx(expected), 2.1)
+        alpha = ServiceSettings.model_fields["alpha"].default
+        expected = breadth_of(honest_models[0], server_probes, alpha=alpha)
+        assert listed[names[0]] == (pytest.approx(expected), alpha)
         assert listed[names[1]] == (None, None)
         schema = service.request("GET", "/openapi.json").json()["components"]["schemas"]
         assert {"breadth", "breadth_alpha"} <= set(schema["ModelRow"]["properties"])
