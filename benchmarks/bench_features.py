@@ -38,9 +38,9 @@ def images_for(name: str, count: int) -> tuple[np.ndarray, np.ndarray, Autoencod
         user = train.images[train.labels == 0]
         config = AutoencoderConfig(feature_extractor=name)
         return train.images[:count], user, config
-    if name == "resnet20-cifar":
+    if name in ("resnet20-cifar", "resnet-pair-cifar"):
         train = load_cifar10("train")
-        return train.images[:count], train.images[train.labels == 0], cifar_configs()["default"]
+        return train.images[:count], train.images[train.labels == 0], cifar_configs(name)["default"]
     faces = load_yaleb()
     users = identities(faces, IdentitySplit().users)
     user = users.images[users.labels == users.labels[0]][:45]

@@ -25,7 +25,10 @@ FIGURES = {
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("docl-cifar10")
-    return out, reproduce_docl_cifar10(out=out, quick=True, data_dir=data_dir)
+    # the ResNet-20 alone: cheaper than the default ResNet pair (its features are tested apart)
+    return out, reproduce_docl_cifar10(
+        out=out, quick=True, data_dir=data_dir, features="resnet20-cifar"
+    )
 
 
 @pytest.fixture(scope="module")

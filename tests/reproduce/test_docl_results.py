@@ -78,7 +78,11 @@ def cifar_run(tmp_path_factory, data_dir):
         patch.setattr(
             docl_cifar10, "QUICK", dict(train_per_class=10, test_per_class=5, public_count=20)
         )
-        patch.setattr(docl_cifar10, "configurations", lambda: one_epoch(configurations()))
+        patch.setattr(
+            docl_cifar10,
+            "configurations",
+            lambda features=docl_cifar10.FEATURES: one_epoch(configurations(features)),
+        )
         args = ["docl-cifar10", "--quick", "--data-dir", str(data_dir), "--out", str(out)]
         return out, *run_cli(docl_cifar10, "reproduce_docl_cifar10", args)
 
@@ -146,8 +150,9 @@ def test_docl_cifar10_result_is_typed_and_written_with_its_keys(cifar_run):
     point = results.runs["paper_faithful"].operating_points["paper"]
     assert isinstance(point, OperatingPoint) and isinstance(point.meets_goal, bool)
     assert stored["runs"]["paper_faithful"]["operating_points"]["paper"] == point.to_dict()
-    assert results.data.feature_dim == 64 and results.variant == "lossless"
-    assert "DOCL on CIFAR-10 (lossless, ResNet-20 features)" in printed
+    assert results.data.feature_dim == 128 and results.variant == "lossless"
+    assert results.data.feature_extractor == "resnet-pair-cifar"
+    assert "DOCL on CIFAR-10 (lossless, resnet-pair-cifar features)" in printed
     assert "Best Guard operating point per policy" in printed
 
 

@@ -1,7 +1,8 @@
 """Feature extractors by name: ``get_extractor("pixels")``.
 
 ``pixels`` / ``pixels-smooth`` (MNIST-sized images), ``resnet20-cifar`` (the pretrained CIFAR-10
-ResNet-20, 64-d) and ``faces-cnn`` (the provider's face CNN, 256-d; trained with
+ResNet-20, 64-d), ``resnet-pair-cifar`` (ResNet-20 averaged over the mirror image beside
+ResNet-56, 128-d) and ``faces-cnn`` (the provider's face CNN, 256-d; trained with
 ``imgprivacy features train-face-extractor``). Every extractor returns features in [0, 1].
 """
 
@@ -14,12 +15,14 @@ from imgprivacy.features.base import FeatureExtractor
 from imgprivacy.features.faces import FaceCNNFeatures
 from imgprivacy.features.pixels import PixelFeatures
 from imgprivacy.features.resnet20 import ResNet20Features
+from imgprivacy.features.resnet_pair import ResNetPairFeatures
 from imgprivacy.features.smooth import SmoothPixelFeatures
 
 FEATURES: dict[str, Callable[[], FeatureExtractor]] = {
     "pixels": PixelFeatures,
     "pixels-smooth": SmoothPixelFeatures,
     "resnet20-cifar": ResNet20Features,
+    "resnet-pair-cifar": ResNetPairFeatures,
     "faces-cnn": FaceCNNFeatures,
 }
 
@@ -47,6 +50,7 @@ __all__ = [
     "FeatureExtractor",
     "PixelFeatures",
     "ResNet20Features",
+    "ResNetPairFeatures",
     "SmoothPixelFeatures",
     "get_extractor",
 ]
