@@ -7,28 +7,32 @@ nearest claimant farther, so a check restricted to a subset of the models can tu
 the full bank into a "share", never the reverse: a first stage is judged by its *recall*, the
 fraction of the full bank's blocks it keeps.
 
-The stage here is a **sketch** of each model, computed from its weights alone plus a public
-reference set the operator chooses (for instance the service's probe images): the model's
-reconstructions of the reference images, summarised by their mean ``c_n`` and their ``rank``
-principal directions ``U_n`` (rows orthonormal). The sketch distance of an input ``x`` is its
-squared distance to the affine subspace ``c_n + span(U_n)``, a proxy for the model's
-reconstruction distance (exact for a linear autoencoder whose outputs span that subspace). It
-needs ``(rank + 1) * D`` multiply-adds per model and input, a few percent of a model's own cost.
+The stage here is a **sketch** of each model (:mod:`imgprivacy.docl.first_stage_sketch`),
+computed from its weights alone plus a public reference set the operator chooses (images of the
+domain the users' data comes from, held out of it): the mean ``c_n`` of the model's
+reconstructions of the reference images and, with ``rank=r``, their principal directions. The
+sketch distance of an input is its squared distance to that affine subspace: ``(r + 1) * D``
+multiply-adds per model and input. With ``calibration="affine"`` (the default) each model's exact
+distances to the reference images give a per-model map from sketch to exact distance in log
+space and the spread of its residuals.
 
-Ranking (``ranking="decision"``): the uploader's own models are scored exactly first; they give,
-per input, the window of distances ``[lo_n, hi_n]`` at which model n's claim would decide it
-(``lo_n = mu_n - alpha*sigma_n`` under the two-sided policies, ``hi_n`` the interval's top capped
-at ``margin`` (or 1) times the voucher's distance under the policies whose own models vouch).
-Models are ranked by how far, in log-distance, their sketch distance lies outside that window.
-``ranking="ratio"`` ranks by sketch distance over ``mu_n + alpha*sigma_n`` alone. The ``keep``
-fraction ranked first, plus every model of the uploader, are scored exactly with the bank's
-kernel (:func:`score_models`) and the Guard decides on those.
+Ranking: the uploader's own models are scored exactly first; they give, per input, the window of
+distances ``[lo_n, hi_n]`` at which model n's claim would decide it (``lo_n = mu_n -
+alpha*sigma_n`` under the two-sided policies, ``hi_n`` the interval's top capped at ``margin``
+(or 1) times the voucher's distance under the policies whose own models vouch).
+``ranking="probability"`` (the default) ranks models by the probability that their exact
+distance falls in that window, the calibrated estimate taken as Gaussian in log-distance with
+the model's spread; ``"decision"`` by how far the estimate lies outside the window (in units of
+the spread when calibrated); ``"ratio"`` by the estimate over ``mu_n + alpha*sigma_n`` alone.
+The ``keep`` fraction ranked first for each input, plus the uploader's models, are its
+*survivors*; each input is scored exactly under its own survivors only, by a gather over the
+(input, model) pairs (:mod:`imgprivacy.docl.first_stage_kernel`), and the Guard decides on those.
 
-What the sketch stores about a user is a function of their uploaded weights and public images, so
-it reveals nothing that the weights do not. The ranking is a proxy, not a bound: a first stage
-can miss the claimant that the full bank would find. ``docs/scaling.md`` gives the measured
-recall, which is below 99.9% at 5% of the models for most policies; nothing uses this module
-unless called.
+What the sketch and its calibration store about a user is a function of their uploaded weights
+and public images, so it reveals nothing that the weights do not. The ranking is a proxy, not a
+bound: a first stage can miss the claimant that the full bank would find. ``docs/scaling.md``
+gives the measured recall (below 99.9% at 5% of the models); nothing uses this module unless
+called.
 """
 
 from __future__ import annotations
