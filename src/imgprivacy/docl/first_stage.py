@@ -271,8 +271,8 @@ class FirstStage:
     def _ranks(
         self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
     ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
-        """Keys, own positions, and the (B, N) exact distances of the own models (inf
-        elsewhere) when the ranking scored them."""
+        """Keys, own positions, and the (B, N) exact distances of each input's own models
+        (:data:`UNSCORED` elsewhere) when the ranking scored them, else None."""
         uploaders = uploaders_per_input(uploaders, len(x))
         sketches = self.update(bank)
         log_estimate = sketches.log_estimates(x)
@@ -302,7 +302,12 @@ class FirstStage:
         return outside + 1e-3 * (log_estimate - log_high), own, own_distances
 
     def _voucher_limit(
-        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str], own
+        self,
+        bank: FilterBank,
+        guard: Guard,
+        x: torch.Tensor,
+        uploaders: Sequence[str],
+        own: list[int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1): a claimant farther than this cannot outweigh the uploader's own models; and
         the (B, N) exact distances of each input's own models (:data:`UNSCORED` elsewhere)."""
