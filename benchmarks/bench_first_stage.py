@@ -41,6 +41,7 @@ import torch
 from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import AutoencoderConfig, FilterBank, Guard, OneClassAutoencoder
 from imgprivacy.docl.first_stage import FirstStage, score_models
+from imgprivacy.docl.first_stage_kernel import UNSCORED
 from imgprivacy.features import get_extractor
 
 GUARDS = [(policy, alpha) for policy in ("paper", "any-other", "margin") for alpha in (1.0, 2.0)]
@@ -105,7 +106,7 @@ def recall_table(bank, stage, x, rows, uploaders):
         for row, uploader in zip(rows, uploaders):
             scores = stage.score(bank, guard, x[row : row + 1], uploader)
             staged.append(guard.decide(scores, uploader)[0].share)
-            scored.append(len(scores.model_ids))
+            scored.append(int((scores.distances < UNSCORED).sum()))
         blocks = [not s for s in full]
         kept = sum(b and not s for b, s in zip(blocks, staged))
         results.append(
