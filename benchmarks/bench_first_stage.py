@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.05)
     parser.add_argument("--ranking", default="probability")
     parser.add_argument("--calibration", default="affine")
+    parser.add_argument("--calibration-size", type=int, default=400)
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--time-copies", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -203,6 +204,7 @@ def main() -> None:
         ranking=args.ranking,
         iterations=args.iterations,
         calibration=args.calibration,
+        calibration_size=args.calibration_size,
     )
     stage = FirstStage(**settings).fit(bank, reference=reference)
     x, rows, uploaders, _ = uploads(args, rng, owners_class)

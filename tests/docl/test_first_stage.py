@@ -178,6 +178,12 @@ def test_calibration_recovers_a_known_log_affine_map():
     torch.testing.assert_close(got_slope, slope.double(), atol=1e-6, rtol=0)
     torch.testing.assert_close(got_intercept, intercept.double(), atol=1e-6, rtol=0)
     assert (spread == 0.02).all()  # an exact fit: the floor of the spread
+    # the 20 nearest rows (lowest exact distance) follow another map: `nearest` fits that one
+    near_exact = exact.clone()
+    near_exact[:20] = torch.exp(-5.0 + 0.7 * sketch_d[:20].log())
+    near_intercept, near_slope, _ = fit_calibration(sketch_d, near_exact, nearest=20)
+    torch.testing.assert_close(near_slope, torch.full((3,), 0.7, dtype=torch.float64))
+    torch.testing.assert_close(near_intercept, torch.full((3,), -5.0, dtype=torch.float64))
 
 
 def test_parameters_and_use_before_fit_are_checked(bank):
@@ -188,6 +194,8 @@ def test_parameters_and_use_before_fit_are_checked(bank):
         FirstStage(rank=4).fit(bank, reference=torch.rand(4, 16))
     with pytest.raises(NotFittedError, match="call fit"):
         FirstStage().update(bank)
+    with pytest.raises(InvalidInputError, match="calibration_size must be None or an integer"):
+        FirstStage(calibration_size=2).fit(bank, reference=reference())
     with pytest.raises(InvalidInputError, match="ranking='probability' needs calibration"):
         FirstStage(calibration="none").fit(bank, reference=reference())
 

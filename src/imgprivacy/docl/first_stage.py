@@ -50,6 +50,7 @@ from imgprivacy.docl.first_stage_kernel import UNSCORED, PairKernel
 from imgprivacy.docl.first_stage_sketch import (
     Sketches,
     build_sketches,
+    claim_log_probability,
     fit_calibration,
     reconstructions,
     sketch,
@@ -114,16 +115,6 @@ def score_models(bank: FilterBank, x: torch.Tensor, models: Sequence[int]) -> Ba
     return bank.score_stack(_select(snap, picked), x)
 
 
-def claim_log_probability(
-    log_estimate: torch.Tensor, log_low: torch.Tensor, log_high: torch.Tensor, spread: torch.Tensor
-) -> torch.Tensor:
-    """(B, N) log-probability that a model's exact log-distance, Gaussian around
-    ``log_estimate`` with standard deviation ``spread`` (N,), lies in ``[log_low, log_high]``."""
-    below_high = torch.special.log_ndtr((log_high - log_estimate) / spread)
-    below_low = torch.special.log_ndtr((log_low - log_estimate) / spread)
-    return below_high + torch.log1p(-torch.exp((below_low - below_high).clamp_max(-1e-12)))
-
-
 class FirstStage:
     """Keep a fraction of the models per check by a sketch of each model (module docstring).
 
@@ -142,9 +133,11 @@ class FirstStage:
         moves the samples closer to what the model reconstructs well).
     calibration
         ``"affine"``: map each model's sketch distance onto its exact distance by a per-model
-        affine map in log space fitted on the reference set, and measure how far outside the
-        decision window a model lies in units of that map's residual spread; ``"none"``: raw
-        sketch distances.
+        affine map in log space fitted on the reference set, with the spread of its residuals
+        (``"probability"`` needs it); ``"none"``: raw sketch distances.
+    calibration_size
+        Fit each model's map on the ``calibration_size`` reference images it reconstructs best
+        only (None: on all of them); 400 of 1,000 was the best single value on validation.
 
     Examples
     --------
@@ -167,12 +160,14 @@ class FirstStage:
         ranking: str = "probability",
         iterations: int = 1,
         calibration: str = "affine",
+        calibration_size: int | None = 400,
     ):
         self.rank = rank
         self.keep = keep
         self.ranking = ranking
         self.iterations = iterations
         self.calibration = calibration
+        self.calibration_size = calibration_size
 
     def _check_params(self) -> None:
         problems = []
@@ -188,6 +183,9 @@ class FirstStage:
             problems.append(
                 f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}"
             )
+        size = self.calibration_size
+        if size is not None and (not isinstance(size, int) or size < 3):
+            problems.append(f"calibration_size must be None or an integer >= 3, got {size!r}")
         if self.ranking == "probability" and self.calibration == "none":
             problems.append(
                 "ranking='probability' needs calibration='affine' (the calibration's spread "
@@ -257,7 +255,10 @@ class FirstStage:
             return offsets, bases
         own = build_sketches(tuple(bank.snapshot().entries[n] for n in models), offsets, bases)
         exact = score_models(bank, self.reference_, models).distances
-        return (offsets, bases, *fit_calibration(own.distances(self.reference_), exact))
+        fitted = fit_calibration(
+            own.distances(self.reference_), exact, nearest=self.calibration_size
+        )
+        return (offsets, bases, *fitted)
 
     # -- checks ---------------------------------------------------------------------------
     def ranks(

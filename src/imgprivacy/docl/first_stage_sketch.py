@@ -116,12 +116,18 @@ def sketch(reconstructed: torch.Tensor, *, rank: int) -> tuple[torch.Tensor, tor
 
 
 def fit_calibration(
-    sketch_distances: torch.Tensor, exact_distances: torch.Tensor
+    sketch_distances: torch.Tensor, exact_distances: torch.Tensor, *, nearest: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-model least-squares map ``log exact ~ intercept + slope * log sketch`` from (R, n)
-    distances of the same reference images; returns (intercept, slope, spread), each (n,)."""
+    distances of the same reference images; returns (intercept, slope, spread), each (n,).
+
+    With ``nearest``, each model's map is fitted on the ``nearest`` reference images it
+    reconstructs best (lowest exact distance) only: the region where its claims decide."""
     s = sketch_distances.to(torch.float64).clamp_min(_TINY).log()
     t = exact_distances.to(torch.float64).clamp_min(_TINY).log()
+    if nearest is not None and nearest < len(t):
+        rows = t.argsort(dim=0)[:nearest]
+        s, t = s.gather(0, rows), t.gather(0, rows)
     s_mean, t_mean = s.mean(dim=0), t.mean(dim=0)
     s_var = (s - s_mean).square().mean(dim=0)
     slope = ((s - s_mean) * (t - t_mean)).mean(dim=0) / s_var.clamp_min(_TINY)
@@ -129,3 +135,13 @@ def fit_calibration(
     intercept = t_mean - slope * s_mean
     spread = (t - intercept - slope * s).square().mean(dim=0).sqrt().clamp_min(MIN_SPREAD)
     return intercept, slope, spread
+
+
+def claim_log_probability(
+    log_estimate: torch.Tensor, log_low: torch.Tensor, log_high: torch.Tensor, spread: torch.Tensor
+) -> torch.Tensor:
+    """(B, N) log-probability that a model's exact log-distance, Gaussian around
+    ``log_estimate`` with standard deviation ``spread`` (N,), lies in ``[log_low, log_high]``."""
+    below_high = torch.special.log_ndtr((log_high - log_estimate) / spread)
+    below_low = torch.special.log_ndtr((log_low - log_estimate) / spread)
+    return below_high + torch.log1p(-torch.exp((below_low - below_high).clamp_max(-1e-12)))
