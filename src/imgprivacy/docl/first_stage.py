@@ -126,8 +126,8 @@ class FirstStage:
         Fraction of the bank's models scored exactly per input (at least one), in (0, 1]; the
         uploader's own models are scored in addition. ``keep=1`` scores every model.
     ranking
-        ``"decision"`` (where the model's claim would decide the check, module docstring) or
-        ``"ratio"`` (sketch distance over ``mu + alpha*sigma``).
+        ``"probability"`` (that the model's claim decides the check), ``"decision"`` (how far
+        outside the window where it would decide) or ``"ratio"``; module docstring.
     iterations
         Times the reference set is passed through each model before it is summarised (each pass
         moves the samples closer to what the model reconstructs well).
