@@ -18,10 +18,12 @@ compared with those of the bank restricted to the first stage's survivors, one u
   the uploader's own model).
 
 The sketches are built from the weights and a public reference set (``--reference``: Fashion-MNIST
-training images, or the held-out digits). Cost: the time of a decision (bank pass + Guard) with
-and without the first stage at B = 1 and B = 64, measured back to back in this process, with the
-bank's models copied ``--time-copies`` times to give a larger N, and the multiply-adds per
-check against the full bank's.
+training images, or the held-out digits), and calibrated on it (``--calibration``). Cost: the time
+of a decision (bank pass + Guard) with the full bank, with the first stage (each upload scored
+under its own survivors by the pair gather), and with the union of the batch's survivors scored
+for every upload (the previous design), at B = 1 and B = 64, measured back to back in this
+process, with the bank's models copied ``--time-copies`` times to give a larger N, and the
+first stage's multiply-adds per check against the full bank's.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ import torch
 
 from imgprivacy.data import load_fashion_mnist, load_mnist
 from imgprivacy.docl import AutoencoderConfig, FilterBank, Guard, OneClassAutoencoder
-from imgprivacy.docl.first_stage import FirstStage
+from imgprivacy.docl.first_stage import FirstStage, score_models
+from imgprivacy.docl.first_stage_kernel import UNSCORED
 from imgprivacy.features import get_extractor
 
 GUARDS = [(policy, alpha) for policy in ("paper", "any-other", "margin") for alpha in (1.0, 2.0)]
@@ -103,7 +106,7 @@ def recall_table(bank, stage, x, rows, uploaders):
         for row, uploader in zip(rows, uploaders):
             scores = stage.score(bank, guard, x[row : row + 1], uploader)
             staged.append(guard.decide(scores, uploader)[0].share)
-            scored.append(len(scores.model_ids))
+            scored.append(int((scores.distances < UNSCORED).sum()))
         blocks = [not s for s in full]
         kept = sum(b and not s for b, s in zip(blocks, staged))
         results.append(
@@ -121,11 +124,13 @@ def recall_table(bank, stage, x, rows, uploaders):
 
 
 def timings(bank, stage, x, *, seconds):
+    """Median ms of a decision: the full bank, the first stage (pair gather), the union of the
+    batch's survivors scored for every upload; interleaved, at B = 1 and 64."""
     guard = Guard(policy="margin", alpha=1.0)
     out = []
     for batch in (1, 64):
         xb = x[:batch]
-        uploaders = [bank.owners[0]] * batch
+        uploaders = [bank.owners[(37 * k) % len(bank)] for k in range(batch)]
 
         def full(xb=xb, uploaders=uploaders):
             guard.decide(bank.score(xb), uploaders)
@@ -133,18 +138,32 @@ def timings(bank, stage, x, *, seconds):
         def staged(xb=xb, uploaders=uploaders):
             stage.decide(bank, guard, xb, uploaders)
 
-        times = {"full": [], "first stage": []}
-        for fn in (full, staged):  # warm-up
+        def union(xb=xb, uploaders=uploaders):
+            kept = stage.candidates(bank, guard, xb, uploaders)
+            guard.decide(score_models(bank, xb, kept), uploaders)
+
+        runs = {"full": full, "first stage": staged, "union": union}
+        times = {name: [] for name in runs}
+        for fn in runs.values():  # warm-up
             fn()
         stop = time.perf_counter() + seconds
         while time.perf_counter() < stop or len(times["full"]) < 3:
-            for name, fn in (("full", full), ("first stage", staged)):
+            for name, fn in runs.items():
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-        full_ms = 1000 * float(np.median(times["full"]))
-        stage_ms = 1000 * float(np.median(times["first stage"]))
-        out.append(dict(N=len(bank), B=batch, full_ms=full_ms, stage_ms=stage_ms))
+        union_size = len(stage.candidates(bank, guard, xb, uploaders))
+        out.append(
+            dict(
+                N=len(bank),
+                B=batch,
+                full_ms=1000 * float(np.median(times["full"])),
+                stage_ms=1000 * float(np.median(times["first stage"])),
+                union_ms=1000 * float(np.median(times["union"])),
+                union_fraction=union_size / len(bank),
+                repeats=len(times["full"]),
+            )
+        )
     return out
 
 
@@ -155,10 +174,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300, help="MNIST test images uploaded")
     parser.add_argument("--public", type=int, default=200, help="Fashion-MNIST images uploaded")
     parser.add_argument("--reference", choices=("clothes", "digits"), default="clothes")
-    parser.add_argument("--reference-count", type=int, default=256)
+    parser.add_argument("--reference-count", type=int, default=1000)
     parser.add_argument("--rank", type=int, default=0)
     parser.add_argument("--keep", type=float, default=0.05)
-    parser.add_argument("--ranking", default="decision")
+    parser.add_argument("--ranking", default="probability")
+    parser.add_argument("--calibration", default="affine")
+    parser.add_argument("--calibration-size", type=int, default=400)
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--time-copies", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -177,9 +198,15 @@ def main() -> None:
         reference = get_extractor("pixels").transform(fashion.images[picked])
     else:
         reference = held_digits[rng.permutation(len(held_digits))[: args.reference_count]]
-    stage = FirstStage(
-        rank=args.rank, keep=args.keep, ranking=args.ranking, iterations=args.iterations
-    ).fit(bank, reference=reference)
+    settings = dict(
+        rank=args.rank,
+        keep=args.keep,
+        ranking=args.ranking,
+        iterations=args.iterations,
+        calibration=args.calibration,
+        calibration_size=args.calibration_size,
+    )
+    stage = FirstStage(**settings).fit(bank, reference=reference)
     x, rows, uploaders, _ = uploads(args, rng, owners_class)
     recall = recall_table(bank, stage, x, rows, uploaders)
 
@@ -187,19 +214,18 @@ def main() -> None:
     copies.add_many(
         (f"{owner}-copy{k}", model) for k in range(args.time_copies) for owner, model in items
     )
-    timed_stage = FirstStage(
-        rank=args.rank, keep=args.keep, ranking=args.ranking, iterations=args.iterations
-    ).fit(copies, reference=reference)
+    timed_stage = FirstStage(**settings).fit(copies, reference=reference)
     cost = timings(copies, timed_stage, x, seconds=args.seconds)
     params = 2 * 784 * 32
     kept = max(1, math.ceil(args.keep * len(copies)))
-    # the sketch, the kept models, and the uploader's model twice (its voucher limit, then its check)
-    macs = (args.rank + 1) * 784 * len(copies) + params * (kept + 2)
+    # the sketch, the kept models and the uploader's model (scored once, for its voucher limit)
+    macs = (args.rank + 1) * 784 * len(copies) + params * (kept + 1)
     for row in cost:
         row["macs_fraction"] = macs / (params * len(copies))
 
     print(f"N = {len(bank)} users, {len(rows)} uploads, first stage: rank {args.rank}, "
-          f"keep {args.keep:.0%}, ranking {args.ranking}, reference {args.reference}")  # fmt: skip
+          f"keep {args.keep:.0%}, ranking {args.ranking}, calibration {args.calibration}, "
+          f"reference {args.reference}")  # fmt: skip
     print(
         f"{'policy':<10} {'alpha':>5} {'blocks':>7} {'recall':>8} {'agreement':>10} {'scored':>7}"
     )
@@ -208,11 +234,15 @@ def main() -> None:
             f"{r['policy']:<10} {r['alpha']:>5.1f} {r['blocks']:>7d} {r['recall']:>8.2%} "
             f"{r['agreement']:>10.2%} {r['scored']:>7.1%}"
         )
-    print(f"\n{'N':>6} {'B':>3} {'full ms':>9} {'stage ms':>9} {'time':>6} {'mult-adds':>9}")
+    print(
+        f"\n{'N':>6} {'B':>3} {'full ms':>9} {'stage ms':>9} {'time':>6} {'mult-adds':>9} "
+        f"{'union ms':>9} {'union':>6}"
+    )
     for c in cost:
         print(
             f"{c['N']:>6d} {c['B']:>3d} {c['full_ms']:>9.2f} {c['stage_ms']:>9.2f} "
-            f"{c['stage_ms'] / c['full_ms']:>6.1%} {c['macs_fraction']:>9.1%}"
+            f"{c['stage_ms'] / c['full_ms']:>6.1%} {c['macs_fraction']:>9.1%} "
+            f"{c['union_ms']:>9.2f} {c['union_fraction']:>6.1%}"
         )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -7,28 +7,32 @@ nearest claimant farther, so a check restricted to a subset of the models can tu
 the full bank into a "share", never the reverse: a first stage is judged by its *recall*, the
 fraction of the full bank's blocks it keeps.
 
-The stage here is a **sketch** of each model, computed from its weights alone plus a public
-reference set the operator chooses (for instance the service's probe images): the model's
-reconstructions of the reference images, summarised by their mean ``c_n`` and their ``rank``
-principal directions ``U_n`` (rows orthonormal). The sketch distance of an input ``x`` is its
-squared distance to the affine subspace ``c_n + span(U_n)``, a proxy for the model's
-reconstruction distance (exact for a linear autoencoder whose outputs span that subspace). It
-needs ``(rank + 1) * D`` multiply-adds per model and input, a few percent of a model's own cost.
+The stage here is a **sketch** of each model (:mod:`imgprivacy.docl.first_stage_sketch`),
+computed from its weights alone plus a public reference set the operator chooses (images of the
+domain the users' data comes from, held out of it): the mean ``c_n`` of the model's
+reconstructions of the reference images and, with ``rank=r``, their principal directions. The
+sketch distance of an input is its squared distance to that affine subspace: ``(r + 1) * D``
+multiply-adds per model and input. With ``calibration="affine"`` (the default) each model's exact
+distances to the reference images give a per-model map from sketch to exact distance in log
+space and the spread of its residuals.
 
-Ranking (``ranking="decision"``): the uploader's own models are scored exactly first; they give,
-per input, the window of distances ``[lo_n, hi_n]`` at which model n's claim would decide it
-(``lo_n = mu_n - alpha*sigma_n`` under the two-sided policies, ``hi_n`` the interval's top capped
-at ``margin`` (or 1) times the voucher's distance under the policies whose own models vouch).
-Models are ranked by how far, in log-distance, their sketch distance lies outside that window.
-``ranking="ratio"`` ranks by sketch distance over ``mu_n + alpha*sigma_n`` alone. The ``keep``
-fraction ranked first, plus every model of the uploader, are scored exactly with the bank's
-kernel (:func:`score_models`) and the Guard decides on those.
+Ranking: the uploader's own models are scored exactly first; they give, per input, the window of
+distances ``[lo_n, hi_n]`` at which model n's claim would decide it (``lo_n = mu_n -
+alpha*sigma_n`` under the two-sided policies, ``hi_n`` the interval's top capped at ``margin``
+(or 1) times the voucher's distance under the policies whose own models vouch).
+``ranking="probability"`` (the default) ranks models by the probability that their exact
+distance falls in that window, the calibrated estimate taken as Gaussian in log-distance with
+the model's spread; ``"decision"`` by how far the estimate lies outside the window (in units of
+the spread when calibrated); ``"ratio"`` by the estimate over ``mu_n + alpha*sigma_n`` alone.
+The ``keep`` fraction ranked first for each input, plus the uploader's models, are its
+*survivors*; each input is scored exactly under its own survivors only, by a gather over the
+(input, model) pairs (:mod:`imgprivacy.docl.first_stage_kernel`), and the Guard decides on those.
 
-What the sketch stores about a user is a function of their uploaded weights and public images, so
-it reveals nothing that the weights do not. The ranking is a proxy, not a bound: a first stage
-can miss the claimant that the full bank would find. ``docs/scaling.md`` gives the measured
-recall, which is below 99.9% at 5% of the models for most policies; nothing uses this module
-unless called.
+What the sketch and its calibration store about a user is a function of their uploaded weights
+and public images, so it reveals nothing that the weights do not. The ranking is a proxy, not a
+bound: a first stage can miss the claimant that the full bank would find. ``docs/scaling.md``
+gives the measured recall (below 99.9% at 5% of the models); nothing uses this module unless
+called.
 """
 
 from __future__ import annotations
@@ -42,68 +46,22 @@ import torch
 
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
 from imgprivacy.docl.bank_stack import LayerStack
+from imgprivacy.docl.first_stage_kernel import UNSCORED, PairKernel
+from imgprivacy.docl.first_stage_sketch import (
+    Sketches,
+    build_sketches,
+    claim_log_probability,
+    fit_calibration,
+    reconstructions,
+    sketch,
+)
 from imgprivacy.docl.guard import POLICIES, Decision, Guard, uploaders_per_input
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
 
-RANKINGS = ("decision", "ratio")
+RANKINGS = ("probability", "decision", "ratio")
+CALIBRATIONS = ("affine", "none")
 _TINY = 1e-12  # floor of distances before taking logs
-# Models reconstructed at once while sketching: bounds the (chunk, R, D) reconstructions.
-SKETCH_CHUNK = 16
-
-
-@dataclass(frozen=True)
-class Sketches:
-    """Every model's affine subspace ``offsets[n] + span(bases[n])`` in feature space."""
-
-    entries: tuple[BankEntry, ...]  # the bank entries sketched, in the bank's model order
-    owners: np.ndarray  # (N,) each model's owner
-    offsets: torch.Tensor  # (N, D) mean reconstruction of the reference set
-    bases: torch.Tensor  # (N, r, D) principal directions, orthonormal rows
-    offset_norms: torch.Tensor  # (N,) squared norm of each offset
-    offset_coords: torch.Tensor  # (N, r) each offset's coordinates in its own basis
-
-    def distances(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N) squared distance of each input to each model's subspace."""
-        n_models, rank, dim = self.bases.shape
-        d = (x * x).sum(dim=1, keepdim=True) - 2 * x @ self.offsets.t() + self.offset_norms
-        if rank:
-            coords = (x @ self.bases.reshape(n_models * rank, dim).t()).view(-1, n_models, rank)
-            d = d - (coords - self.offset_coords).square().sum(dim=2)
-        return d.clamp_min_(0)
-
-
-def reconstructions(bank: FilterBank, inputs: torch.Tensor, models: Sequence[int]) -> torch.Tensor:
-    """(len(models), R, D): each listed model's reconstruction of ``inputs``.
-
-    ``inputs`` is one (R, D) set for every model, or (len(models), R, D), a set per model.
-    """
-    snap = bank.snapshot()
-    shared = inputs.dim() == 2
-    out = torch.empty(len(models), *inputs.shape[-2:])
-    wanted = {position: k for k, position in enumerate(models)}
-    with torch.inference_mode():
-        for group in snap.groups:
-            rows = [r for r, p in enumerate(group.columns.tolist()) if p in wanted]
-            for start in range(0, len(rows), SKETCH_CHUNK):
-                chunk = torch.tensor(rows[start : start + SKETCH_CHUNK])
-                slots = [wanted[p] for p in group.columns[chunk].tolist()]
-                x = inputs.expand(len(chunk), *inputs.shape) if shared else inputs[slots]
-                weight = group.first_weight[chunk].float()
-                act = torch.baddbmm(group.first_bias[chunk, None, :], x, weight.mT)
-                for weight_t, bias in zip(group.weights_t, group.biases):
-                    act = torch.baddbmm(bias[chunk, None, :], act.relu_(), weight_t[chunk].float())
-                out[slots] = act.sigmoid_()[:, :, : inputs.shape[-1]]
-    return out
-
-
-def sketch(reconstructed: torch.Tensor, *, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (n, D) and top-``rank`` principal directions (n, rank, D) of (n, R, D) samples."""
-    offsets = reconstructed.mean(dim=1)
-    if rank == 0:
-        return offsets, reconstructed.new_zeros(len(offsets), 0, reconstructed.shape[2])
-    _, _, vh = torch.linalg.svd(reconstructed - offsets[:, None, :], full_matrices=False)
-    return offsets, vh[:, :rank, :].contiguous()
 
 
 @dataclass(frozen=True)
@@ -168,11 +126,18 @@ class FirstStage:
         Fraction of the bank's models scored exactly per input (at least one), in (0, 1]; the
         uploader's own models are scored in addition. ``keep=1`` scores every model.
     ranking
-        ``"decision"`` (where the model's claim would decide the check, module docstring) or
-        ``"ratio"`` (sketch distance over ``mu + alpha*sigma``).
+        ``"probability"`` (that the model's claim decides the check), ``"decision"`` (how far
+        outside the window where it would decide) or ``"ratio"``; module docstring.
     iterations
         Times the reference set is passed through each model before it is summarised (each pass
         moves the samples closer to what the model reconstructs well).
+    calibration
+        ``"affine"``: map each model's sketch distance onto its exact distance by a per-model
+        affine map in log space fitted on the reference set, with the spread of its residuals
+        (``"probability"`` needs it); ``"none"``: raw sketch distances.
+    calibration_size
+        Fit each model's map on the ``calibration_size`` reference images it reconstructs best
+        only (None: on all of them); 400 of 1,000 was the best single value on validation.
 
     Examples
     --------
@@ -188,12 +153,21 @@ class FirstStage:
     """
 
     def __init__(
-        self, *, rank: int = 0, keep: float = 0.05, ranking: str = "decision", iterations: int = 1
+        self,
+        *,
+        rank: int = 0,
+        keep: float = 0.05,
+        ranking: str = "probability",
+        iterations: int = 1,
+        calibration: str = "affine",
+        calibration_size: int | None = 400,
     ):
         self.rank = rank
         self.keep = keep
         self.ranking = ranking
         self.iterations = iterations
+        self.calibration = calibration
+        self.calibration_size = calibration_size
 
     def _check_params(self) -> None:
         problems = []
@@ -205,6 +179,18 @@ class FirstStage:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
         if not isinstance(self.iterations, int) or self.iterations < 1:
             problems.append(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if self.calibration not in CALIBRATIONS:
+            problems.append(
+                f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}"
+            )
+        size = self.calibration_size
+        if size is not None and (not isinstance(size, int) or size < 3):
+            problems.append(f"calibration_size must be None or an integer >= 3, got {size!r}")
+        if self.ranking == "probability" and self.calibration == "none":
+            problems.append(
+                "ranking='probability' needs calibration='affine' (the calibration's spread "
+                "gives the probabilities); pass calibration='affine' or another ranking"
+            )
         if problems:
             raise InvalidInputError(problems)
 
@@ -219,6 +205,7 @@ class FirstStage:
             )
         self.reference_ = reference
         self.sketches_: Sketches | None = None
+        self.kernel_ = PairKernel()
         self.update(bank)
         return self
 
@@ -235,33 +222,43 @@ class FirstStage:
         if unchanged and all(known.get(id(e)) == n for n, e in enumerate(entries)):
             return old
         missing = [n for n, e in enumerate(entries) if id(e) not in known]
-        new_offsets, new_bases = self._sketch(bank, missing)
-        dim, rank = bank.input_dim, self.rank
-        offsets = torch.empty(len(entries), dim)
-        bases = torch.empty(len(entries), rank, dim)
+        new = self._sketch(bank, missing)
         kept = [(n, known[id(e)]) for n, e in enumerate(entries) if id(e) in known]
-        if kept:
-            to, source = (torch.tensor(v) for v in zip(*kept))
-            offsets[to], bases[to] = old.offsets[source], old.bases[source]
-        if missing:
-            offsets[missing], bases[missing] = new_offsets, new_bases
-        self.sketches_ = Sketches(
-            entries=entries,
-            owners=np.array([e.owner for e in entries], dtype=object),
-            offsets=offsets,
-            bases=bases,
-            offset_norms=offsets.square().sum(dim=1),
-            offset_coords=torch.einsum("nrd,nd->nr", bases, offsets),
-        )
+        old_parts = () if old is None else (old.offsets, old.bases)
+        if old is not None and old.slope is not None:
+            old_parts += (old.intercept, old.slope, old.spread)
+        parts = []
+        for k, fresh in enumerate(new):
+            merged = torch.empty(len(entries), *fresh.shape[1:], dtype=fresh.dtype)
+            if kept:
+                to, source = (torch.tensor(v) for v in zip(*kept))
+                merged[to] = old_parts[k][source]
+            if missing:
+                merged[missing] = fresh
+            parts.append(merged)
+        calibration = tuple(parts[2:]) if len(parts) == 5 else None
+        self.sketches_ = build_sketches(entries, parts[0], parts[1], calibration)
         return self.sketches_
 
-    def _sketch(self, bank: FilterBank, models: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sketch(self, bank: FilterBank, models: list[int]) -> tuple[torch.Tensor, ...]:
+        """(offsets, bases) and, when calibrated, (intercept, slope, spread) of ``models``."""
+        dim, rank = bank.input_dim, self.rank
         if not models:
-            return torch.empty(0), torch.empty(0)
+            empty = (torch.empty(0, dim), torch.empty(0, rank, dim))
+            extra = (torch.empty(0, dtype=torch.float64),) * 3
+            return empty + (extra if self.calibration == "affine" else ())
         samples = reconstructions(bank, self.reference_, models)
         for _ in range(self.iterations - 1):
             samples = reconstructions(bank, samples, models)
-        return sketch(samples, rank=self.rank)
+        offsets, bases = sketch(samples, rank=rank)
+        if self.calibration == "none":
+            return offsets, bases
+        own = build_sketches(tuple(bank.snapshot().entries[n] for n in models), offsets, bases)
+        exact = score_models(bank, self.reference_, models).distances
+        fitted = fit_calibration(
+            own.distances(self.reference_), exact, nearest=self.calibration_size
+        )
+        return (offsets, bases, *fitted)
 
     # -- checks ---------------------------------------------------------------------------
     def ranks(
@@ -269,50 +266,99 @@ class FirstStage:
     ) -> tuple[torch.Tensor, list[int]]:
         """(B, N) ranking key of every model for every input (lower = kept first), and the
         positions of the uploaders' own models (one uploader per input, or one for all)."""
+        keys, own, _ = self._ranks(bank, guard, x, uploaders)
+        return keys, own
+
+    def _ranks(
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Keys, own positions, and the (B, N) exact distances of each input's own models
+        (:data:`UNSCORED` elsewhere) when the ranking scored them, else None."""
         uploaders = uploaders_per_input(uploaders, len(x))
         sketches = self.update(bank)
-        proxy = sketches.distances(x).to(torch.float64).clamp_min(_TINY)
+        log_estimate = sketches.log_estimates(x)
         own = np.flatnonzero(np.isin(sketches.owners, list(set(uploaders)))).tolist()
         snap = bank.snapshot()
         mu, sigma = snap.error_mean[None, :], snap.error_std[None, :]
-        high = (mu + guard.alpha * sigma).expand_as(proxy)
+        high = (mu + guard.alpha * sigma).expand_as(log_estimate).to(torch.float64)
         rule = POLICIES[guard.policy]
         if self.ranking == "ratio":
-            return proxy / high, own
+            return log_estimate - high.clamp_min(_TINY).log(), own, None
         # "decision": the distances at which model n's claim would decide the input
-        low = torch.full_like(proxy, _TINY) if rule.one_sided else mu - guard.alpha * sigma
+        low = torch.full_like(high, _TINY) if rule.one_sided else mu - guard.alpha * sigma
+        own_distances = None
         if rule.vouch != "never" and guard.breadth_ratio is None and own:
-            high = torch.minimum(high, self._voucher_limit(bank, guard, x, uploaders, own))
-        log_p, log_low, log_high = proxy.log(), low.clamp_min(_TINY).log(), high.log()
-        outside = torch.maximum(log_low - log_p, log_p - log_high).clamp_min(0)
-        return outside + 1e-3 * (log_p - log_high), own
+            limit, own_distances = self._voucher_limit(bank, guard, x, uploaders, own)
+            high = torch.minimum(high, limit)
+        log_low, log_high = low.clamp_min(_TINY).log(), high.clamp_min(_TINY).log()
+        if self.ranking == "probability":
+            return (
+                -claim_log_probability(log_estimate, log_low, log_high, sketches.spread),
+                own,
+                own_distances,
+            )
+        outside = torch.maximum(log_low - log_estimate, log_estimate - log_high).clamp_min(0)
+        if sketches.spread is not None:
+            outside = outside / sketches.spread
+        return outside + 1e-3 * (log_estimate - log_high), own, own_distances
 
-    @staticmethod
     def _voucher_limit(
-        bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: Sequence[str], own: list[int]
-    ) -> torch.Tensor:
-        """(B, 1): a claimant farther than this cannot outweigh the uploader's own models."""
-        scores = score_models(bank, x, own)
+        self,
+        bank: FilterBank,
+        guard: Guard,
+        x: torch.Tensor,
+        uploaders: Sequence[str],
+        own: list[int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1): a claimant farther than this cannot outweigh the uploader's own models; and
+        the (B, N) exact distances of each input's own models (:data:`UNSCORED` elsewhere)."""
+        owned = torch.zeros(len(x), len(bank), dtype=torch.bool)
+        owned[:, own] = torch.tensor(
+            np.array(bank.owners)[own][None, :] == np.array(uploaders)[:, None]
+        )
+        d = self.kernel_(bank.snapshot(), x, owned)
         rule = POLICIES[guard.policy]
-        d = scores.distances.to(torch.float64)
-        owned = torch.tensor(np.array(scores.owners)[None, :] == np.array(uploaders)[:, None])
-        voucher = owned & torch.isfinite(d)
+        snap = bank.snapshot()
+        d64 = d.to(torch.float64)
+        voucher = owned & torch.isfinite(d64)
         if rule.vouch_needs_claim:
-            voucher &= d <= scores.error_mean + guard.alpha * scores.error_std
-        best = torch.where(voucher, d, torch.tensor(math.inf, dtype=torch.float64))
+            voucher &= d64 <= snap.error_mean + guard.alpha * snap.error_std
+        best = torch.where(voucher, d64, torch.tensor(math.inf, dtype=torch.float64))
         factor = guard.margin if rule.vouch == "margin" else 1.0
-        return (best.min(dim=1, keepdim=True).values * factor).clamp_min(_TINY)
+        return (best.min(dim=1, keepdim=True).values * factor).clamp_min(_TINY), d
+
+    def survivors(
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
+    ) -> torch.Tensor:
+        """(B, N) bool: the models scored exactly for each input (the ``keep`` fraction ranked
+        first for it, plus its uploader's own models)."""
+        return self._survivors(bank, guard, x, uploaders)[0]
+
+    def _survivors(self, bank, guard, x, uploaders) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
+        if not len(bank):
+            raise InvalidInputError(
+                "The bank holds no model yet; add users' autoencoders with bank.add(...)."
+            )
+        keys, own, own_distances = self._ranks(bank, guard, x, uploaders)
+        n_models = keys.shape[1]
+        count = max(1, min(n_models, math.ceil(self.keep * n_models)))
+        mask = torch.zeros(keys.shape, dtype=torch.bool)
+        mask.scatter_(1, keys.topk(count, dim=1, largest=False).indices, True)
+        owners = np.array(bank.owners)
+        mask |= torch.tensor(
+            owners[None, :] == np.array(uploaders_per_input(uploaders, len(x)))[:, None]
+        )
+        return mask, own_distances
 
     def candidates(
         self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
     ) -> list[int]:
-        """Positions of the models to score exactly for the batch: the union over its inputs of
-        the ``keep`` fraction ranked first, plus the uploaders' own models, in bank order."""
-        keys, own = self.ranks(bank, guard, x, uploaders)
-        n_models = keys.shape[1]
-        count = max(1, min(n_models, math.ceil(self.keep * n_models)))
-        kept = keys.topk(count, dim=1, largest=False).indices.flatten().numpy()
-        return np.union1d(kept, np.array(own, dtype=np.int64)).tolist()
+        """Positions of the models scored for at least one input of the batch (the union of
+        :meth:`survivors` over its inputs), in bank order."""
+        return (
+            torch.nonzero(self.survivors(bank, guard, x, uploaders).any(dim=0)).flatten().tolist()
+        )
 
     def score(
         self,
@@ -321,14 +367,26 @@ class FirstStage:
         x: np.ndarray | torch.Tensor,
         uploaders: str | Sequence[str],
     ) -> BankScores:
-        """Exact scores of ``x`` under the first stage's survivors only (a :class:`BankScores`
-        over those columns; pass it to ``guard.decide`` with the same uploaders)."""
+        """Scores of ``x`` over every model of ``bank``: exact for each input's survivors
+        (:meth:`survivors`, each input scored under its own survivors only), and
+        :data:`~imgprivacy.docl.first_stage_kernel.UNSCORED` (beyond every interval: no claim,
+        no vouching) for the others. Pass it to ``guard.decide`` with the same uploaders."""
         x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
-        if not len(bank):
-            raise InvalidInputError(
-                "The bank holds no model yet; add users' autoencoders with bank.add(...)."
-            )
-        return score_models(bank, x, self.candidates(bank, guard, x, uploaders))
+        mask, own_distances = self._survivors(bank, guard, x, uploaders)
+        snap = bank.snapshot()
+        if own_distances is None:
+            distances = self.kernel_(snap, x, mask)
+        else:  # the own models were scored by the ranking: score only the rest
+            scored = own_distances < UNSCORED
+            distances = self.kernel_(snap, x, mask & ~scored)
+            distances = torch.where(scored, own_distances, distances)
+        return BankScores(
+            distances=distances,
+            error_mean=snap.error_mean.cpu(),
+            error_std=snap.error_std.cpu(),
+            model_ids=tuple(e.model_id for e in snap.entries),
+            owners=tuple(e.owner for e in snap.entries),
+        )
 
     def decide(
         self,
