@@ -116,3 +116,27 @@ def test_fit_of_the_edge_default_without_negatives_says_how_to_pass_them():
         OneClassAutoencoder(config).fit(torch.rand(20, 784))
     assert "negative_features()" in str(caught.value)
     assert "negative_weight=0" in str(caught.value)
+
+
+def test_private_training_with_the_default_config_trains_without_the_negatives(
+    tmp_path, folder, monkeypatch
+):
+    from imgprivacy.client import training
+    from imgprivacy.docl.private_budget import PrivacyBudget
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv(DATA_ENV_VAR, str(empty))  # the negative set is never read
+    seen = []
+
+    def fake_train(features, *, config, negatives, **kwargs):
+        seen.append((config, negatives, kwargs["privacy"]))
+        raise SystemExit
+
+    monkeypatch.setattr(training, "train_autoencoder", fake_train)
+    budget = PrivacyBudget(epsilon=4.0)
+    with pytest.raises(SystemExit):
+        train_guard(folder, out=tmp_path / "g.safetensors", privacy=budget)
+    ((config, negatives, privacy),) = seen
+    assert config.negative_weight == 0.0 and negatives is None and privacy is budget
+    assert config == AutoencoderConfig.for_edge(negative_weight=0.0, input_dim=config.input_dim)

@@ -134,8 +134,9 @@ def train_guard(
     and delta). With ``config.negative_weight > 0`` it trains against the provider's public
     negative set (:func:`negative_features`, read from ``data_dir``, default
     ``IMGPRIVACY_DATA``: it must hold Fashion-MNIST). The default ``config`` is
-    ``AutoencoderConfig.for_edge()``: the default extractor's model, trained against that set;
-    pass ``config=AutoencoderConfig.for_edge(negative_weight=0)`` to train on the images only.
+    ``AutoencoderConfig.for_edge()``: the default extractor's model, trained against that set
+    (without it when ``privacy`` is given: DP training does not support the set); pass
+    ``config=AutoencoderConfig.for_edge(negative_weight=0)`` to train on the images only.
 
     Raises
     ------
@@ -146,7 +147,8 @@ def train_guard(
         When the config trains against the negative set and Fashion-MNIST cannot be loaded
         (before anything is trained).
     """
-    config = config or AutoencoderConfig.for_edge()
+    if config is None:
+        config = AutoencoderConfig.for_edge(**({} if privacy is None else {"negative_weight": 0.0}))
     features = folder_features(images, feature_extractor=config.feature_extractor)
     config = config.replace(input_dim=int(features.shape[1]))
     out = Path(out)
