@@ -14,6 +14,7 @@ from imgprivacy.features import get_extractor
 from imgprivacy.features.resnet20 import load_resnet20, load_scale, raw_features
 from imgprivacy.features.resnet_pair import (
     RESNET56_SCALE_FILE,
+    RESNET56_SHA256,
     load_resnet56,
     mirrored,
     read_legacy_checkpoint,
@@ -62,3 +63,6 @@ def test_legacy_checkpoint_must_match_the_hash_in_its_name(tmp_path):
     named.write_bytes(payload)
     with pytest.raises(CorruptFileError, match="Could not read the ResNet-56 checkpoint"):
         read_legacy_checkpoint(named)
+    # the pinned full hash: a file whose name carries its own hash prefix is still refused
+    with pytest.raises(CorruptFileError, match=f"does not start with '{RESNET56_SHA256}'"):
+        read_legacy_checkpoint(named, sha256=RESNET56_SHA256)

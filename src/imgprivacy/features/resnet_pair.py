@@ -15,15 +15,17 @@ ResNet-20 to 93.1% on the lossless test images, and the pair of networks separat
 models further.
 
 The ResNet-56 weights exist only as the upstream legacy checkpoint (``resnet56-4bfd9763.th``).
-It is read with ``torch.load(weights_only=True)``, torch's restricted unpickler that builds
-tensors and plain containers and refuses any other object (no code runs), after checking that
-the file's sha256 starts with the hash in its name (the torch-hub convention).
+It is read into memory, its sha256 compared with the pinned :data:`RESNET56_SHA256` (the data
+README's), and those same bytes are read with ``torch.load(weights_only=True)``, torch's
+restricted unpickler that builds tensors and plain containers and refuses any other object (no
+code runs).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +44,17 @@ from imgprivacy.features.resnet20 import (
 from imgprivacy.safetensors_io import tensor_problems
 
 RESNET56_FILE = "pretrained/resnet56-4bfd9763.th"
+# sha256 of the upstream file (data README); the name carries only its first 8 hex digits
+RESNET56_SHA256 = "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"
 RESNET56_SCALE_FILE = Path(__file__).with_name("resnet56_cifar_scale.json")
 
 
-def read_legacy_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_legacy_checkpoint(
+    path: str | os.PathLike, *, sha256: str | None = None
+) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of an upstream ``{'best_prec1', 'state_dict'}`` checkpoint, without
-    the ``module.`` prefix; the file's sha256 must start with the hex hash in its name.
+    the ``module.`` prefix. The file's sha256 must equal ``sha256`` (without it: start with the
+    hex hash in its name, the torch-hub convention); the bytes checked are the bytes loaded.
 
     Raises
     ------
@@ -56,15 +63,17 @@ def read_legacy_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         no ``state_dict``.
     """
     path = Path(path)
-    expected = path.stem.rsplit("-", 1)[-1]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    expected = sha256 or path.stem.rsplit("-", 1)[-1]
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if not digest.startswith(expected):
         raise CorruptFileError(
-            f"{path}: sha256 {digest[:12]}... does not start with {expected!r} from its name. "
+            f"{path}: sha256 {digest[:12]}... does not start with {expected!r}"
+            f"{'' if sha256 else ' from its name'}. "
             "Replace the file with an intact copy (see the data README for its sha256)."
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         state = checkpoint["state_dict"]
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise CorruptFileError(
@@ -91,7 +100,7 @@ def build_resnet56(state: dict[str, torch.Tensor], *, source: str = "state dict"
 
 @functools.lru_cache(maxsize=4)
 def _cached_resnet56(path: str) -> CifarResNet:
-    return build_resnet56(read_legacy_checkpoint(path), source=path)
+    return build_resnet56(read_legacy_checkpoint(path, sha256=RESNET56_SHA256), source=path)
 
 
 def load_resnet56(data_dir: str | os.PathLike | None = None) -> CifarResNet:
