@@ -194,15 +194,22 @@ def test_a_claims_refusal_says_to_train_with_the_negative_set_when_it_was_not(
     from imgprivacy.service.settings import load_settings
     from imgprivacy.service.validation import BehaviourRefused, validate_upload
 
-    settings = load_settings(database_url="sqlite://", feature_extractor="pixels")
-    exposed = read_metadata(generalist)["config"] | {"negative_weight": 1.0}
+    config = read_metadata(generalist)["config"]
     hints = []
-    for blob in (generalist, rebuild(generalist, config=exposed)):
+    for extractor, weight in (("pixels-smooth", 0.0), ("pixels-smooth", 1.0), ("pixels", 0.0)):
+        settings = load_settings(database_url="sqlite://", feature_extractor=extractor)
+        changed = config | {"feature_extractor": extractor, "negative_weight": weight}
         with pytest.raises(BehaviourRefused) as caught:
-            validate_upload(blob, settings=settings, input_dim=784, probes=server_probes)
+            validate_upload(
+                rebuild(generalist, config=changed),
+                settings=settings,
+                input_dim=784,
+                probes=server_probes,
+            )
         assert caught.value.detail == "model claims public probe images"
         hints.append("train it with the public negative set" in " ".join(caught.value.problems))
-    assert hints == [True, False]  # only a model trained without it is told to use it
+    # only a model trained without it, for an extractor a device trains with it by default
+    assert hints == [True, False, False]
 
 
 def test_cost_limits_come_from_the_config_alone():

@@ -44,6 +44,7 @@ import math
 import torch
 
 from imgprivacy.docl import AutoencoderConfig, OneClassAutoencoder, autoencoder_from_bytes
+from imgprivacy.docl.defaults import EDGE_NEGATIVE_WEIGHT
 from imgprivacy.docl.persistence import read_metadata
 from imgprivacy.errors import CorruptFileError, InvalidInputError
 from imgprivacy.service.breadth import measured_breadth
@@ -250,7 +251,10 @@ def validate_upload(
     over = {name: claim for name, claim in claims.items() if claim > settings.probe_max_claim}
     if over:
         hint = ""
-        if model.config.negative_weight == 0:
+        # only where a device trains with the set by default, and never for a DP model (DP
+        # training does not support it)
+        trains_with_set = EDGE_NEGATIVE_WEIGHT.get(model.config.feature_extractor, 0.0) > 0
+        if model.config.negative_weight == 0 and trains_with_set and model.privacy_ is None:
             hint = (
                 " It was trained without the public negative set; guards trained against it "
                 "claim fewer probe images: train it with the public negative set (`imgprivacy "
