@@ -17,7 +17,8 @@ from imgprivacy.service.settings import ServiceSettings
 from tests.service.conftest import ADMIN, FEATURES, in_process_service, unique
 
 PROBES = {"probe_count": 200, "probe_seed": 0}  # as the test servers
-ALPHA = 2.7  # the service's default Guard alpha (tests/service/test_settings_errors.py)
+ALPHA = ServiceSettings.model_fields["alpha"].default  # the service's default Guard alpha
+GATE = ServiceSettings.model_fields["breadth_ratio"].default
 
 
 def stored_rows(url: str) -> dict[str, tuple[float | None, float | None]]:
@@ -74,7 +75,7 @@ def test_the_guard_follows_stored_breadths_here_and_in_a_replica(
         in_process_service(tmp_path, database_url=url, **PROBES) as replica,
     ):
         guard, other = here.app.state.service.guard, replica.app.state.service.guard
-        assert guard.alpha == ALPHA and guard.breadth_ratio == 2.0  # the service's defaults
+        assert guard.alpha == ALPHA and guard.breadth_ratio == GATE  # the service's defaults
         name = unique("owner")
         auth = {"Authorization": f"Bearer {here.register(name).json()['token']}"}
         upload(here, auth, "digit", honest_bytes[0])
@@ -148,9 +149,8 @@ def test_the_admin_model_list_shows_each_models_stored_breadth(
         set_breadth(url, None, None, owner=names[1])  # as stored before breadths, not backfilled
         rows = service.request("GET", "/v1/admin/models", headers=admin).json()
         listed = {r["owner"]: (r["breadth"], r["breadth_alpha"]) for r in rows}
-        alpha = ServiceSettings.model_fields["alpha"].default
-        expected = breadth_of(honest_models[0], server_probes, alpha=alpha)
-        assert listed[names[0]] == (pytest.approx(expected), alpha)
+        expected = breadth_of(honest_models[0], server_probes, alpha=ALPHA)
+        assert listed[names[0]] == (pytest.approx(expected), ALPHA)
         assert listed[names[1]] == (None, None)
         schema = service.request("GET", "/openapi.json").json()["components"]["schemas"]
         assert {"breadth", "breadth_alpha"} <= set(schema["ModelRow"]["properties"])

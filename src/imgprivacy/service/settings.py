@@ -38,7 +38,7 @@ class ServiceSettings(BaseSettings):
     # Features every model must be trained on (a name in imgprivacy.features.FEATURES); by
     # default the library's, which `imgprivacy guard train` uses too.
     feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR
-    # Guard policy (a name in imgprivacy.docl.POLICIES, checked when the app is built), alpha,
+    # Guard policy (a name in imgprivacy.docl.POLICIES, checked below with alpha and margin), alpha,
     # margin and breadth gate. The defaults are the operating point chosen on a validation split
     # of MNIST for the default model as `imgprivacy guard train` trains it, against the public
     # negative set (docs/results.md, "Outlier exposure"): policy "margin", alpha 2.7, margin 1.0,
