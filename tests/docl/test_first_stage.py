@@ -212,3 +212,47 @@ def test_uploaders_are_checked_and_read_as_the_guard_reads_them(bank):
     for call in (stage.score, stage.candidates, stage.ranks):
         with pytest.raises(InvalidInputError, match=r"one uploader per scored input \(3\), got 2"):
             call(bank, guard, x, ["c2u0", "c3u0"])
+
+
+def test_a_check_reads_one_snapshot_while_the_bank_changes(bank, models, monkeypatch):
+    """A model removed and another added while a check runs (as a service's upload would):
+    the check decides on the membership it started with, at the right positions."""
+    x, y = blobs(dim=16, classes=CLASSES, seed=3, n_per_class=4)
+    uploaders = [f"c{(c + 1) % CLASSES}u0" for c in y.tolist()]
+    guard = Guard(policy="margin", alpha=2.0)
+    stage = FirstStage(rank=2, keep=1.0).fit(bank, reference=reference())
+    before = bank.snapshot()
+    full = guard.decide(bank.score(x), uploaders)
+    real = bank.snapshot
+    calls = []
+
+    def changing_snapshot():
+        snap = real()
+        if not calls:  # right after the check's first read: c0u0 leaves, its model returns
+            bank.remove(before.entries[0].model_id)
+            bank.add(models[0][1], owner="late")
+        calls.append(1)
+        return snap
+
+    monkeypatch.setattr(bank, "snapshot", changing_snapshot)
+    staged = stage.decide(bank, guard, x, uploaders)
+    assert [(d.share, d.matched_model) for d in staged] == [
+        (d.share, d.matched_model) for d in full
+    ]
+    assert "late" in bank.owners and "c0u0" not in bank.owners
+
+
+def test_the_gather_buffers_are_per_thread(bank):
+    import threading
+
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(3, len(bank), dtype=torch.bool)
+    kernel, snap = PairKernel(), bank.snapshot()
+    here = kernel(snap, x, mask)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append((kernel(snap, x, mask), kernel._buffers)))
+    thread.start()
+    thread.join()
+    ((there, buffers),) = seen
+    assert torch.equal(there, here)
+    assert buffers is not kernel._buffers and buffers.keys() == kernel._buffers.keys()

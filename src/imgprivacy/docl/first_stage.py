@@ -101,10 +101,13 @@ def _select(snap, models: list[int]) -> _Subset:
     )
 
 
-def score_models(bank: FilterBank, x: torch.Tensor, models: Sequence[int]) -> BankScores:
+def score_models(
+    bank: FilterBank, x: torch.Tensor, models: Sequence[int], *, snap=None
+) -> BankScores:
     """Exact scores of features ``x`` (B, D) under the models at positions ``models`` of
-    ``bank`` only (columns in the order of ``models``), with the bank's own kernel."""
-    snap = bank.snapshot()
+    ``bank`` only (columns in the order of ``models``), with the bank's own kernel; positions
+    of ``snap`` when given (a ``bank.snapshot()``), else of the bank's current snapshot."""
+    snap = bank.snapshot() if snap is None else snap
     picked = [int(n) for n in models]
     if not picked or not all(0 <= n < len(snap.entries) for n in picked):
         raise InvalidInputError(
@@ -209,20 +212,22 @@ class FirstStage:
         self.update(bank)
         return self
 
-    def update(self, bank: FilterBank) -> Sketches:
-        """Sketch the models added or replaced since the last call; drop removed ones."""
+    def update(self, bank: FilterBank, snap=None) -> Sketches:
+        """Sketch the models added or replaced since the last call; drop removed ones (those of
+        ``snap`` when given, a ``bank.snapshot()``: every step of a check reads one snapshot)."""
         if not hasattr(self, "reference_"):
             raise NotFittedError(
                 "This FirstStage is not fitted yet: call fit(bank, reference=...)."
             )
-        entries = bank.snapshot().entries
+        snap = bank.snapshot() if snap is None else snap
+        entries = snap.entries
         old = self.sketches_
         known = {} if old is None else {id(e): n for n, e in enumerate(old.entries)}
         unchanged = old is not None and len(old.entries) == len(entries)
         if unchanged and all(known.get(id(e)) == n for n, e in enumerate(entries)):
             return old
         missing = [n for n, e in enumerate(entries) if id(e) not in known]
-        new = self._sketch(bank, missing)
+        new = self._sketch(bank, missing, snap)
         kept = [(n, known[id(e)]) for n, e in enumerate(entries) if id(e) in known]
         old_parts = () if old is None else (old.offsets, old.bases)
         if old is not None and old.slope is not None:
@@ -240,21 +245,21 @@ class FirstStage:
         self.sketches_ = build_sketches(entries, parts[0], parts[1], calibration)
         return self.sketches_
 
-    def _sketch(self, bank: FilterBank, models: list[int]) -> tuple[torch.Tensor, ...]:
+    def _sketch(self, bank: FilterBank, models: list[int], snap) -> tuple[torch.Tensor, ...]:
         """(offsets, bases) and, when calibrated, (intercept, slope, spread) of ``models``."""
         dim, rank = bank.input_dim, self.rank
         if not models:
             empty = (torch.empty(0, dim), torch.empty(0, rank, dim))
             extra = (torch.empty(0, dtype=torch.float64),) * 3
             return empty + (extra if self.calibration == "affine" else ())
-        samples = reconstructions(bank, self.reference_, models)
+        samples = reconstructions(snap, self.reference_, models)
         for _ in range(self.iterations - 1):
-            samples = reconstructions(bank, samples, models)
+            samples = reconstructions(snap, samples, models)
         offsets, bases = sketch(samples, rank=rank)
         if self.calibration == "none":
             return offsets, bases
-        own = build_sketches(tuple(bank.snapshot().entries[n] for n in models), offsets, bases)
-        exact = score_models(bank, self.reference_, models).distances
+        own = build_sketches(tuple(snap.entries[n] for n in models), offsets, bases)
+        exact = score_models(bank, self.reference_, models, snap=snap).distances
         fitted = fit_calibration(
             own.distances(self.reference_), exact, nearest=self.calibration_size
         )
@@ -266,19 +271,19 @@ class FirstStage:
     ) -> tuple[torch.Tensor, list[int]]:
         """(B, N) ranking key of every model for every input (lower = kept first), and the
         positions of the uploaders' own models (one uploader per input, or one for all)."""
-        keys, own, _ = self._ranks(bank, guard, x, uploaders)
+        x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
+        keys, own, _ = self._ranks(bank, guard, x, uploaders, bank.snapshot())
         return keys, own
 
     def _ranks(
-        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders: str | Sequence[str]
+        self, bank: FilterBank, guard: Guard, x: torch.Tensor, uploaders, snap
     ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
         """Keys, own positions, and the (B, N) exact distances of each input's own models
         (:data:`UNSCORED` elsewhere) when the ranking scored them, else None."""
         uploaders = uploaders_per_input(uploaders, len(x))
-        sketches = self.update(bank)
+        sketches = self.update(bank, snap)
         log_estimate = sketches.log_estimates(x)
         own = np.flatnonzero(np.isin(sketches.owners, list(set(uploaders)))).tolist()
-        snap = bank.snapshot()
         mu, sigma = snap.error_mean[None, :], snap.error_std[None, :]
         high = (mu + guard.alpha * sigma).expand_as(log_estimate).to(torch.float64)
         rule = POLICIES[guard.policy]
@@ -288,7 +293,7 @@ class FirstStage:
         low = torch.full_like(high, _TINY) if rule.one_sided else mu - guard.alpha * sigma
         own_distances = None
         if rule.vouch != "never" and guard.breadth_ratio is None and own:
-            limit, own_distances = self._voucher_limit(bank, guard, x, uploaders, own)
+            limit, own_distances = self._voucher_limit(snap, guard, x, uploaders, own)
             high = torch.minimum(high, limit)
         log_low, log_high = low.clamp_min(_TINY).log(), high.clamp_min(_TINY).log()
         if self.ranking == "probability":
@@ -303,22 +308,15 @@ class FirstStage:
         return outside + 1e-3 * (log_estimate - log_high), own, own_distances
 
     def _voucher_limit(
-        self,
-        bank: FilterBank,
-        guard: Guard,
-        x: torch.Tensor,
-        uploaders: Sequence[str],
-        own: list[int],
+        self, snap, guard: Guard, x: torch.Tensor, uploaders: Sequence[str], own: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1): a claimant farther than this cannot outweigh the uploader's own models; and
         the (B, N) exact distances of each input's own models (:data:`UNSCORED` elsewhere)."""
-        owned = torch.zeros(len(x), len(bank), dtype=torch.bool)
-        owned[:, own] = torch.tensor(
-            np.array(bank.owners)[own][None, :] == np.array(uploaders)[:, None]
-        )
-        d = self.kernel_(bank.snapshot(), x, owned)
+        owned = torch.zeros(len(x), len(snap.entries), dtype=torch.bool)
+        owners = np.array([e.owner for e in snap.entries], dtype=object)
+        owned[:, own] = torch.tensor(owners[own][None, :] == np.array(uploaders)[:, None])
+        d = self.kernel_(snap, x, owned)
         rule = POLICIES[guard.policy]
-        snap = bank.snapshot()
         d64 = d.to(torch.float64)
         voucher = owned & torch.isfinite(d64)
         if rule.vouch_needs_claim:
@@ -332,20 +330,22 @@ class FirstStage:
     ) -> torch.Tensor:
         """(B, N) bool: the models scored exactly for each input (the ``keep`` fraction ranked
         first for it, plus its uploader's own models)."""
-        return self._survivors(bank, guard, x, uploaders)[0]
+        return self._survivors(bank, guard, x, uploaders, bank.snapshot())[0]
 
-    def _survivors(self, bank, guard, x, uploaders) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _survivors(
+        self, bank, guard, x, uploaders, snap
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
-        if not len(bank):
+        if not len(snap.entries):
             raise InvalidInputError(
                 "The bank holds no model yet; add users' autoencoders with bank.add(...)."
             )
-        keys, own, own_distances = self._ranks(bank, guard, x, uploaders)
+        keys, own, own_distances = self._ranks(bank, guard, x, uploaders, snap)
         n_models = keys.shape[1]
         count = max(1, min(n_models, math.ceil(self.keep * n_models)))
         mask = torch.zeros(keys.shape, dtype=torch.bool)
         mask.scatter_(1, keys.topk(count, dim=1, largest=False).indices, True)
-        owners = np.array(bank.owners)
+        owners = np.array([e.owner for e in snap.entries], dtype=object)
         mask |= torch.tensor(
             owners[None, :] == np.array(uploaders_per_input(uploaders, len(x)))[:, None]
         )
@@ -371,9 +371,9 @@ class FirstStage:
         (:meth:`survivors`, each input scored under its own survivors only), and
         :data:`~imgprivacy.docl.first_stage_kernel.UNSCORED` (beyond every interval: no claim,
         no vouching) for the others. Pass it to ``guard.decide`` with the same uploaders."""
+        snap = bank.snapshot()  # one membership for the whole check
+        mask, own_distances = self._survivors(bank, guard, x, uploaders, snap)
         x = as_feature_matrix(x, input_dim=bank.input_dim, what="features")
-        mask, own_distances = self._survivors(bank, guard, x, uploaders)
-        snap = bank.snapshot()
         if own_distances is None:
             distances = self.kernel_(snap, x, mask)
         else:  # the own models were scored by the ranking: score only the rest

@@ -16,6 +16,7 @@ sigmoid at the end, the squared distance of the reconstruction to the input.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -29,10 +30,18 @@ UNSCORED = float(torch.finfo(torch.float32).max)
 
 class PairKernel:
     """Scores (input, model) pairs of a bank snapshot; keeps its gather buffers between calls
-    (a fresh allocation per call costs more than the copy). Not safe to share between threads."""
+    (a fresh allocation per call costs more than the copy), one set per thread, so that
+    concurrent checks through one first stage do not write into each other's buffers."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
+        self._local = threading.local()
+
+    @property
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        return buffers
 
     def __call__(self, snap, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N) distances of ``x`` (B, D) to the models where ``mask`` (B, N) is True;

@@ -82,12 +82,14 @@ def build_sketches(
     )
 
 
-def reconstructions(bank: FilterBank, inputs: torch.Tensor, models: Sequence[int]) -> torch.Tensor:
+def reconstructions(bank, inputs: torch.Tensor, models: Sequence[int]) -> torch.Tensor:
     """(len(models), R, D): each listed model's reconstruction of ``inputs``.
 
-    ``inputs`` is one (R, D) set for every model, or (len(models), R, D), a set per model.
+    ``bank`` is a :class:`FilterBank` or one of its snapshots (``bank.snapshot()``), whose
+    positions ``models`` are. ``inputs`` is one (R, D) set for every model, or
+    (len(models), R, D), a set per model.
     """
-    snap = bank.snapshot()
+    snap = bank.snapshot() if isinstance(bank, FilterBank) else bank
     shared = inputs.dim() == 2
     out = torch.empty(len(models), *inputs.shape[-2:])
     wanted = {position: k for k, position in enumerate(models)}
