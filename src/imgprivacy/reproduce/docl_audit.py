@@ -4,7 +4,8 @@ For each model (the paper-exact 784-32-784 and imgprivacy's default 784-256-32-2
 epsilon (``None`` = non-private training), the ten MNIST users train their guards, then:
 
 - utility: the argmin accuracy and the Guard's operating point (policy ``margin``, alpha 1, the
-  service's default: others' private images blocked / owners' own shared / Fashion-MNIST shared);
+  Guard's default margin; the service runs at a wider point, docs/service.md): others' private
+  images blocked / owners' own shared / Fashion-MNIST shared;
 - admission: whether the service (default settings, its probe set) accepts each user's guard;
 - privacy: the audit of :mod:`imgprivacy.docl.audit` on each audited user's guard (decoder
   inversion against their training images, membership AUC against their held-out test images).
@@ -62,7 +63,7 @@ QUICK_AUDITED_USERS = (0, 3, 8)
 PUBLIC_IMAGES = 10_000  # Fashion-MNIST training images the public first layer is trained on
 PUBLIC_EPOCHS = 10
 QUICK_AUDIT = AuditSettings(restarts=4, codes_per_restart=32, steps=200, calibration_images=300)
-GUARD = dict(policy="margin", alpha=1.0)  # the service's default operating point
+GUARD = dict(policy="margin", alpha=1.0)  # the audit's fixed point (the Guard's default margin)
 # The goal: no near-copy, membership AUC <= 0.55, accuracy >= 95%, operating point within
 # 3 points of non-private training.
 GOAL_AUC = 0.55

@@ -48,7 +48,7 @@ def configurations(features: str = FEATURES) -> dict[str, AutoencoderConfig]:
     (D-256-32-256-D, 15 epochs) is used on the 128-d ``resnet-pair-cifar`` features.
     """
     return {
-        "default": AutoencoderConfig.for_features(features),
+        "default": AutoencoderConfig.for_edge(features),
         "paper_faithful": AutoencoderConfig.paper(feature_extractor=features),
     }
 
