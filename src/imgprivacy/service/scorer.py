@@ -1,11 +1,17 @@
 """Micro-batching: concurrent ``/v1/check`` requests share one bank pass.
 
-Requests queue their feature vector; one worker takes everything queued (up to ``max_batch``,
-optionally waiting ``max_wait`` seconds for more) and scores it in a single
-:meth:`FilterBank.score` call on a dedicated thread, so the event loop keeps accepting requests
-while a batch is scored. Under load the queue fills while the previous batch runs, so batches grow
-with load and the per-request cost of the bank pass shrinks; an idle service scores a lone request
-at once. ``max_batch=1`` turns batching off (one bank pass per request), for comparison.
+Requests queue their payload; a dedicated scorer thread takes everything queued (up to
+``max_batch``, optionally waiting ``max_wait`` seconds for more) and prepares and scores it in a
+single :meth:`FilterBank.score` call, so the event loop keeps accepting requests while a batch is
+scored. Under load the queue fills while the previous batch runs, so batches grow with load and
+the per-request cost of the bank pass shrinks; an idle service scores a lone request at once.
+``max_batch=1`` turns batching off (one bank pass per request), for comparison.
+
+With ``overlap=True`` (the default) the scorer thread collects the next batch itself the moment a
+pass ends and hands the answers back to the event loop without waiting for it, so a check that
+arrived while a pass ran is in the next pass (the cap allowing) even while the event loop is busy
+sending the last pass's answers. ``overlap=False`` is the earlier path, kept for comparison: the
+event loop collects each batch once it has handled the previous pass's answers.
 
 The first batcher started in a process also freezes the objects alive at that point (everything
 start-up loaded) out of the garbage collector's reach (:func:`freeze_startup_objects`): a full
@@ -16,6 +22,7 @@ each one paused every check in flight.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -98,25 +105,47 @@ class MicroBatcher:
         max_batch: int = 64,
         max_wait: float = 0.0,
         observe: Callable[[int, float], None] | None = None,
+        overlap: bool = True,
     ):
         self.score = score
         self.prepare = prepare  # payloads -> features, on the scorer thread (decoding included)
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.observe = observe  # observe(batch_size, seconds) after each bank pass
+        self.overlap = overlap  # the scorer thread collects the next batch (module docstring)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: collections.deque[_Pending] = collections.deque()
+        self._arrived = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Start the worker; a service starts its batcher last, once start-up has loaded
         everything, so the first start freezes those objects (:func:`freeze_startup_objects`)."""
         freeze_startup_objects()
+        self._loop = asyncio.get_running_loop()
+        if self.overlap:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._serve, name="bank-scorer", daemon=True)
+            self._thread.start()
+            return
         self._queue = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bank-scorer")
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
+        if self._thread is not None:
+            with self._arrived:
+                self._stopping = True
+                self._arrived.notify()
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            for pending in self._waiting:  # never scored: their requests end with the service
+                pending.future.cancel()
+            self._waiting.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -126,11 +155,67 @@ class MicroBatcher:
 
     async def submit(self, payload: Payload, uploader: str) -> Decision:
         """The Guard's decision for one payload (see ``prepare``) uploaded by ``uploader``."""
-        if self._queue is None:
+        if self._loop is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(payload, uploader, future))
+        future = self._loop.create_future()
+        pending = _Pending(payload, uploader, future)
+        if self.overlap:
+            with self._arrived:
+                self._waiting.append(pending)
+                self._arrived.notify()
+        else:
+            self._queue.put_nowait(pending)
         return await future
+
+    # -- overlap=True: the scorer thread collects, scores and hands answers back -------------
+    def _take(self) -> list[_Pending] | None:
+        """The next batch (scorer thread): waits for a first check, then up to ``max_wait`` for
+        more, up to ``max_batch``; ``None`` once the batcher stops."""
+        with self._arrived:
+            while not self._waiting and not self._stopping:
+                self._arrived.wait()
+            if self._stopping:
+                return None
+            deadline = time.monotonic() + self.max_wait
+            while len(self._waiting) < self.max_batch and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+            count = min(len(self._waiting), self.max_batch)
+            batch = [self._waiting.popleft() for _ in range(count)]
+        # A check whose request was cancelled (client gone) is not scored; reading done() off
+        # the loop's thread is a plain read, and one cancelled just after is skipped on delivery.
+        return [p for p in batch if not p.future.done()]
+
+    def _serve(self) -> None:
+        while (batch := self._take()) is not None:
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                outcomes: list | Exception = self._process(batch)
+            except Exception as exc:  # every waiter gets the error, the worker goes on
+                logger.exception("bank pass failed for a batch of %d", len(batch))
+                outcomes = exc
+            seconds = time.perf_counter() - started
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, seconds)
+            except RuntimeError:  # the event loop has closed: nobody is waiting any more
+                return
+
+    def _deliver(self, batch: list[_Pending], outcomes: list | Exception, seconds: float) -> None:
+        """Set the answers of one pass (event loop)."""
+        if isinstance(outcomes, Exception):
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(outcomes)
+            return
+        if self.observe is not None:
+            self.observe(len(batch), seconds)
+        _set_outcomes(batch, outcomes)
+
+    # -- overlap=False: the event loop collects each batch -------------------------------------
 
     async def _collect(self) -> list[_Pending]:
         queue = self._queue
@@ -169,13 +254,7 @@ class MicroBatcher:
                 continue
             if self.observe is not None:
                 self.observe(len(batch), time.perf_counter() - started)
-            for pending, outcome in zip(batch, outcomes):
-                if pending.future.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    pending.future.set_exception(outcome)
-                else:
-                    pending.future.set_result(outcome)
+            _set_outcomes(batch, outcomes)
 
     def _process(self, batch: list[_Pending]) -> list[Decision | Exception]:
         """Prepare and score one batch (scorer thread); a bad payload fails only itself."""
@@ -183,3 +262,13 @@ class MicroBatcher:
         ok = [p.uploader for p, error in zip(batch, errors) if error is None]
         decisions = iter(self.score(features, ok) if ok else [])
         return [error if error is not None else next(decisions) for error in errors]
+
+
+def _set_outcomes(batch: list[_Pending], outcomes: list[Decision | Exception]) -> None:
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if pending.future.done():
+            continue
+        if isinstance(outcome, Exception):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)
