@@ -42,16 +42,11 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 ROWS_PER_BLOCK = 48
 # Below this many multiply-adds per call, one thread beats handing work to another.
 MIN_WORK_PER_THREAD = 2_000_000
-# Where ``kernel="auto"`` hands an fp32 group to the torch path: two or more threads, batches of
-# at least TORCH_MIN_BATCH inputs, models whose widest hidden layer has at least TORCH_MIN_WIDTH
-# units (large matmuls that MKL runs well across threads). The only measured case where torch was
-# faster: the default 784-256-32-256-784 model at B = 256 on two threads of an idle machine (73%
-# of the roofline against 64%); at one thread the native kernel was as fast or faster at every
-# batch from 16 to 256 for both shapes, and on two threads of a busy machine 1.8-3.5x faster
-# (docs/performance.md). Compact weights (torch would first widen them) always run native.
-TORCH_MIN_BATCH = 256
-TORCH_MIN_WIDTH = 128
-TORCH_MIN_THREADS = 2
+# ``kernel="auto"`` (resolve_kernel) runs every group of models with the native kernel wherever it
+# builds: timed against the torch path in alternated pairs on two threads (N = 100 default
+# 784-256-32-256-784 and N = 400 paper 784-32-784 models, B = 64 to 1024; docs/performance.md,
+# "Which kernel runs"), torch was slower in every cell, by CPU time as by wall time; earlier
+# measurements found the same at one thread from B = 16 to 256.
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -167,31 +162,6 @@ def check_kernel(kernel: str, *, device: str = "cpu") -> str:
     if kernel == "auto" and device == "cpu":
         return "auto"
     return resolve_kernel(kernel, device=device)
-
-
-def dispatch(layer_dims: tuple[int, ...], *, batch: int, dtype: torch.dtype, threads: int) -> str:
-    """The kernel (``"native"`` or ``"torch"``) that ``kernel="auto"`` runs for a group of models
-    of ``layer_dims`` stored as ``dtype``, scoring ``batch`` inputs on ``threads`` threads, when
-    both can run."""
-    wide = max(layer_dims[1:-1], default=0) >= TORCH_MIN_WIDTH
-    many = threads >= TORCH_MIN_THREADS and batch >= TORCH_MIN_BATCH
-    return "torch" if dtype == torch.float32 and wide and many else "native"
-
-
-def group_kernels(
-    snap, *, requested: str, resolved: str, batch: int, threads: int
-) -> tuple[str, ...]:
-    """The kernel of each group of ``snap`` for ``batch`` inputs on ``threads`` threads:
-    ``resolved`` (what :func:`resolve_kernel` made of the ``requested`` name) unless
-    ``requested`` is ``"auto"`` and the native kernel is available, where :func:`dispatch`
-    chooses per group."""
-    if requested != "auto" or resolved != "native":
-        return tuple(resolved for _ in snap.groups)
-    dtypes = (group.first_weight.dtype for group in snap.groups)
-    return tuple(
-        dispatch(group_dims(group), batch=batch, dtype=dtype, threads=threads)
-        for group, dtype in zip(snap.groups, dtypes)
-    )
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
