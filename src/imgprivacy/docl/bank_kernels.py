@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -42,6 +43,10 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 ROWS_PER_BLOCK = 48
 # Below this many multiply-adds per call, one thread beats handing work to another.
 MIN_WORK_PER_THREAD = 2_000_000
+# On several threads the models are cut into this many contiguous ranges per thread, which the
+# threads claim one at a time: a thread slowed by other work on its core (the service's event
+# loop, another process) takes fewer ranges instead of holding up the pass with a fixed half.
+CHUNKS_PER_THREAD = 4
 # ``kernel="auto"`` (resolve_kernel) runs every group of models with the native kernel wherever it
 # builds: timed against the torch path in alternated pairs on two threads (N = 100 default
 # 784-256-32-256-784 and N = 400 paper 784-32-784 models, B = 64 to 1024; docs/performance.md,
@@ -175,7 +180,8 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
 def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Tensor:
     """(B, n) distances for one :class:`~imgprivacy.docl.bank_stack.LayerStack`.
 
-    ``threads`` contiguous ranges of models run at once (ctypes releases the GIL).
+    ``threads`` threads claim contiguous ranges of models (:data:`CHUNKS_PER_THREAD` per
+    thread) until none is left (ctypes releases the GIL).
     """
     library = native_library()
     weights = [group.first_weight, *group.weights_t]
@@ -201,15 +207,22 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
 
     work = n_models * batch * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     threads = max(1, min(threads, n_models, work // MIN_WORK_PER_THREAD))
-    bounds = [n_models * t // threads for t in range(threads + 1)]
     if threads == 1:
         run(0, n_models)
-    else:
-        pool = _thread_pool(threads - 1)
-        futures = [pool.submit(run, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
-        run(bounds[0], bounds[1])
-        for future in futures:
-            future.result()
+        return out.t()
+    chunks = min(n_models, threads * CHUNKS_PER_THREAD)
+    bounds = [n_models * c // chunks for c in range(chunks + 1)]
+    claims = itertools.count()  # next() on a count is atomic: each chunk runs exactly once
+
+    def worker() -> None:
+        while (c := next(claims)) < chunks:
+            run(bounds[c], bounds[c + 1])
+
+    pool = _thread_pool(threads - 1)
+    futures = [pool.submit(worker) for _ in range(threads - 1)]
+    worker()
+    for future in futures:
+        future.result()
     return out.t()
 
 
