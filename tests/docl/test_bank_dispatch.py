@@ -96,25 +96,31 @@ def test_one_input_on_compact_weights_equals_the_torch_path(precision):
     torch.testing.assert_close(native, torch_path, rtol=1e-5, atol=0)
 
 
-class StalledFirstCall:
-    """Stands in for the compiled library: records each model range it is given; the first call
-    stalls (a thread whose core is busy elsewhere) until every other range has been scored."""
+class StalledFirstRange:
+    """Stands in for the compiled library's claiming entry point (the shared counter and the
+    bounds are the ctypes arrays it is given): records each range a thread claims; the first
+    range claimed stalls (a thread whose core is busy elsewhere) until every other one is done."""
 
-    def __init__(self, ranges: int):
-        self.calls: list[tuple[int, int, str]] = []
+    def __init__(self):
+        self.claimed: list[tuple[int, int, str]] = []
         self.others_done = threading.Event()
-        self.ranges = ranges
         self.lock = threading.Lock()
 
-    def imgp_bank_distances(self, code, layers, dims, weights, biases, start, stop, *rest):
-        with self.lock:
-            first = not self.calls
-            self.calls.append((start, stop, threading.current_thread().name))
-        if first:
-            self.others_done.wait(timeout=10)
-        elif len(self.calls) == self.ranges:
-            self.others_done.set()
-        return 0
+    def imgp_bank_distances_claimed(self, code, layers, dims, weights, biases, bounds, n, claims,
+                                    *rest):  # fmt: skip
+        while True:
+            with self.lock:
+                c = claims[0]
+                claims[0] += 1
+                if c >= n:
+                    return 0
+                first = not self.claimed
+                self.claimed.append((bounds[c], bounds[c + 1], threading.current_thread().name))
+                last = len(self.claimed) == n
+            if first:
+                self.others_done.wait(timeout=10)
+            elif last:
+                self.others_done.set()
 
 
 def test_a_stalled_thread_leaves_its_share_of_the_models_to_the_others(monkeypatch):
@@ -123,11 +129,11 @@ def test_a_stalled_thread_leaves_its_share_of_the_models_to_the_others(monkeypat
     monkeypatch.setattr(bank_kernels, "MIN_WORK_PER_THREAD", 1)
     group = bank_of(random_models(NARROW, 37), kernel="torch").snapshot().groups[0]
     ranges = 2 * bank_kernels.CHUNKS_PER_THREAD
-    fake = StalledFirstCall(ranges)
+    fake = StalledFirstRange()
     monkeypatch.setattr(bank_kernels, "native_library", lambda: fake)
     bank_kernels.group_distances_native(group, torch.rand(3, NARROW[0]), threads=2)
-    covered = sorted((start, stop) for start, stop, _ in fake.calls)
+    covered = sorted((start, stop) for start, stop, _ in fake.claimed)
     assert covered[0][0] == 0 and covered[-1][1] == 37 and len(covered) == ranges
     assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))  # disjoint, no gap
-    stalled = fake.calls[0][2]
-    assert [name for _, _, name in fake.calls].count(stalled) == 1
+    stalled = fake.claimed[0][2]
+    assert [name for _, _, name in fake.claimed].count(stalled) == 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import itertools
 import logging
 import os
 import shutil
@@ -110,6 +109,22 @@ def _build() -> ctypes.CDLL:
         ctypes.c_long,  # rows per block
         ctypes.c_void_p,  # out
     ]
+    claimed = library.imgp_bank_distances_claimed
+    claimed.restype = ctypes.c_int
+    claimed.argtypes = [
+        ctypes.c_int,  # dtype code
+        ctypes.c_int,  # number of layers
+        ctypes.POINTER(ctypes.c_long),  # layer sizes
+        ctypes.POINTER(ctypes.c_void_p),  # weights per layer
+        ctypes.POINTER(ctypes.c_void_p),  # biases per layer
+        ctypes.POINTER(ctypes.c_long),  # range bounds (n_ranges + 1 model indices)
+        ctypes.c_long,  # number of ranges
+        ctypes.POINTER(ctypes.c_long),  # shared counter: the next range to claim
+        ctypes.c_void_p,  # x
+        ctypes.c_long,  # batch
+        ctypes.c_long,  # rows per block
+        ctypes.c_void_p,  # out
+    ]
     return library
 
 
@@ -181,7 +196,8 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
     """(B, n) distances for one :class:`~imgprivacy.docl.bank_stack.LayerStack`.
 
     ``threads`` threads claim contiguous ranges of models (:data:`CHUNKS_PER_THREAD` per
-    thread) until none is left (ctypes releases the GIL).
+    thread) from a counter shared in C until none is left (ctypes releases the GIL for the whole
+    call, so no thread waits for the GIL between ranges).
     """
     library = native_library()
     weights = [group.first_weight, *group.weights_t]
@@ -211,12 +227,16 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
         run(0, n_models)
         return out.t()
     chunks = min(n_models, threads * CHUNKS_PER_THREAD)
-    bounds = [n_models * c // chunks for c in range(chunks + 1)]
-    claims = itertools.count()  # next() on a count is atomic: each chunk runs exactly once
+    bounds_c = (ctypes.c_long * (chunks + 1))(*(n_models * c // chunks for c in range(chunks + 1)))
+    claims = (ctypes.c_long * 1)(0)  # the next range to claim, shared by the threads (in C)
 
     def worker() -> None:
-        while (c := next(claims)) < chunks:
-            run(bounds[c], bounds[c + 1])
+        status = library.imgp_bank_distances_claimed(
+            code, len(weights), dims_c, weights_c, biases_c, bounds_c, chunks, claims,
+            x.data_ptr(), batch, block, out.data_ptr(),
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError(f"native bank kernel failed with status {status}")
 
     pool = _thread_pool(threads - 1)
     futures = [pool.submit(worker) for _ in range(threads - 1)]
