@@ -200,3 +200,33 @@ def test_a_failed_pass_fails_its_checks_and_the_next_pass_runs(overlap):
 
     assert asyncio.run(main()) == "second"
     assert scorer.batches == [["first"], ["second"]]
+
+
+def test_checks_arriving_during_a_pass_are_prepared_before_it_ends():
+    """With overlap, decoding and feature extraction of the next checks run beside the pass."""
+    scorer = SteppedScorer(2)
+    prepared = []
+    second_prepared = threading.Event()
+
+    def prepare(payloads):
+        prepared.append(len(payloads))
+        if sum(prepared) >= 2:
+            second_prepared.set()
+        return torch.cat(payloads), [None] * len(payloads)
+
+    async def main():
+        batcher = MicroBatcher(scorer, prepare=prepare, overlap=True)
+        await batcher.start()
+        try:
+            first = _submit(batcher, "first")
+            await _started(scorer, 0)
+            second = _submit(batcher, "second")
+            during_pass = await asyncio.to_thread(second_prepared.wait, 10)
+            scorer.finish[0].set()
+            scorer.finish[1].set()
+            return during_pass, (await first).reason, (await second).reason
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()) == (True, "first", "second")
+    assert scorer.batches == [["first"], ["second"]]
