@@ -77,6 +77,7 @@ def test_one_input_over_many_models_equals_the_reference(monkeypatch, threads):
     """B = 1 reads the first layer of consecutive models as one GEMV: ranges that cross those
     runs, and threads that split them, must keep every column in place."""
     monkeypatch.setattr(bank_kernels, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(bank_kernels, "MIN_MODELS_PER_RANGE", 1)  # many ranges per thread
     for dims in (NARROW, WIDE):
         models = random_models(dims, 37, seed=threads)
         x = torch.rand(1, dims[0])
@@ -127,6 +128,7 @@ def test_a_stalled_thread_leaves_its_share_of_the_models_to_the_others(monkeypat
     """Threads claim model ranges one at a time: while one thread is held up on its first range,
     the other scores every remaining range, and each range runs exactly once."""
     monkeypatch.setattr(bank_kernels, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(bank_kernels, "MIN_MODELS_PER_RANGE", 1)  # many ranges per thread
     group = bank_of(random_models(NARROW, 37), kernel="torch").snapshot().groups[0]
     ranges = 2 * bank_kernels.CHUNKS_PER_THREAD
     fake = StalledFirstRange()
@@ -137,3 +139,13 @@ def test_a_stalled_thread_leaves_its_share_of_the_models_to_the_others(monkeypat
     assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))  # disjoint, no gap
     stalled = fake.claimed[0][2]
     assert [name for _, _, name in fake.claimed].count(stalled) == 1
+
+
+def test_small_banks_keep_one_range_per_thread(monkeypatch):
+    """No range under MIN_MODELS_PER_RANGE models: 37 models on two threads make two ranges."""
+    monkeypatch.setattr(bank_kernels, "MIN_WORK_PER_THREAD", 1)
+    group = bank_of(random_models(NARROW, 37), kernel="torch").snapshot().groups[0]
+    fake = StalledFirstRange()
+    monkeypatch.setattr(bank_kernels, "native_library", lambda: fake)
+    bank_kernels.group_distances_native(group, torch.rand(3, NARROW[0]), threads=2)
+    assert sorted((start, stop) for start, stop, _ in fake.claimed) == [(0, 18), (18, 37)]

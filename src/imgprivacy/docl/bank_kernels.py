@@ -46,6 +46,9 @@ MIN_WORK_PER_THREAD = 2_000_000
 # threads claim one at a time: a thread slowed by other work on its core (the service's event
 # loop, another process) takes fewer ranges instead of holding up the pass with a fixed half.
 CHUNKS_PER_THREAD = 4
+# ...but no range under this many models (B = 1 reads 16 models' first layers as one GEMV), so
+# small banks keep one range per thread.
+MIN_MODELS_PER_RANGE = 16
 # ``kernel="auto"`` (resolve_kernel) runs every group of models with the native kernel wherever it
 # builds: timed against the torch path in alternated pairs on two threads (N = 100 default
 # 784-256-32-256-784 and N = 400 paper 784-32-784 models, B = 64 to 1024; docs/performance.md,
@@ -226,7 +229,7 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
     if threads == 1:
         run(0, n_models)
         return out.t()
-    chunks = min(n_models, threads * CHUNKS_PER_THREAD)
+    chunks = max(threads, min(threads * CHUNKS_PER_THREAD, n_models // MIN_MODELS_PER_RANGE))
     bounds_c = (ctypes.c_long * (chunks + 1))(*(n_models * c // chunks for c in range(chunks + 1)))
     claims = (ctypes.c_long * 1)(0)  # the next range to claim, shared by the threads (in C)
 
