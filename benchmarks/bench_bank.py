@@ -9,7 +9,7 @@ Methods, for the paper-shaped (784-32-784) and default (784-256-32-256-784) mode
 ``naive-loop`` (a Python loop over per-user modules), ``einsum`` (one plain batched einsum over
 all stacked models, no chunking), ``bank-torch`` (the bank's torch path: chunked addmm/baddbmm and
 an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights), ``bank-auto``
-(what ``FilterBank()`` runs by default: native or torch per model shape and batch size, the
+(what ``FilterBank()`` runs by default: the native kernel where it builds, torch otherwise, the
 choice printed in the ``kernel`` column) and ``bank-fp16`` / ``bank-bf16`` (the native kernel on
 compact weights).
 
