@@ -2,12 +2,14 @@
 
     python benchmarks/bench_bank.py --out reports/bench                 # full tables (~10 min)
     python benchmarks/bench_bank.py --shapes paper --batches 256 1      # a subset
+    python benchmarks/bench_bank.py --shapes default --batches 32 256 --methods bank \
+        --chunks-per-thread 1 4                         # fixed shares against claimed ranges
 
 Methods, for the paper-shaped (784-32-784) and default (784-256-32-256-784) models:
 ``naive-loop`` (a Python loop over per-user modules), ``einsum`` (one plain batched einsum over
 all stacked models, no chunking), ``bank-torch`` (the bank's torch path: chunked addmm/baddbmm and
 an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights), ``bank-auto``
-(what ``FilterBank()`` runs by default: native or torch per model shape and batch size, the
+(what ``FilterBank()`` runs by default: the native kernel where it builds, torch otherwise, the
 choice printed in the ``kernel`` column) and ``bank-fp16`` / ``bank-bf16`` (the native kernel on
 compact weights).
 
@@ -26,6 +28,7 @@ end: on a shared machine the ratios, not the absolute figures, are what to read.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -127,8 +130,11 @@ def einsum_distances(group, x: torch.Tensor) -> torch.Tensor:
     return (act.sigmoid() - x).square().sum(-1).t()
 
 
-def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
-    from imgprivacy.docl import FilterBank
+def run_cell(shape: str, n: int, batch: int, method: str, chunks: int | None = None) -> dict:
+    from imgprivacy.docl import FilterBank, bank_kernels
+
+    if chunks is not None:  # model ranges per thread of the native kernel (1: a fixed share each)
+        bank_kernels.CHUNKS_PER_THREAD = chunks
 
     dims = SHAPES[shape]
     x = torch.rand(batch, dims[0])
@@ -164,6 +170,7 @@ def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
         "batch": batch,
         "method": method,
         "kernel": kernel,  # what scored each group of models
+        "chunks_per_thread": chunks,
         "seconds_per_batch": seconds,
         "cpu_seconds_per_batch": cpu_seconds,
         "checks_per_second": batch / seconds,
@@ -175,6 +182,7 @@ def run_cell(shape: str, n: int, batch: int, method: str) -> dict:
 
 
 def print_row(row: dict) -> None:
+    chunks = f"chunks={row['chunks_per_thread']} " if row.get("chunks_per_thread") else ""
     kind = "roofline" if row["batch"] > 1 else "read_bandwidth"
     limit = (
         f"{100 * row[f'fraction_of_{kind}']:5.1f}% of {kind.replace('_', ' ')} "
@@ -182,7 +190,7 @@ def print_row(row: dict) -> None:
     )
     print(
         f"{row['shape']:<8} N={row['users']:>5} B={row['batch']:>4} {row['method']:<10} "
-        f"{row.get('kernel', ''):<6} "
+        f"{row.get('kernel', ''):<6} {chunks}"
         f"{row['checks_per_second']:>9.1f} checks/s {row['gflops']:>6.1f} GFLOP/s "
         f"{row['weight_gbs']:>6.2f} GB/s  {limit}  "
         f"{row['weight_bytes_per_user'] / 1e6:5.2f} MB/user  RSS {row['peak_rss_mib']:>6.0f} MiB",
@@ -197,11 +205,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 32, 8, 1])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    parser.add_argument("--cell", nargs=4, help=argparse.SUPPRESS)  # internal: shape N B method
+    parser.add_argument(
+        "--chunks-per-thread",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="model ranges each native-kernel thread claims in turn (default: the library's, 4; "
+        "1 = one fixed share per thread, the earlier split); several values alternate per cell",
+    )
+    parser.add_argument("--cell", nargs=5, help=argparse.SUPPRESS)  # shape N B method chunks
     args = parser.parse_args()
     if args.cell:
-        shape, n, batch, method = args.cell
-        print(json.dumps(run_cell(shape, int(n), int(batch), method)))
+        shape, n, batch, method, chunks = args.cell
+        chunks = None if chunks == "-" else int(chunks)
+        print(json.dumps(run_cell(shape, int(n), int(batch), method, chunks)))
         return
 
     load_start = load_average()
@@ -211,9 +228,11 @@ def main() -> None:
     for shape in args.shapes:
         for n in args.users:
             for batch in args.batches:
-                for method in args.methods:
+                for method, chunks in itertools.product(args.methods, args.chunks_per_thread):
+                    chunk_arg = "-" if chunks is None else str(chunks)
+                    cell = [shape, str(n), str(batch), method, chunk_arg]
                     out = subprocess.run(
-                        [sys.executable, __file__, "--cell", shape, str(n), str(batch), method],
+                        [sys.executable, __file__, "--cell", *cell],
                         check=True,
                         capture_output=True,
                         text=True,
@@ -250,6 +269,8 @@ def main() -> None:
         )
         if base is not None and row["method"] != "naive-loop":
             key = f"{row['shape']},N={row['users']},B={row['batch']},{row['method']}"
+            if row.get("chunks_per_thread"):
+                key += f",chunks={row['chunks_per_thread']}"
             speedups[key] = base["seconds_per_batch"] / row["seconds_per_batch"]
     args.out.mkdir(parents=True, exist_ok=True)
     result = {

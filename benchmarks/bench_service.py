@@ -3,6 +3,7 @@
     python benchmarks/bench_service.py --out reports/bench       # N = 0, 100, 1000 x 1/8/32 clients
     python benchmarks/bench_service.py --models 100 --clients 32 --payload png multipart json
     python benchmarks/bench_service.py --models 100 --clients 32 --torch-threads 1 2 --workers 1 2
+    python benchmarks/bench_service.py --models 100 1000 --clients 32 --overlap on off --repeat 3
 
 For each N the script fills a fresh SQLite database with N registered autoencoders (the default
 784-256-32-256-784 unless ``--layer-widths``; random weights: the cost of a check does not depend
@@ -203,7 +204,9 @@ def print_row(row: dict) -> None:
     )
     print(
         f"N={row['models']:4d} C={row['clients']:2d} {row['payload']:9s} {row['generator']:6s} "
-        f"t={row['torch_threads']} w={row['workers']}: {row['rps']:6.1f} checks/s "
+        f"t={row['torch_threads']} w={row['workers']} cap={row['batch_max_size']} "
+        f"wait={row['batch_max_wait_ms']:g} {'overlap' if row['overlap'] else 'serial '}: "
+        f"{row['rps']:6.1f} checks/s "
         f"p50 {row['p50_ms']:6.1f} p99 {row['p99_ms']:6.1f} ms | {beside} | server "
         f"{row['cpu_ms_per_check']:.2f} ms CPU/check on {row['server_cores_used']:.2f} cores, "
         f"generator {row['generator_cpu_ms_per_request']:.2f} | batch {row['mean_batch']:4.1f} "
@@ -221,6 +224,8 @@ def serve_and_load(
     env = {
         "IMGPRIVACY_DATABASE_URL": database_url,
         "IMGPRIVACY_BATCH_MAX_SIZE": str(server["batch_max_size"]),
+        "IMGPRIVACY_BATCH_MAX_WAIT_MS": str(server["batch_max_wait_ms"]),
+        "IMGPRIVACY_BATCH_OVERLAP": str(server["overlap"]).lower(),
         "IMGPRIVACY_TORCH_THREADS": str(server["torch_threads"]),
         "IMGPRIVACY_ACCESS_LOG": str(args.access_log == "on").lower(),
         "IMGPRIVACY_PROBE_COUNT": "0",
@@ -286,6 +291,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, nargs="+", default=[1])
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument(
+        "--batch-max-wait-ms", type=float, nargs="+", default=[0.0], help="the service's: 0"
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["on", "off"],
+        nargs="+",
+        default=["on"],
+        help="on (the service's default): the scorer thread collects the next batch as a pass "
+        "ends; off: the event loop collects it (the earlier path, the baseline)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every server configuration of an N this many times, alternating them",
+    )
+    parser.add_argument(
         "--access-log", choices=["on", "off"], default="on", help="the service's default: on"
     )
     parser.add_argument(
@@ -341,23 +363,30 @@ def main() -> None:
                     )
                     banks.append({"models": n_models, **bank})
                     print_bank(n_models, bank)
-                for batch_max in args.batch_max_size:
-                    for workers in args.workers:
-                        server = {
-                            "models": n_models,
-                            "torch_threads": threads,
-                            "batch_max_size": batch_max,
-                            "workers": workers,
-                        }
+                configs = [
+                    {
+                        "models": n_models,
+                        "torch_threads": threads,
+                        "batch_max_size": batch_max,
+                        "batch_max_wait_ms": wait,
+                        "overlap": overlap == "on",
+                        "workers": workers,
+                    }
+                    for batch_max in args.batch_max_size
+                    for wait in args.batch_max_wait_ms
+                    for overlap in args.overlap
+                    for workers in args.workers
+                ]
+                for repeat in range(args.repeat):  # alternated: a shared machine's load drifts
+                    for k, server in enumerate(configs):
                         rows += serve_and_load(
                             args,
-                            server,
+                            {**server, "repeat": repeat},
                             database_url=database_url,
                             token=token,
                             bank=bank,
                             generators=generators,
-                            log=Path(tmp)
-                            / f"server-{n_models}-{threads}-{batch_max}-{workers}.log",
+                            log=Path(tmp) / f"server-{n_models}-{threads}-{k}-{repeat}.log",
                         )
     load_end = os.getloadavg()
     print(f"load average at end: {_loads(load_end)}", flush=True)

@@ -67,6 +67,7 @@ def test_mixed_shapes_and_threads(monkeypatch):
     x = torch.rand(9, 37)
     expected = torch.stack([m.distances(x) for m in models], dim=1)
     monkeypatch.setattr(bank_kernels, "MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(bank_kernels, "MIN_MODELS_PER_RANGE", 1)  # many ranges per thread
     snap = bank_of(models, kernel="native").snapshot()
     for threads in (1, 2, 3):
         got = bank_kernels.native_stacked_distances(snap, x, threads=threads)

@@ -15,9 +15,9 @@ it started with, so changes never disturb a batch in flight.
 
 Scoring runs the fused native kernel (:mod:`imgprivacy.docl.bank_kernels`: every layer and the
 distance tail in one pass, no (chunk, B, D) intermediate) where it can be built, and the torch
-path of :mod:`imgprivacy.docl.bank_stack` otherwise; ``kernel="auto"`` also hands large batches
-on wide models to torch, where that measured faster (chosen per group and batch size); both give
-the same distances to 1e-5 relative. Weights may be stored in fp16 or bf16 (:mod:`imgprivacy.docl.bank_precision`).
+path of :mod:`imgprivacy.docl.bank_stack` otherwise (the native kernel measured faster at every
+batch size, see :mod:`imgprivacy.docl.bank_kernels`); both give the same distances to 1e-5
+relative. Weights may be stored in fp16 or bf16 (:mod:`imgprivacy.docl.bank_precision`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import torch
 from imgprivacy.docl.autoencoder import OneClassAutoencoder
 from imgprivacy.docl.bank_kernels import (
     check_kernel,
-    group_kernels,
     native_stacked_distances,
     resolve_kernel,
 )
@@ -120,9 +119,9 @@ class FilterBank:
         memory and bytes read per check (scores still accumulate in fp32). A compact precision
         refuses the model shapes listed in :data:`~imgprivacy.docl.bank_precision.PRECISIONS`.
     kernel
-        ``"auto"`` (per group of models and batch size, the faster of the fused native kernel
-        and torch, see :func:`~imgprivacy.docl.bank_kernels.dispatch`; torch alone where the
-        native kernel cannot be built), ``"native"`` (an error if it cannot) or ``"torch"``.
+        ``"auto"`` (the fused native kernel, measured faster than torch at every batch size;
+        torch where the native kernel cannot be built), ``"native"`` (an error if it cannot) or
+        ``"torch"``.
 
     Examples
     --------
@@ -374,18 +373,12 @@ class FilterBank:
 
     def kernels_for(self, batch: int, stack: Snapshot | None = None) -> tuple[str, ...]:
         """The kernel (``"native"`` or ``"torch"``) each group of ``stack`` (default: the current
-        snapshot's, one group per model shape) runs for a batch of ``batch`` inputs on this
-        thread's torch threads."""
+        snapshot's, one group per model shape) runs for a batch of ``batch`` inputs (the same
+        kernel at every batch size: ``batch`` is kept for callers that print it per batch)."""
         if self._kernel == "auto":  # the first score builds the native kernel (once a process)
             self._kernel = resolve_kernel("auto", device=self.device)
         stack = self.snapshot() if stack is None else stack
-        return group_kernels(
-            stack,
-            requested=self.kernel,
-            resolved=self._kernel,
-            batch=batch,
-            threads=torch.get_num_threads(),
-        )
+        return tuple(self._kernel for _ in stack.groups)
 
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The (B, N) distance matrix only."""

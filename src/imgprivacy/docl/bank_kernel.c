@@ -303,22 +303,50 @@ INLINE void models(int dt, int n_layers, const long *dims, const void *const *we
 }
 
 /* Distances of x (batch, dims[0]) to models m0..m1-1 of one stack; 0 on success. */
-int imgp_bank_distances(int dtype, int n_layers, const long *dims, const void *const *weights,
-                        const float *const *biases, long m0, long m1, const float *x, long batch,
-                        long block, float *out) {
-    if (n_layers < 2 || block < 1 || dtype < F32 || dtype > BF16) return 1;
-    long widest = 1;
-    for (int l = 1; l <= n_layers; l++) widest = dims[l] > widest ? dims[l] : widest;
+static float *scratch_for(int n_layers, const long *dims, long block, long *widest) {
+    *widest = 1;
+    for (int l = 1; l <= n_layers; l++) *widest = dims[l] > *widest ? dims[l] : *widest;
     long first = block * dims[1] > GEMV_MODELS * dims[1] ? block * dims[1] : GEMV_MODELS * dims[1];
-    float *scratch =
-        malloc(sizeof(float) * ((2 * block + STREAM_ROWS) * widest + 9 * block + first));
-    if (!scratch) return 2;
+    return malloc(sizeof(float) * ((2 * block + STREAM_ROWS) * *widest + 9 * block + first));
+}
+
+static void run_models(int dtype, int n_layers, const long *dims, const void *const *weights,
+                       const float *const *biases, long m0, long m1, const float *x, long batch,
+                       long block, float *out, float *scratch, long widest) {
     if (dtype == F32)
         models(F32, n_layers, dims, weights, biases, m0, m1, x, batch, block, out, scratch, widest);
     else if (dtype == F16)
         models(F16, n_layers, dims, weights, biases, m0, m1, x, batch, block, out, scratch, widest);
     else
         models(BF16, n_layers, dims, weights, biases, m0, m1, x, batch, block, out, scratch, widest);
+}
+
+int imgp_bank_distances(int dtype, int n_layers, const long *dims, const void *const *weights,
+                        const float *const *biases, long m0, long m1, const float *x, long batch,
+                        long block, float *out) {
+    if (n_layers < 2 || block < 1 || dtype < F32 || dtype > BF16) return 1;
+    long widest;
+    float *scratch = scratch_for(n_layers, dims, block, &widest);
+    if (!scratch) return 2;
+    run_models(dtype, n_layers, dims, weights, biases, m0, m1, x, batch, block, out, scratch, widest);
+    free(scratch);
+    return 0;
+}
+
+/* The models of ranges bounds[c] .. bounds[c + 1] (c < n_ranges), each range claimed in turn from
+ * the shared counter *next: threads running this at once share the ranges by how fast each goes,
+ * and none waits on another (nor on Python's GIL) between ranges. */
+int imgp_bank_distances_claimed(int dtype, int n_layers, const long *dims,
+                                const void *const *weights, const float *const *biases,
+                                const long *bounds, long n_ranges, long *next, const float *x,
+                                long batch, long block, float *out) {
+    if (n_layers < 2 || block < 1 || dtype < F32 || dtype > BF16) return 1;
+    long widest;
+    float *scratch = scratch_for(n_layers, dims, block, &widest);
+    if (!scratch) return 2;
+    for (long c; (c = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < n_ranges;)
+        run_models(dtype, n_layers, dims, weights, biases, bounds[c], bounds[c + 1], x, batch,
+                   block, out, scratch, widest);
     free(scratch);
     return 0;
 }

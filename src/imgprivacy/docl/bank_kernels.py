@@ -42,16 +42,18 @@ DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 ROWS_PER_BLOCK = 48
 # Below this many multiply-adds per call, one thread beats handing work to another.
 MIN_WORK_PER_THREAD = 2_000_000
-# Where ``kernel="auto"`` hands an fp32 group to the torch path: two or more threads, batches of
-# at least TORCH_MIN_BATCH inputs, models whose widest hidden layer has at least TORCH_MIN_WIDTH
-# units (large matmuls that MKL runs well across threads). The only measured case where torch was
-# faster: the default 784-256-32-256-784 model at B = 256 on two threads of an idle machine (73%
-# of the roofline against 64%); at one thread the native kernel was as fast or faster at every
-# batch from 16 to 256 for both shapes, and on two threads of a busy machine 1.8-3.5x faster
-# (docs/performance.md). Compact weights (torch would first widen them) always run native.
-TORCH_MIN_BATCH = 256
-TORCH_MIN_WIDTH = 128
-TORCH_MIN_THREADS = 2
+# On several threads the models are cut into this many contiguous ranges per thread, which the
+# threads claim one at a time: a thread slowed by other work on its core (the service's event
+# loop, another process) takes fewer ranges instead of holding up the pass with a fixed half.
+CHUNKS_PER_THREAD = 4
+# ...but no range under this many models (B = 1 reads 16 models' first layers as one GEMV), so
+# small banks keep one range per thread.
+MIN_MODELS_PER_RANGE = 16
+# ``kernel="auto"`` (resolve_kernel) runs every group of models with the native kernel wherever it
+# builds: timed against the torch path in alternated pairs on two threads (N = 100 default
+# 784-256-32-256-784 and N = 400 paper 784-32-784 models, B = 64 to 1024; docs/performance.md,
+# "Which kernel runs"), torch was slower in every cell, by CPU time as by wall time; earlier
+# measurements found the same at one thread from B = 16 to 256.
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -105,6 +107,22 @@ def _build() -> ctypes.CDLL:
         ctypes.POINTER(ctypes.c_void_p),  # biases per layer
         ctypes.c_long,  # first model
         ctypes.c_long,  # end model
+        ctypes.c_void_p,  # x
+        ctypes.c_long,  # batch
+        ctypes.c_long,  # rows per block
+        ctypes.c_void_p,  # out
+    ]
+    claimed = library.imgp_bank_distances_claimed
+    claimed.restype = ctypes.c_int
+    claimed.argtypes = [
+        ctypes.c_int,  # dtype code
+        ctypes.c_int,  # number of layers
+        ctypes.POINTER(ctypes.c_long),  # layer sizes
+        ctypes.POINTER(ctypes.c_void_p),  # weights per layer
+        ctypes.POINTER(ctypes.c_void_p),  # biases per layer
+        ctypes.POINTER(ctypes.c_long),  # range bounds (n_ranges + 1 model indices)
+        ctypes.c_long,  # number of ranges
+        ctypes.POINTER(ctypes.c_long),  # shared counter: the next range to claim
         ctypes.c_void_p,  # x
         ctypes.c_long,  # batch
         ctypes.c_long,  # rows per block
@@ -169,31 +187,6 @@ def check_kernel(kernel: str, *, device: str = "cpu") -> str:
     return resolve_kernel(kernel, device=device)
 
 
-def dispatch(layer_dims: tuple[int, ...], *, batch: int, dtype: torch.dtype, threads: int) -> str:
-    """The kernel (``"native"`` or ``"torch"``) that ``kernel="auto"`` runs for a group of models
-    of ``layer_dims`` stored as ``dtype``, scoring ``batch`` inputs on ``threads`` threads, when
-    both can run."""
-    wide = max(layer_dims[1:-1], default=0) >= TORCH_MIN_WIDTH
-    many = threads >= TORCH_MIN_THREADS and batch >= TORCH_MIN_BATCH
-    return "torch" if dtype == torch.float32 and wide and many else "native"
-
-
-def group_kernels(
-    snap, *, requested: str, resolved: str, batch: int, threads: int
-) -> tuple[str, ...]:
-    """The kernel of each group of ``snap`` for ``batch`` inputs on ``threads`` threads:
-    ``resolved`` (what :func:`resolve_kernel` made of the ``requested`` name) unless
-    ``requested`` is ``"auto"`` and the native kernel is available, where :func:`dispatch`
-    chooses per group."""
-    if requested != "auto" or resolved != "native":
-        return tuple(resolved for _ in snap.groups)
-    dtypes = (group.first_weight.dtype for group in snap.groups)
-    return tuple(
-        dispatch(group_dims(group), batch=batch, dtype=dtype, threads=threads)
-        for group, dtype in zip(snap.groups, dtypes)
-    )
-
-
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _lock:
@@ -205,7 +198,9 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
 def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Tensor:
     """(B, n) distances for one :class:`~imgprivacy.docl.bank_stack.LayerStack`.
 
-    ``threads`` contiguous ranges of models run at once (ctypes releases the GIL).
+    ``threads`` threads claim contiguous ranges of models (:data:`CHUNKS_PER_THREAD` per
+    thread) from a counter shared in C until none is left (ctypes releases the GIL for the whole
+    call, so no thread waits for the GIL between ranges).
     """
     library = native_library()
     weights = [group.first_weight, *group.weights_t]
@@ -231,15 +226,26 @@ def group_distances_native(group, x: torch.Tensor, *, threads: int) -> torch.Ten
 
     work = n_models * batch * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     threads = max(1, min(threads, n_models, work // MIN_WORK_PER_THREAD))
-    bounds = [n_models * t // threads for t in range(threads + 1)]
     if threads == 1:
         run(0, n_models)
-    else:
-        pool = _thread_pool(threads - 1)
-        futures = [pool.submit(run, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
-        run(bounds[0], bounds[1])
-        for future in futures:
-            future.result()
+        return out.t()
+    chunks = max(threads, min(threads * CHUNKS_PER_THREAD, n_models // MIN_MODELS_PER_RANGE))
+    bounds_c = (ctypes.c_long * (chunks + 1))(*(n_models * c // chunks for c in range(chunks + 1)))
+    claims = (ctypes.c_long * 1)(0)  # the next range to claim, shared by the threads (in C)
+
+    def worker() -> None:
+        status = library.imgp_bank_distances_claimed(
+            code, len(weights), dims_c, weights_c, biases_c, bounds_c, chunks, claims,
+            x.data_ptr(), batch, block, out.data_ptr(),
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError(f"native bank kernel failed with status {status}")
+
+    pool = _thread_pool(threads - 1)
+    futures = [pool.submit(worker) for _ in range(threads - 1)]
+    worker()
+    for future in futures:
+        future.result()
     return out.t()
 
 

@@ -115,6 +115,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ),
             max_batch=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
+            overlap=settings.batch_overlap,
             observe=metrics.observe_batch,
         ),
         metrics=metrics,

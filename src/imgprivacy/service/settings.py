@@ -91,6 +91,8 @@ class ServiceSettings(BaseSettings):
     # Micro-batching of /v1/check: up to this many requests share one bank pass.
     batch_max_size: int = Field(default=64, ge=1)  # 1 disables batching
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0)  # extra wait to fill a batch
+    # The scorer thread collects the next batch as a pass ends (false: the event loop does).
+    batch_overlap: bool = True
     # How the bank stores users' weights: "fp32", or "fp16"/"bf16" for half the memory and bytes
     # read per check (scores accumulate in fp32; see imgprivacy.docl.bank_precision.PRECISIONS).
     bank_precision: str = "fp32"
