@@ -4,7 +4,8 @@
     python benchmarks/bench_sharded.py --paper-n 1000 --default-n 200    # a quick look
 
 For each model shape (the paper's 784-32-784 at N = 10,000 and the default 784-256-32-256-784 at
-N = 2,000, random fp32 weights) it times a full decision (bank pass + Guard) at B = 1 and 64:
+N = 2,000, random weights) and each bank precision (fp32, and fp16: weights stored in 16 bits,
+scores accumulated in fp32) it times a full decision (bank pass + Guard) at B = 1 and 64:
 in this process (:class:`FilterBank` + :class:`Guard`), then on 1 and 2 shard actors of a local
 Ray cluster (``ray.init(num_cpus=2)``). The shards generate their random models themselves
 (a :class:`ModelSource` that draws them from the model id), so no weights cross the object store.
@@ -93,13 +94,13 @@ def inputs(batch: int) -> tuple[torch.Tensor, list[str]]:
     return torch.rand(batch, D, generator=torch.Generator().manual_seed(batch)), ["user0"] * batch
 
 
-def bench_in_process(shape: str, n: int, batches, seconds: float) -> list[dict]:
+def bench_in_process(shape: str, n: int, precision: str, batches, seconds: float) -> list[dict]:
     from imgprivacy.cluster.shard import release_free_memory
     from imgprivacy.docl import FilterBank, Guard
 
     before = rss_bytes()
     source = RandomSource(n, shape)
-    bank = FilterBank(input_dim=D)
+    bank = FilterBank(input_dim=D, precision=precision)
     keys = list(source.listing()[1])
     bank.add_many(((k.split("/")[0], random_model(k, shape)) for k in keys), model_ids=keys)
     bank.snapshot()
@@ -116,6 +117,7 @@ def bench_in_process(shape: str, n: int, batches, seconds: float) -> list[dict]:
             {
                 "shape": shape,
                 "n": n,
+                "precision": precision,
                 "where": "in-process",
                 "shards": 0,
                 "batch": batch,
@@ -129,7 +131,9 @@ def bench_in_process(shape: str, n: int, batches, seconds: float) -> list[dict]:
     return rows
 
 
-def bench_sharded(shape: str, n: int, shards: int, batches, seconds: float) -> list[dict]:
+def bench_sharded(
+    shape: str, n: int, precision: str, shards: int, batches, seconds: float
+) -> list[dict]:
     from imgprivacy.cluster import ShardedBank, ShardedBankConfig
     from imgprivacy.docl import Guard
 
@@ -139,7 +143,11 @@ def bench_sharded(shape: str, n: int, shards: int, batches, seconds: float) -> l
     )
     started = time.perf_counter()
     bank = ShardedBank(
-        guard=Guard(policy="margin"), input_dim=D, source=RandomSource(n, shape), config=config
+        guard=Guard(policy="margin"),
+        input_dim=D,
+        precision=precision,
+        source=RandomSource(n, shape),
+        config=config,
     )
     bank.sync()
     load_seconds = time.perf_counter() - started
@@ -153,6 +161,7 @@ def bench_sharded(shape: str, n: int, shards: int, batches, seconds: float) -> l
                 {
                     "shape": shape,
                     "n": n,
+                    "precision": precision,
                     "where": "ray",
                     "shards": shards,
                     "batch": batch,
@@ -172,22 +181,25 @@ def print_row(row: dict) -> None:
     memory = "/".join(f"{m:.0f}" for m in row["memory_mb"])
     where = "in-process" if row["where"] == "in-process" else f"ray x{row['shards']}"
     print(
-        f"{row['shape']:>8} {row['n']:>6} {where:>11} {row['batch']:>3} "
+        f"{row['shape']:>8} {row['n']:>6} {row['precision']:>5} {where:>11} {row['batch']:>3} "
         f"{row['checks_per_s']:>10.1f} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f} {memory:>12}",
         flush=True,
     )
 
 
 def overheads(rows: list[dict]) -> list[dict]:
-    """The Ray hop: 1 shard against in-process at the same shape, N and B (p50 difference)."""
+    """The Ray hop: 1 shard against in-process at the same shape, N, precision and B (p50
+    difference)."""
     out = []
-    local = {(r["shape"], r["batch"]): r for r in rows if r["where"] == "in-process"}
+    cell = lambda r: (r["shape"], r["precision"], r["batch"])  # noqa: E731
+    local = {cell(r): r for r in rows if r["where"] == "in-process"}
     for r in rows:
-        if r["where"] == "ray" and r["shards"] == 1 and (r["shape"], r["batch"]) in local:
-            base = local[(r["shape"], r["batch"])]
+        if r["where"] == "ray" and r["shards"] == 1 and cell(r) in local:
+            base = local[cell(r)]
             out.append(
                 {
                     "shape": r["shape"],
+                    "precision": r["precision"],
                     "n": r["n"],
                     "batch": r["batch"],
                     "overhead_ms": r["p50_ms"] - base["p50_ms"],
@@ -204,25 +216,27 @@ def main() -> None:
     parser.add_argument("--default-n", type=int, default=2_000)
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"])
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per cell")
     args = parser.parse_args()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     print(
-        f"{'shape':>8} {'N':>6} {'bank':>11} {'B':>3} {'checks/s':>10} {'p50 ms':>9} "
+        f"{'shape':>8} {'N':>6} {'prec':>5} {'bank':>11} {'B':>3} {'checks/s':>10} {'p50 ms':>9} "
         f"{'p99 ms':>9} {'MB/shard':>12}"
     )
     rows = []
     for shape, n in (("paper", args.paper_n), ("default", args.default_n)):
-        rows += bench_in_process(shape, n, args.batches, args.seconds)
-        for shards in args.shards:
-            rows += bench_sharded(shape, n, shards, args.batches, args.seconds)
+        for precision in args.precisions:
+            rows += bench_in_process(shape, n, precision, args.batches, args.seconds)
+            for shards in args.shards:
+                rows += bench_sharded(shape, n, precision, shards, args.batches, args.seconds)
     ray.shutdown()
     hop = overheads(rows)
     for h in hop:
         print(
-            f"ray hop, {h['shape']} N={h['n']} B={h['batch']}: +{h['overhead_ms']:.1f} ms "
+            f"ray hop, {h['shape']} {h['precision']} N={h['n']} B={h['batch']}: +{h['overhead_ms']:.1f} ms "
             f"at p50 ({h['ratio']:.2f}x in-process)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +247,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "load_average": os.getloadavg(),
         },
-        "precision": "fp32",
+        "precisions": args.precisions,
         "rows": rows,
         "ray_hop": hop,
     }

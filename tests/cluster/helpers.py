@@ -51,8 +51,8 @@ def trained_models() -> list[tuple[str, str, OneClassAutoencoder]]:
     return out
 
 
-def single_bank(models) -> FilterBank:
-    bank = FilterBank(input_dim=DIM)
+def single_bank(models, *, precision: str = "fp32") -> FilterBank:
+    bank = FilterBank(input_dim=DIM, precision=precision)
     bank.add_many([(owner, m) for _, owner, m in models], model_ids=[k for k, _, _ in models])
     return bank
 

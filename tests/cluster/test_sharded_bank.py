@@ -7,9 +7,10 @@ import dataclasses
 import threading
 
 import pytest
+import torch
 
 from imgprivacy.cluster import ShardedBank, ShardedBankConfig, ShardUnavailableError
-from imgprivacy.docl import POLICIES, Guard
+from imgprivacy.docl import POLICIES, AutoencoderConfig, Guard, OneClassAutoencoder
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 from tests.cluster.helpers import DIM, random_models, ray_runtime, single_bank, trained_models
 from tests.cluster.test_reduction import assert_same, inputs
@@ -167,3 +168,34 @@ def test_a_gated_bank_pushes_breadths_to_its_shards_and_decides_as_one_bank(ray_
             assert_same(sharded.decide(x, uploaders), expected)
         finally:
             sharded.shutdown()
+
+
+def test_a_compact_bank_decides_as_one_compact_bank_and_refuses_in_the_driver(ray_runtime):
+    """Shards store fp16 weights like a single fp16 bank (same decisions); a model whose weights
+    fp16 cannot hold is refused before any shard sees it, and an unknown precision at once."""
+    with pytest.raises(UnknownNameError, match="Valid precisions: fp32, fp16, bf16"):
+        ShardedBank(guard=Guard(policy="margin"), input_dim=DIM, precision="fp8", config=CONFIG)
+    compact = ShardedBank(
+        guard=Guard(policy="margin"), input_dim=DIM, precision="fp16", config=CONFIG
+    )
+    try:
+        models = random_models(20, seed=3)
+        load(compact, models)
+        x, uploaders = inputs(2, models)
+        guard = Guard(policy="margin", alpha=2.0, margin=1.2)
+        expected = guard.decide(single_bank(models, precision="fp16").score(x), uploaders)
+        assert_same(compact.decide(x, uploaders, guard=guard), expected)
+        cfg = AutoencoderConfig(input_dim=DIM, hidden_dim=4, layer_widths=())
+        wide = {
+            "layers.0.weight": torch.full((4, DIM), 1e6),
+            "layers.0.bias": torch.zeros(4),
+            "layers.1.weight": torch.ones(DIM, 4),
+            "layers.1.bias": torch.zeros(DIM),
+        }
+        too_wide = OneClassAutoencoder.from_weights(cfg, wide, error_mean=1.0, error_std=1.0)
+        with pytest.raises(InvalidInputError, match="beyond fp16's largest value"):
+            compact.add_many([("user0", too_wide)], model_ids=["user0/too-wide"])
+        assert sorted(compact.model_ids) == sorted(k for k, _, _ in models)
+        assert_same(compact.decide(x, uploaders, guard=guard), expected)  # nothing changed
+    finally:
+        compact.shutdown()

@@ -33,6 +33,7 @@ import torch
 from imgprivacy.cluster.reduction import merge_columns
 from imgprivacy.cluster.shard import BankShard, ModelSource, ShardReply, ShardState, shard_of
 from imgprivacy.docl import Decision, FilterBank, Guard, OneClassAutoencoder
+from imgprivacy.docl.bank_precision import get_precision
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
 from imgprivacy.docl.guard import uploaders_per_input
 from imgprivacy.docl.validation import as_feature_matrix
@@ -73,8 +74,10 @@ class ShardedBank:
     ----------
     guard
         The policy; every shard gets one like it, the driver decides with this one.
-    input_dim, feature_extractor
-        As for :class:`~imgprivacy.docl.FilterBank`.
+    input_dim, feature_extractor, precision
+        As for :class:`~imgprivacy.docl.FilterBank`: every shard stores its models' weights in
+        ``precision`` (scores still accumulate in fp32), and a model shape the precision refuses
+        is refused here, before any shard sees it.
     source
         Where the shards load their models (then call :meth:`sync`); None = :meth:`add` and
         :meth:`remove` push models through the driver.
@@ -90,10 +93,13 @@ class ShardedBank:
         guard: Guard,
         input_dim: int = 784,
         feature_extractor: str = DEFAULT_FEATURE_EXTRACTOR,
+        precision: str = "fp32",
         source: ModelSource | None = None,
         config: ShardedBankConfig | None = None,
     ):
         import ray
+
+        get_precision(precision)  # an unknown name fails here, listing the valid ones
 
         self.config = config if config is not None else ShardedBankConfig()
         if self.config.shards < 1:
@@ -101,6 +107,7 @@ class ShardedBank:
         self.guard = guard
         self.input_dim = input_dim
         self.feature_extractor = feature_extractor
+        self.precision = precision
         self.source = source
         self._submit = threading.Lock()  # orders checks and changes identically on every shard
         self._changes = threading.Lock()  # one change at a time
@@ -114,7 +121,9 @@ class ShardedBank:
             **self.config.actor_options,
         )(BankShard)
         guard_args = _guard_args(guard)
-        bank_args = {"input_dim": input_dim, "feature_extractor": feature_extractor}
+        bank_args = dict(
+            input_dim=input_dim, feature_extractor=feature_extractor, precision=precision
+        )
         self._shards = [
             remote.remote(
                 index=k,
@@ -190,7 +199,11 @@ class ShardedBank:
             for k, ((owner, _), model_id) in enumerate(zip(items, ids)):
                 ids[k] = self._check_id(owner, model_id, staged, replace=replace)
                 staged[ids[k]] = owner
-            scratch = FilterBank(input_dim=self.input_dim, feature_extractor=self.feature_extractor)
+            scratch = FilterBank(
+                input_dim=self.input_dim,
+                feature_extractor=self.feature_extractor,
+                precision=self.precision,
+            )
             scratch.add_many(items, model_ids=ids)  # validation only (raises, changes nothing)
             del scratch
             changes: dict[int, dict] = {}

@@ -135,6 +135,7 @@ def sharded_service_bank(
         guard=guard,
         input_dim=extractor.dim,
         feature_extractor=extractor.name,
+        precision=settings.bank_precision,
         source=StorageSource(settings.database_url, storage=storage),
         config=config,
     )
