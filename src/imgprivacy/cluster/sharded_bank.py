@@ -107,7 +107,6 @@ class ShardedBank:
         self.guard = guard
         self.input_dim = input_dim
         self.feature_extractor = feature_extractor
-        self.precision = precision
         self.source = source
         self._submit = threading.Lock()  # orders checks and changes identically on every shard
         self._changes = threading.Lock()  # one change at a time
@@ -121,14 +120,15 @@ class ShardedBank:
             **self.config.actor_options,
         )(BankShard)
         guard_args = _guard_args(guard)
-        bank_args = dict(
+        # every shard's FilterBank, and the driver's scratch bank that validates changes
+        self._bank_args = dict(
             input_dim=input_dim, feature_extractor=feature_extractor, precision=precision
         )
         self._shards = [
             remote.remote(
                 index=k,
                 shards=self.config.shards,
-                bank=bank_args,
+                bank=self._bank_args,
                 guard=guard_args,
                 source=source,
                 torch_threads=self.config.torch_threads,
@@ -199,11 +199,7 @@ class ShardedBank:
             for k, ((owner, _), model_id) in enumerate(zip(items, ids)):
                 ids[k] = self._check_id(owner, model_id, staged, replace=replace)
                 staged[ids[k]] = owner
-            scratch = FilterBank(
-                input_dim=self.input_dim,
-                feature_extractor=self.feature_extractor,
-                precision=self.precision,
-            )
+            scratch = FilterBank(**self._bank_args)
             scratch.add_many(items, model_ids=ids)  # validation only (raises, changes nothing)
             del scratch
             changes: dict[int, dict] = {}

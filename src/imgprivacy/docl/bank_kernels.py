@@ -97,14 +97,18 @@ def _build() -> ctypes.CDLL:
                 raise OSError(f"{compiler} failed: {result.stderr.strip()[:2000]}")
             os.replace(built, target)  # atomic: concurrent builders never load half a file
     library = ctypes.CDLL(str(target))
-    fn = library.imgp_bank_distances
-    fn.restype = ctypes.c_int
-    fn.argtypes = [
+    # the model stack, first in both entry points' arguments
+    stack_args = [
         ctypes.c_int,  # dtype code
         ctypes.c_int,  # number of layers
         ctypes.POINTER(ctypes.c_long),  # layer sizes
         ctypes.POINTER(ctypes.c_void_p),  # weights per layer
         ctypes.POINTER(ctypes.c_void_p),  # biases per layer
+    ]
+    fn = library.imgp_bank_distances
+    fn.restype = ctypes.c_int
+    fn.argtypes = [
+        *stack_args,
         ctypes.c_long,  # first model
         ctypes.c_long,  # end model
         ctypes.c_void_p,  # x
@@ -115,11 +119,7 @@ def _build() -> ctypes.CDLL:
     claimed = library.imgp_bank_distances_claimed
     claimed.restype = ctypes.c_int
     claimed.argtypes = [
-        ctypes.c_int,  # dtype code
-        ctypes.c_int,  # number of layers
-        ctypes.POINTER(ctypes.c_long),  # layer sizes
-        ctypes.POINTER(ctypes.c_void_p),  # weights per layer
-        ctypes.POINTER(ctypes.c_void_p),  # biases per layer
+        *stack_args,
         ctypes.POINTER(ctypes.c_long),  # range bounds (n_ranges + 1 model indices)
         ctypes.c_long,  # number of ranges
         ctypes.POINTER(ctypes.c_long),  # shared counter: the next range to claim
