@@ -8,7 +8,9 @@
 Methods, for the paper-shaped (784-32-784) and default (784-256-32-256-784) models:
 ``naive-loop`` (a Python loop over per-user modules), ``einsum`` (one plain batched einsum over
 all stacked models, no chunking), ``bank-torch`` (the bank's torch path: chunked addmm/baddbmm and
-an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights), ``bank-auto``
+an in-place elementwise tail), ``bank`` (the fused native kernel, fp32 weights),
+``bank-no-panel-prefetch`` (the same kernel built without fetching each panel of weights ahead,
+the earlier kernel: the baseline of that change at small batches), ``bank-auto``
 (what ``FilterBank()`` runs by default: the native kernel where it builds, torch otherwise, the
 choice printed in the ``kernel`` column) and ``bank-fp16`` / ``bank-bf16`` (the native kernel on
 compact weights).
@@ -41,10 +43,20 @@ from pathlib import Path
 import torch
 
 SHAPES = {"paper": (784, 32, 784), "default": (784, 256, 32, 256, 784)}
-METHODS = ("naive-loop", "einsum", "bank-torch", "bank", "bank-auto", "bank-fp16", "bank-bf16")
+METHODS = (
+    "naive-loop",
+    "einsum",
+    "bank-torch",
+    "bank",
+    "bank-no-panel-prefetch",
+    "bank-auto",
+    "bank-fp16",
+    "bank-bf16",
+)
 BANKS = {
     "bank-torch": ("fp32", "torch"),
     "bank": ("fp32", "native"),
+    "bank-no-panel-prefetch": ("fp32", "native"),
     "bank-auto": ("fp32", "auto"),
     "bank-fp16": ("fp16", "native"),
     "bank-bf16": ("bf16", "native"),
@@ -135,6 +147,8 @@ def run_cell(shape: str, n: int, batch: int, method: str, chunks: int | None = N
 
     if chunks is not None:  # model ranges per thread of the native kernel (1: a fixed share each)
         bank_kernels.CHUNKS_PER_THREAD = chunks
+    if method == "bank-no-panel-prefetch":
+        bank_kernels._library = bank_kernels.build_library(("PANEL_PREFETCH=0",))
 
     dims = SHAPES[shape]
     x = torch.rand(batch, dims[0])

@@ -158,7 +158,7 @@ def test_a_failed_build_raises_with_the_compiler_output(monkeypatch, tmp_path):
     if not bank_kernels._cpu_supports():
         pytest.skip("no AVX2")
     with pytest.raises(OSError, match="failed"):
-        bank_kernels._build()
+        bank_kernels.build_library()
     assert list((tmp_path / "cache").glob("*.so")) == []  # nothing half-built is left
 
 
@@ -178,14 +178,14 @@ def test_the_service_setting_selects_the_bank_precision(tmp_path, monkeypatch):
 def test_the_native_kernel_is_built_at_the_first_score_not_at_construction(monkeypatch):
     import threading
 
-    real_build = bank_kernels._build
+    real_build = bank_kernels.build_library
     builds = []
 
     def counting_build():
         builds.append(threading.get_ident())
         return real_build()  # may raise OSError here: then the bank scores with torch
 
-    monkeypatch.setattr(bank_kernels, "_build", counting_build)
+    monkeypatch.setattr(bank_kernels, "build_library", counting_build)
     monkeypatch.setattr(bank_kernels, "_library", None)  # as in a fresh process
     monkeypatch.setattr(bank_kernels, "_failure", None)
     models = random_models((16, 4, 16), 3)

@@ -53,22 +53,22 @@ def faces_swap_config(seed: int = 0, **overrides) -> SwapConfig:
 
 
 def faces_code_match_config(seed: int = 0, **overrides) -> CodeMatchConfig:
-    """The code-match anonymizer for 50x50 grey faces: a 64-d contrastive code, 60 epochs.
+    """The code-match anonymizer for 50x50 grey faces: a 64-d contrastive code, 100 epochs.
 
     The contrastive negatives are drawn within the anchor's identity (``negatives="identity"``),
-    the encoder trains 60 epochs and, when the codes are whitened per identity, the whitening
+    the encoder trains 100 epochs and, when the codes are whitened per identity, the whitening
     ridge is 0.1: all chosen on the validation images (``docs/results.md``, faces).
-    ``epochs=25`` gives the previous preset; ``negatives="all", whiten_ridge=0.01, epochs=15``
-    the earlier encoder and search.
+    ``epochs=60`` and ``epochs=25`` give the previous presets; ``negatives="all",
+    whiten_ridge=0.01, epochs=15`` the earlier encoder and search.
 
     Examples
     --------
     >>> config = faces_code_match_config(target_identity=3)
     >>> config.target_identity, config.negatives, config.whiten_ridge, config.epochs
-    (3, 'identity', 0.1, 60)
+    (3, 'identity', 0.1, 100)
     """
     values = dict(
-        image_size=50, code_dim=64, epochs=60, negatives="identity", whiten_ridge=0.1, seed=seed
+        image_size=50, code_dim=64, epochs=100, negatives="identity", whiten_ridge=0.1, seed=seed
     )
     values.update(overrides)
     return CodeMatchConfig(**values)

@@ -47,6 +47,15 @@ INLINE void prefetch(const void *p, long i, int dt) {
     _mm_prefetch((const char *)p + i * (dt == F32 ? 4 : 2) + PREFETCH_BYTES, _MM_HINT_T0);
 }
 
+/* A panel of weights about to be used for the first time: fetched while the previous panel's
+ * first tile of rows runs, so a small batch (few tiles per panel) does not wait on each miss. */
+#ifndef PANEL_PREFETCH
+#define PANEL_PREFETCH 1
+#endif
+INLINE void prefetch_at(const void *p, long i, int dt) {
+    _mm_prefetch((const char *)p + i * (dt == F32 ? 4 : 2), _MM_HINT_T0);
+}
+
 INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -86,7 +95,7 @@ INLINE float sigmoid1(float z) { return 1.0f / (1.0f + expf(-z)); }
 /* First layer, o[r, j] = relu(bias[j] + sum_k a[r, k] * w[j, k]) for R rows and J outputs
  * (R*J accumulators plus R inputs: 16 registers at R=3, J=4). */
 INLINE void dot_tile(int R, int J, int dt, long K, const float *a, long lda, const void *w,
-                     long j0, const float *bias, float *o, long ldo) {
+                     long j0, const float *bias, float *o, long ldo, int ahead) {
     __m256 acc[3][4];
     for (int r = 0; r < R; r++)
         for (int j = 0; j < J; j++) acc[r][j] = _mm256_setzero_ps();
@@ -96,6 +105,7 @@ INLINE void dot_tile(int R, int J, int dt, long K, const float *a, long lda, con
         for (int r = 0; r < R; r++) av[r] = _mm256_loadu_ps(a + r * lda + k);
         for (int j = 0; j < J; j++) {
             if (R == 1) prefetch(w, (j0 + j) * K + k, dt);
+            else if (PANEL_PREFETCH && j < ahead && (k & 15) == 0) prefetch_at(w, (j0 + J + j) * K + k, dt);
             __m256 wv = load8(w, (j0 + j) * K + k, dt);
             for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(av[r], wv, acc[r][j]);
         }
@@ -109,19 +119,23 @@ INLINE void dot_tile(int R, int J, int dt, long K, const float *a, long lda, con
 }
 
 INLINE void dot_cols(int J, int dt, long rows, long K, long ldo, const float *a, const void *w,
-                     long j0, const float *bias, float *o) {
+                     long j0, const float *bias, float *o, int ahead) {
     long r = 0;
-    for (; r + 3 <= rows; r += 3) dot_tile(3, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo);
-    if (rows - r == 2) dot_tile(2, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo);
-    if (rows - r == 1) dot_tile(1, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo);
+    for (; r + 3 <= rows; r += 3, ahead = 0) /* the first tile fetches the next panel */
+        dot_tile(3, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo, ahead);
+    if (rows - r == 2) dot_tile(2, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo, ahead);
+    if (rows - r == 1) dot_tile(1, J, dt, K, a + r * K, K, w, j0, bias, o + r * ldo, ldo, 0);
 }
 
 /* Output panels outer, rows inner: a panel's weight rows stay in L1 across the block's rows. */
 INLINE void dot_layer(int dt, long rows, long K, long J, const float *a, const void *w,
                       const float *bias, float *o) {
     long j = 0;
-    for (; j + 4 <= J; j += 4) dot_cols(4, dt, rows, K, J, a, w, j, bias, o);
-    for (; j < J; j++) dot_cols(1, dt, rows, K, J, a, w, j, bias, o);
+    for (; j + 4 <= J; j += 4) {
+        long left = J - j - 4;
+        dot_cols(4, dt, rows, K, J, a, w, j, bias, o, left < 4 ? (int)left : 4);
+    }
+    for (; j < J; j++) dot_cols(1, dt, rows, K, J, a, w, j, bias, o, 0);
 }
 
 /* The end of a later layer for 8 columns of one row: hidden layers store relu(z); the last one
@@ -147,13 +161,14 @@ INLINE void finish1(int last, float z, float *o, const float *x, float *dsum) {
 /* Later layers, z[r, c] = bias[c] + sum_k a[r, k] * w[k, c] for R rows and 8*C columns. */
 INLINE void axpy_tile(int R, int C, int dt, int last, long K, long J, const float *a,
                       const void *w, long c0, const float *bias, float *o, const float *x,
-                      long ldx, float *dsum) {
+                      long ldx, float *dsum, int ahead) {
     __m256 acc[6][2];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     for (long k = 0; k < K; k++) {
         __m256 wv[2];
         for (int c = 0; c < C; c++) wv[c] = load8(w, k * J + c0 + 8 * c, dt);
+        if (PANEL_PREFETCH && ahead) prefetch_at(w, k * J + c0 + 8 * C, dt);
         for (int r = 0; r < R; r++) {
             __m256 av = _mm256_broadcast_ss(a + r * K + k);
             for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(av, wv[c], acc[r][c]);
@@ -182,11 +197,12 @@ INLINE void axpy_panel(int C, int dt, int last, long rows, long K, long J, const
                        const void *w, long c0, const float *bias, float *o, const float *x,
                        long ldx, float *dsum) {
     long r = 0;
+    int ahead = c0 + 16 * C <= J; /* the first tile fetches the next panel */
 #define TILE(R) axpy_tile(R, C, dt, last, K, J, a + r * K, w, c0, bias, o + r * J, x + r * ldx, \
-                          ldx, dsum + 8 * r)
-    for (; r + 6 <= rows; r += 6) TILE(6);
-    if (rows - r >= 4) { TILE(4); r += 4; }
-    if (rows - r >= 2) { TILE(2); r += 2; }
+                          ldx, dsum + 8 * r, ahead)
+    for (; r + 6 <= rows; r += 6, ahead = 0) TILE(6);
+    if (rows - r >= 4) { TILE(4); r += 4; ahead = 0; }
+    if (rows - r >= 2) { TILE(2); r += 2; ahead = 0; }
     if (rows - r == 1) TILE(1);
 #undef TILE
 }

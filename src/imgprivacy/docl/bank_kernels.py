@@ -75,21 +75,24 @@ def _cpu_supports() -> bool:
     return {"avx2", "fma", "f16c"} <= set(line.split())
 
 
-def _build() -> ctypes.CDLL:
+def build_library(defines: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """Compile (or load from the cache) the kernel, with ``-D`` ``defines`` such as
+    ``("PANEL_PREFETCH=0",)`` for a variant the benchmarks compare against; raises OSError."""
+    flags = (*FLAGS, *(f"-D{d}" for d in defines))
     source = SOURCE.read_bytes()
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
     if not _cpu_supports():
         raise OSError("the CPU lacks AVX2, FMA or F16C")
-    key = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + " ".join(flags).encode()).hexdigest()[:16]
     target = cache_dir() / f"bank_kernel-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             built = Path(tmp) / target.name
             result = subprocess.run(
-                [compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"],
+                [compiler, *flags, "-o", str(built), str(SOURCE), "-lm"],
                 capture_output=True,
                 text=True,
             )
@@ -139,7 +142,7 @@ def native_library() -> ctypes.CDLL | None:
     with _lock:
         if _library is None and _failure is None:
             try:
-                _library = _build()
+                _library = build_library()
             except OSError as exc:
                 _failure = str(exc)
                 logger.warning("native bank kernel unavailable (%s); scoring with torch", exc)
