@@ -44,7 +44,7 @@ def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
     seen = []  # every breadth mapping the gated Guard was given
     set_breadth = guards["gated"].set_breadth
     guards["gated"].set_breadth = lambda breadth: (seen.append(dict(breadth)), set_breadth(breadth))
-    matrices = adversary_matrix(
+    result = adversary_matrix(
         train_features=x[train],
         train_labels=labels[train],
         test_scores=test_scores,
@@ -54,11 +54,45 @@ def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
         config=config,
         guards=guards,
     )
+    matrices = result.blocked
     assert (matrices["gated"] >= matrices["off"]).all()
     assert (matrices["gated"] > matrices["off"]).any()  # the gate took some vouching away
+    # The diagonal uploads are the owners' own, so both matrices agree there.
+    for name in guards:
+        diagonal = np.diag(result.victim_shared[name]) + np.diag(matrices[name])
+        np.testing.assert_allclose(diagonal, 1.0)
     # One mapping per (adversary, victim) pair; off the diagonal the adversary's model has its
     # own entry beside the honest models it does not replace.
     assert len(seen) == 9
     attacked = [m for m in seen if any(k.endswith("/adversary") for k in m)]
     assert len(attacked) == 6
     assert all(len(m) == 3 and all(0.0 <= b <= 1.0 for b in m.values()) for m in seen)
+
+
+def test_the_victims_own_uploads_are_scored_with_the_adversarys_model_in_the_bank():
+    """Under ``any-other`` a victim's upload is blocked by any model of another user that claims
+    it, and the adversary's model (trained on the victim's class too) claims more of the
+    victim's images than the honest model it replaces: the victim shares less under attack."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 16, generator=generator)
+    labels = np.repeat(np.arange(3), 40)
+    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
+    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
+    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
+    classes = [0, 1, 2]
+    models = train_class_models(x[train], labels[train], classes, config=config)
+    result = adversary_matrix(
+        train_features=x[train],
+        train_labels=labels[train],
+        test_scores=bank_of(models, classes).score(x[test]),
+        test_features=x[test],
+        test_labels=labels[test],
+        classes=classes,
+        config=config,
+        guards={"any-other": Guard(policy="any-other", alpha=1.0)},
+    )
+    shared = result.victim_shared["any-other"]
+    honest = np.diag(shared)  # each victim's share with honest models only
+    attacked = ~np.eye(3, dtype=bool)
+    assert (shared <= honest[None, :] + 1e-12)[attacked].all()
+    assert (shared < honest[None, :])[attacked].sum() >= 4

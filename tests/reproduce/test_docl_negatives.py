@@ -53,7 +53,7 @@ def test_adversaries_train_as_the_users_do(data):
         config=exposed,
         guards={"margin": Guard(policy="margin", alpha=2.0)},
     )
-    matrix = adversary_matrix(**arguments, negatives=negatives)["margin"]
+    matrix = adversary_matrix(**arguments, negatives=negatives).blocked["margin"]
     assert matrix.shape == (3, 3) and ((matrix >= 0) & (matrix <= 1)).all()
     with pytest.raises(InvalidInputError, match="pass negatives=FEATURES"):
         adversary_matrix(**arguments)

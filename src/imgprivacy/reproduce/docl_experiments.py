@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -96,6 +97,22 @@ def breadths(scores: BankScores, *, alpha: float) -> dict[str, float]:
     return dict(zip(scores.model_ids, claimed.to(torch.float64).mean(dim=0).tolist()))
 
 
+@dataclass(frozen=True)
+class AdversaryMatrices:
+    """Per Guard name, (adversary, victim) matrices of the adversary experiment (paper Fig. 4).
+
+    ``blocked[name][a, v]``: the fraction of victim v's test images the Guard blocks when
+    adversary a, whose model was trained on their own class plus v's, uploads them (the diagonal:
+    an owner uploading their own images with an honest model, blocked).
+    ``victim_shared[name][a, v]``: the fraction of v's test images the Guard shares when v
+    uploads them while a's model is in the bank: what the attack leaves the victim of their own
+    service (the diagonal: the owner's share rate with honest models only).
+    """
+
+    blocked: dict[str, np.ndarray]
+    victim_shared: dict[str, np.ndarray]
+
+
 def adversary_matrix(
     *,
     train_features: torch.Tensor,
@@ -109,19 +126,19 @@ def adversary_matrix(
     negatives: torch.Tensor | None = None,
     device: str = "cpu",
     progress: Advance | None = None,
-) -> dict[str, np.ndarray]:
-    """Paper Fig. 4: blocked fraction of victim v's test images uploaded by adversary a.
+) -> AdversaryMatrices:
+    """Paper Fig. 4, and what each attack costs its victim (:class:`AdversaryMatrices`).
 
     The adversary a replaces their autoencoder by one trained on their own class plus v's, then
-    uploads v's test images. Entry [a, v] is the fraction the Guard blocks; the diagonal (a user
-    uploading their own images with an honest model) is the owner's blocked fraction. Guards with
-    the breadth gate get every model's breadth on all test images (the public reference, as the
-    service's probe digits), the adversary's model included. Adversaries train as users do
-    (against ``negatives`` when ``config.negative_weight > 0``).
+    uploads v's test images; v then uploads the same images themselves. Guards with the breadth
+    gate get every model's breadth on all test images (the public reference, as the service's
+    probe digits), the adversary's model included. Adversaries train as users do (against
+    ``negatives`` when ``config.negative_weight > 0``).
     """
     negatives = negatives if config.negative_weight > 0 else None
     n = len(classes)
-    result = {name: np.zeros((n, n)) for name in guards}
+    blocked_by = {name: np.zeros((n, n)) for name in guards}
+    shared_by = {name: np.zeros((n, n)) for name in guards}
     gated = any(guard.breadth_ratio is not None for guard in guards.values())
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
@@ -138,15 +155,17 @@ def adversary_matrix(
                 victim_scores = with_replaced_model(victim_scores, a, attack, test_features[rows])
                 if gated:  # the adversary's breadth: its claims on every test image
                     reference = with_replaced_model(test_scores, a, attack, test_features)
-            uploader = [user_name(adversary)] * int(rows.sum())
+            count = int(rows.sum())
             for name, guard in guards.items():
                 if guard.breadth_ratio is not None:
                     guard.set_breadth(breadths(reference, alpha=guard.alpha))
-                blocked, _ = guard.block_mask(victim_scores, uploader)
-                result[name][a, v] = float(blocked.double().mean())
+                blocked, _ = guard.block_mask(victim_scores, [user_name(adversary)] * count)
+                blocked_by[name][a, v] = float(blocked.double().mean())
+                own, _ = guard.block_mask(victim_scores, [user_name(victim)] * count)
+                shared_by[name][a, v] = 1.0 - float(own.double().mean())
             if progress:
                 progress(f"{user_name(adversary)} vs {user_name(victim)}")
-    return result
+    return AdversaryMatrices(blocked=blocked_by, victim_shared=shared_by)
 
 
 def scalability(

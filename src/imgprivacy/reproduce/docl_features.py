@@ -164,7 +164,8 @@ def summary_tables(
     if results.adversary is not None:
         attack = Table(
             title=f"Adversaries (alpha={results.adversary_alpha:g}, "
-            f"{results.adversary_epochs} epochs): worst victim-blocked fraction off the diagonal"
+            f"{results.adversary_epochs} epochs), worst pair off the diagonal: the adversary's "
+            "uploads of the victim's images blocked / the victim's own uploads shared"
         )
         attack.add_column("policy")
         for label in runs:
@@ -172,7 +173,11 @@ def summary_tables(
         for policy in results.adversary:
             attack.add_row(
                 policy,
-                *(percent(r.adversary_min_blocked_off_diagonal[policy]) for r in runs.values()),
+                *(
+                    f"{percent(r.adversary_min_blocked_off_diagonal[policy])} / "
+                    f"{percent(r.worst_victim_shared(policy))}"
+                    for r in runs.values()
+                ),
             )
         tables.append(attack)
     return tables

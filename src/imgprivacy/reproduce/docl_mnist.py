@@ -222,6 +222,7 @@ def summary_tables(results: DoclMnistResult) -> list[Table]:
             "policy",
             "u7 attacking u2 (default / paper-exact)",
             "worst pair (default / paper-exact)",
+            "victim's own shared under attack, worst pair (default / paper-exact)",
             "paper",
         ):
             attack.add_column(column)
@@ -231,6 +232,8 @@ def summary_tables(results: DoclMnistResult) -> list[Table]:
                 f"{percent(results.adversary[policy][7][2])} / {percent(faithful.adversary[policy][7][2])}",
                 f"{percent(results.adversary_min_blocked_off_diagonal[policy])} / "
                 f"{percent(faithful.adversary_min_blocked_off_diagonal[policy])}",
+                f"{percent(results.worst_victim_shared(policy))} / "
+                f"{percent(faithful.worst_victim_shared(policy))}",
                 "u7 vs u2 ~70%" if policy == "paper" else "-",
             )
         tables.append(attack)

@@ -141,7 +141,7 @@ def evaluate_configuration(
         attack_config = config.replace(
             epochs=min(config.epochs, settings.adversary_epochs or config.epochs)
         )
-        matrices = adversary_matrix(
+        attacks = adversary_matrix(
             train_features=data.train_x,
             train_labels=data.train_y,
             test_scores=test_scores,
@@ -154,13 +154,18 @@ def evaluate_configuration(
             device=settings.device,
             progress=step,
         )
+        off_diagonal = ~np.eye(len(classes), dtype=bool)
         run = dataclasses.replace(
             run,
             adversary_alpha=settings.adversary_alpha,
             adversary_epochs=attack_config.epochs,
-            adversary={p: m.tolist() for p, m in matrices.items()},
+            adversary={p: m.tolist() for p, m in attacks.blocked.items()},
             adversary_min_blocked_off_diagonal={
-                p: float(np.min(m[~np.eye(len(m), dtype=bool)])) for p, m in matrices.items()
+                p: float(np.min(m[off_diagonal])) for p, m in attacks.blocked.items()
+            },
+            adversary_victim_shared={p: m.tolist() for p, m in attacks.victim_shared.items()},
+            adversary_victim_min_shared_off_diagonal={
+                p: float(np.min(m[off_diagonal])) for p, m in attacks.victim_shared.items()
             },
         )
     logger.info("%s: overall accuracy %.4f, mean AUC %.4f", label, accuracy.overall, run.mean_auc)

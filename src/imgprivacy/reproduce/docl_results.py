@@ -52,6 +52,15 @@ class DoclRun:
     adversary_epochs: int | None = None
     adversary: dict[str, list[list[float]]] | None = None  # policy -> [adversary][victim] blocked
     adversary_min_blocked_off_diagonal: dict[str, float] | None = None
+    # policy -> [adversary][victim]: the victim's own uploads of the same images shared while the
+    # adversary's model is in the bank (the diagonal: owners with honest models only)
+    adversary_victim_shared: dict[str, list[list[float]]] | None = None
+    adversary_victim_min_shared_off_diagonal: dict[str, float] | None = None
+
+    def worst_victim_shared(self, policy: str) -> float | None:
+        """The smallest share of a victim's own uploads under attack (None if not measured)."""
+        shared = self.adversary_victim_min_shared_off_diagonal
+        return shared[policy] if shared else None
 
 
 @dataclass(frozen=True, kw_only=True)
