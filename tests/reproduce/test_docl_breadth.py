@@ -4,6 +4,7 @@ named apart, and a gated Guard blocking at least what the ungated one blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from imgprivacy.docl import AutoencoderConfig, BankScores, Guard
@@ -96,3 +97,46 @@ def test_the_victims_own_uploads_are_scored_with_the_adversarys_model_in_the_ban
     attacked = ~np.eye(3, dtype=bool)
     assert (shared <= honest[None, :] + 1e-12)[attacked].all()
     assert (shared < honest[None, :])[attacked].sum() >= 4
+
+
+def test_the_strong_adversary_script_decides_as_the_adversary_matrix():
+    """One pair through ``docl_strong_adversaries.attack_pair`` gives the adversary experiment's
+    figures for that pair (same seeded training, same Guards)."""
+    from types import SimpleNamespace
+
+    from imgprivacy.reproduce.docl_strong_adversaries import attack_pair
+
+    generator = torch.Generator().manual_seed(1)
+    centres = torch.rand(3, 16, generator=generator)
+    labels = np.repeat(np.arange(3), 40)
+    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
+    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
+    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
+    classes = [0, 1, 2]
+    models = train_class_models(x[train], labels[train], classes, config=config)
+    scores = bank_of(models, classes).score(x[test])
+
+    def guards():
+        return {
+            "gated": Guard(policy="margin", alpha=2.0, margin=1.0, breadth_ratio=1.0),
+            "off": Guard(policy="margin", alpha=2.0, margin=1.0),
+        }
+
+    data = SimpleNamespace(
+        train_x=x[train], train_y=labels[train], test_x=x[test], test_y=labels[test],
+        negatives_x=None,
+    )  # fmt: skip
+    pair = attack_pair(data, scores, config, 2, 0, guards())
+    matrices = adversary_matrix(
+        train_features=x[train],
+        train_labels=labels[train],
+        test_scores=scores,
+        test_features=x[test],
+        test_labels=labels[test],
+        classes=classes,
+        config=config,
+        guards=guards(),
+    )
+    for name, (blocked, shared) in pair.items():
+        assert blocked == pytest.approx(matrices.blocked[name][2, 0])
+        assert shared == pytest.approx(matrices.victim_shared[name][2, 0])
