@@ -3,6 +3,8 @@ named apart, and a gated Guard blocking at least what the ungated one blocks."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,37 @@ from imgprivacy.reproduce.docl_experiments import (
     breadths,
     train_class_models,
 )
+
+CONFIG = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
+CLASSES = [0, 1, 2]
+
+
+def three_users(seed: int = 0) -> SimpleNamespace:
+    """Three users of three clustered classes in 16-d: the data (train/test split 3:1), their
+    models and the test images' scores."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.rand(3, 16, generator=generator)
+    labels = np.repeat(np.arange(3), 40)
+    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
+    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
+    models = train_class_models(x[train], labels[train], CLASSES, config=CONFIG)
+    return SimpleNamespace(
+        train_x=x[train], train_y=labels[train], test_x=x[test], test_y=labels[test],
+        negatives_x=None, scores=bank_of(models, CLASSES).score(x[test]),
+    )  # fmt: skip
+
+
+def attacks(users: SimpleNamespace, guards: dict[str, Guard]):
+    return adversary_matrix(
+        train_features=users.train_x,
+        train_labels=users.train_y,
+        test_scores=users.scores,
+        test_features=users.test_x,
+        test_labels=users.test_y,
+        classes=CLASSES,
+        config=CONFIG,
+        guards=guards,
+    )
 
 
 def test_breadths_are_the_share_of_reference_inputs_claimed():
@@ -29,15 +62,7 @@ def test_breadths_are_the_share_of_reference_inputs_claimed():
 
 
 def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.rand(3, 16, generator=generator)
-    labels = np.repeat(np.arange(3), 40)
-    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
-    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
-    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
-    classes = [0, 1, 2]
-    models = train_class_models(x[train], labels[train], classes, config=config)
-    test_scores = bank_of(models, classes).score(x[test])
+    users = three_users()
     guards = {
         "off": Guard(policy="margin", alpha=1.0, margin=1.0),
         "gated": Guard(policy="margin", alpha=1.0, margin=1.0, breadth_ratio=1.0),
@@ -45,16 +70,7 @@ def test_gated_adversary_matrix_blocks_at_least_the_ungated_one():
     seen = []  # every breadth mapping the gated Guard was given
     set_breadth = guards["gated"].set_breadth
     guards["gated"].set_breadth = lambda breadth: (seen.append(dict(breadth)), set_breadth(breadth))
-    result = adversary_matrix(
-        train_features=x[train],
-        train_labels=labels[train],
-        test_scores=test_scores,
-        test_features=x[test],
-        test_labels=labels[test],
-        classes=classes,
-        config=config,
-        guards=guards,
-    )
+    result = attacks(users, guards)
     matrices = result.blocked
     assert (matrices["gated"] >= matrices["off"]).all()
     assert (matrices["gated"] > matrices["off"]).any()  # the gate took some vouching away
@@ -74,24 +90,7 @@ def test_the_victims_own_uploads_are_scored_with_the_adversarys_model_in_the_ban
     """Under ``any-other`` a victim's upload is blocked by any model of another user that claims
     it, and the adversary's model (trained on the victim's class too) claims more of the
     victim's images than the honest model it replaces: the victim shares less under attack."""
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.rand(3, 16, generator=generator)
-    labels = np.repeat(np.arange(3), 40)
-    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
-    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
-    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
-    classes = [0, 1, 2]
-    models = train_class_models(x[train], labels[train], classes, config=config)
-    result = adversary_matrix(
-        train_features=x[train],
-        train_labels=labels[train],
-        test_scores=bank_of(models, classes).score(x[test]),
-        test_features=x[test],
-        test_labels=labels[test],
-        classes=classes,
-        config=config,
-        guards={"any-other": Guard(policy="any-other", alpha=1.0)},
-    )
+    result = attacks(three_users(), {"any-other": Guard(policy="any-other", alpha=1.0)})
     shared = result.victim_shared["any-other"]
     honest = np.diag(shared)  # each victim's share with honest models only
     attacked = ~np.eye(3, dtype=bool)
@@ -102,19 +101,9 @@ def test_the_victims_own_uploads_are_scored_with_the_adversarys_model_in_the_ban
 def test_the_strong_adversary_script_decides_as_the_adversary_matrix():
     """One pair through ``docl_strong_adversaries.attack_pair`` gives the adversary experiment's
     figures for that pair (same seeded training, same Guards)."""
-    from types import SimpleNamespace
-
     from imgprivacy.reproduce.docl_strong_adversaries import attack_pair
 
-    generator = torch.Generator().manual_seed(1)
-    centres = torch.rand(3, 16, generator=generator)
-    labels = np.repeat(np.arange(3), 40)
-    x = (centres[labels] + 0.05 * torch.randn(120, 16, generator=generator)).clamp(0, 1)
-    train, test = np.arange(120) % 4 != 0, np.arange(120) % 4 == 0
-    config = AutoencoderConfig(input_dim=16, hidden_dim=4, layer_widths=(), epochs=3)
-    classes = [0, 1, 2]
-    models = train_class_models(x[train], labels[train], classes, config=config)
-    scores = bank_of(models, classes).score(x[test])
+    users = three_users(seed=1)
 
     def guards():
         return {
@@ -122,21 +111,8 @@ def test_the_strong_adversary_script_decides_as_the_adversary_matrix():
             "off": Guard(policy="margin", alpha=2.0, margin=1.0),
         }
 
-    data = SimpleNamespace(
-        train_x=x[train], train_y=labels[train], test_x=x[test], test_y=labels[test],
-        negatives_x=None,
-    )  # fmt: skip
-    pair = attack_pair(data, scores, config, 2, 0, guards())
-    matrices = adversary_matrix(
-        train_features=x[train],
-        train_labels=labels[train],
-        test_scores=scores,
-        test_features=x[test],
-        test_labels=labels[test],
-        classes=classes,
-        config=config,
-        guards=guards(),
-    )
+    pair = attack_pair(users, users.scores, CONFIG, 2, 0, guards())
+    matrices = attacks(users, guards())
     for name, (blocked, shared) in pair.items():
         assert blocked == pytest.approx(matrices.blocked[name][2, 0])
         assert shared == pytest.approx(matrices.victim_shared[name][2, 0])
