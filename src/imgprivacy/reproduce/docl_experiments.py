@@ -139,33 +139,56 @@ def adversary_matrix(
     n = len(classes)
     blocked_by = {name: np.zeros((n, n)) for name in guards}
     shared_by = {name: np.zeros((n, n)) for name in guards}
-    gated = any(guard.breadth_ratio is not None for guard in guards.values())
     train_labels = np.asarray(train_labels)
-    test_labels = np.asarray(test_labels)
     for a, adversary in enumerate(classes):
         for v, victim in enumerate(classes):
-            rows = torch.as_tensor(test_labels == victim)
-            victim_scores = test_scores.select(rows=rows)
-            reference = test_scores
+            attack = None
             if a != v:
                 mask = torch.as_tensor(np.isin(train_labels, [adversary, victim]))
                 attack = OneClassAutoencoder(config, device=device).fit(
                     train_features[mask], negatives=negatives
                 )
-                victim_scores = with_replaced_model(victim_scores, a, attack, test_features[rows])
-                if gated:  # the adversary's breadth: its claims on every test image
-                    reference = with_replaced_model(test_scores, a, attack, test_features)
-            count = int(rows.sum())
-            for name, guard in guards.items():
-                if guard.breadth_ratio is not None:
-                    guard.set_breadth(breadths(reference, alpha=guard.alpha))
-                blocked, _ = guard.block_mask(victim_scores, [user_name(adversary)] * count)
-                blocked_by[name][a, v] = float(blocked.double().mean())
-                own, _ = guard.block_mask(victim_scores, [user_name(victim)] * count)
-                shared_by[name][a, v] = 1.0 - float(own.double().mean())
+            decided = decide_attack(
+                test_scores, test_features, test_labels, a, adversary, victim, attack, guards
+            )
+            for name, (blocked, shared) in decided.items():
+                blocked_by[name][a, v] = blocked
+                shared_by[name][a, v] = shared
             if progress:
                 progress(f"{user_name(adversary)} vs {user_name(victim)}")
     return AdversaryMatrices(blocked=blocked_by, victim_shared=shared_by)
+
+
+def decide_attack(
+    test_scores: BankScores,
+    test_features: torch.Tensor,
+    test_labels: np.ndarray,
+    column: int,
+    adversary: int,
+    victim: int,
+    attack: OneClassAutoencoder | None,
+    guards: dict[str, Guard],
+) -> dict[str, tuple[float, float]]:
+    """{guard name: (adversary's uploads of the victim's test images blocked, the victim's own
+    uploads of them shared)} while ``attack`` replaces model ``column`` (the adversary's); with
+    ``attack=None`` the bank is honest. Guards with the breadth gate get every model's breadth on
+    all test images (the public reference, as the service's probe digits)."""
+    rows = torch.as_tensor(np.asarray(test_labels) == victim)
+    victim_scores = test_scores.select(rows=rows)
+    reference = test_scores
+    if attack is not None:
+        victim_scores = with_replaced_model(victim_scores, column, attack, test_features[rows])
+        if any(guard.breadth_ratio is not None for guard in guards.values()):
+            reference = with_replaced_model(test_scores, column, attack, test_features)
+    count = int(rows.sum())
+    result = {}
+    for name, guard in guards.items():
+        if guard.breadth_ratio is not None:
+            guard.set_breadth(breadths(reference, alpha=guard.alpha))
+        blocked, _ = guard.block_mask(victim_scores, [user_name(adversary)] * count)
+        own, _ = guard.block_mask(victim_scores, [user_name(victim)] * count)
+        result[name] = (float(blocked.double().mean()), 1.0 - float(own.double().mean()))
+    return result
 
 
 def scalability(

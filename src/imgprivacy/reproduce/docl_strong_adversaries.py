@@ -27,10 +27,8 @@ from imgprivacy.docl import Guard, OneClassAutoencoder
 from imgprivacy.reproduce.docl_data import mnist_experiment
 from imgprivacy.reproduce.docl_experiments import (
     bank_of,
-    breadths,
+    decide_attack,
     train_class_models,
-    user_name,
-    with_replaced_model,
 )
 from imgprivacy.reproduce.docl_mnist import NEGATIVE_COUNT, QUICK, configurations
 
@@ -43,20 +41,9 @@ def attack_pair(data, scores, config, adversary: int, victim: int, guards) -> di
     """{guard name: (adversary's uploads blocked, victim's own uploads shared)} for one pair."""
     mask = torch.as_tensor(np.isin(data.train_y, [adversary, victim]))
     attack = OneClassAutoencoder(config).fit(data.train_x[mask], negatives=data.negatives_x)
-    rows = torch.as_tensor(data.test_y == victim)
-    victim_scores = with_replaced_model(
-        scores.select(rows=rows), adversary, attack, data.test_x[rows]
+    return decide_attack(
+        scores, data.test_x, data.test_y, adversary, adversary, victim, attack, guards
     )
-    reference = with_replaced_model(scores, adversary, attack, data.test_x)
-    count = int(rows.sum())
-    result = {}
-    for name, guard in guards.items():
-        if guard.breadth_ratio is not None:
-            guard.set_breadth(breadths(reference, alpha=guard.alpha))
-        blocked, _ = guard.block_mask(victim_scores, [user_name(adversary)] * count)
-        own, _ = guard.block_mask(victim_scores, [user_name(victim)] * count)
-        result[name] = (float(blocked.double().mean()), 1.0 - float(own.double().mean()))
-    return result
 
 
 def main() -> None:
