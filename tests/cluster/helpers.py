@@ -51,9 +51,14 @@ def trained_models() -> list[tuple[str, str, OneClassAutoencoder]]:
     return out
 
 
-def single_bank(models, *, precision: str = "fp32") -> FilterBank:
+def single_bank(models, *, precision: str = "fp32", admitted=None) -> FilterBank:
+    """A bank of ``models``; ``admitted`` ({model id: admission}) sets when each joined."""
     bank = FilterBank(input_dim=DIM, precision=precision)
-    bank.add_many([(owner, m) for _, owner, m in models], model_ids=[k for k, _, _ in models])
+    bank.add_many(
+        [(owner, m) for _, owner, m in models],
+        model_ids=[k for k, _, _ in models],
+        admitted=None if admitted is None else [admitted[k] for k, _, _ in models],
+    )
     return bank
 
 

@@ -12,13 +12,13 @@ from tests.cluster.helpers import DIM, random_models, single_bank, trained_model
 from tests.conftest import blobs
 
 
-def sharded_decisions(models, x, uploaders, guards, shards: int):
+def sharded_decisions(models, x, uploaders, guards, shards: int, admitted=None):
     """For each Guard: the decisions from ``shards`` separate banks' deciding columns."""
     scores = []
     for k in range(shards):
         mine = [m for m in models if shard_of(m[0], shards) == k]
         if mine:
-            scores.append(single_bank(mine).score(x))
+            scores.append(single_bank(mine, admitted=admitted).score(x))
     return [
         guard.decide(
             merge_columns([deciding_columns(s, uploaders, guard) for s in scores]), uploaders
@@ -173,6 +173,43 @@ def test_the_breadth_gate_decides_as_one_bank(shards):
     for gated, plain in zip(expected, ungated):
         assert [d.share for d in gated] != [d.share for d in plain]
     for mine, theirs in zip(sharded_decisions(models, x, uploaders, guards, shards), expected):
+        assert_same(mine, theirs)
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_seniority_decides_as_one_bank(shards):
+    """Models admitted in a random order (ties included), Guards with seniority (and the gate):
+    the shards' columns decide as the whole bank, which seniority changes."""
+    models = random_models(40, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    admitted = {key: int(torch.randint(0, 12, (1,), generator=gen)) for key, _, _ in models}
+    x, uploaders = inputs(2, models)
+    guards = [
+        Guard(policy=p, alpha=a, margin=m, seniority=True)
+        for p in ("paper", "margin")
+        for a in (1.0, 2.0)
+        for m in (1.0, 1.5)
+    ]
+    gated = gated_guards(models)
+    guards += [
+        Guard(policy=g.policy, alpha=g.alpha, margin=g.margin, breadth_ratio=g.breadth_ratio,
+              breadth=g._breadth, seniority=True)
+        for g in gated
+    ]  # fmt: skip
+    scores = single_bank(models, admitted=admitted).score(x)
+    expected = [guard.decide(scores, uploaders) for guard in guards]
+    changed = 0
+    for guard, decided in zip(guards, expected):
+        plain = Guard(policy=guard.policy, alpha=guard.alpha, margin=guard.margin,
+                      breadth_ratio=guard.breadth_ratio, breadth=guard._breadth)  # fmt: skip
+        before = [d.share for d in plain.decide(scores, uploaders)]
+        after = [d.share for d in decided]
+        assert all(a or not b for a, b in zip(after, before))  # seniority only adds shares
+        changed += after != before
+    print(f"seniority changed the decisions of {changed} of {len(guards)} guards")
+    assert changed >= len(guards) // 2  # not trivial
+    got = sharded_decisions(models, x, uploaders, guards, shards, admitted=admitted)
+    for mine, theirs in zip(got, expected):
         assert_same(mine, theirs)
 
 

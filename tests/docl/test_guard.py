@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 
 import pytest
@@ -226,3 +227,58 @@ def test_breadth_gate_arguments_are_checked():
         Guard(policy="margin", breadth_ratio=0.5)
     with pytest.raises(InvalidInputError, match=r"fraction in \[0, 1\], got \{'m': 1.5\}"):
         Guard(policy="margin", breadth_ratio=1.5, breadth={"m": 1.5})
+
+
+def admitted(bank_scores: BankScores, order: list[int]) -> BankScores:
+    return dataclasses.replace(bank_scores, admitted=torch.tensor(order))
+
+
+def test_seniority_lets_an_older_own_model_vouch_against_a_newer_claimant():
+    """a owns model a/0 (admitted 1); b replaced theirs later (admitted 5) by one that is much
+    nearer on a's image. Both intervals [8, 12] hold it (alpha 1)."""
+    rows = [[11.5, 8.5, 40]]
+    older_a = admitted(scores(rows), [1, 5, 1])
+    margin = dict(policy="margin", alpha=1.0, margin=1.0)
+    assert [d.share for d in Guard(**margin).decide(older_a, "a")] == [False]  # b is nearer
+    decided = Guard(**margin, seniority=True).decide(older_a, "a")
+    assert [d.share for d in decided] == [True]
+    assert "admitted no later than" in decided[0].reason
+    # b uploading a's image: b's model is the newer one, seniority gives it nothing; a's claim
+    # blocks unless b's model is margin times nearer (it is not at margin 1.5).
+    strict = dict(policy="margin", alpha=1.0, margin=1.5)
+    assert [d.share for d in Guard(**strict, seniority=True).decide(older_a, "b")] == [False]
+    # The same bank with a's model the newer one: a must out-reconstruct b again.
+    newer_a = admitted(scores(rows), [6, 5, 1])
+    assert [d.share for d in Guard(**margin, seniority=True).decide(newer_a, "a")] == [False]
+    # Admitted together (or admissions unknown): the policy's rule alone.
+    together = admitted(scores(rows), [3, 3, 3])
+    assert [d.share for d in Guard(**margin, seniority=True).decide(together, "a")] == [False]
+    assert [d.share for d in Guard(**margin, seniority=True).decide(scores(rows), "a")] == [False]
+    # Seniority needs the older model's own interval to hold the image.
+    outside = admitted(scores([[13.0, 8.5, 40]]), [1, 5, 1])
+    assert [d.share for d in Guard(**margin, seniority=True).decide(outside, "a")] == [False]
+
+
+def test_seniority_arguments_are_checked():
+    with pytest.raises(InvalidInputError, match="seniority True or False"):
+        Guard(policy="margin", seniority="yes")
+    with pytest.raises(InvalidInputError, match="never vouch; use policy 'margin' or 'paper'"):
+        Guard(policy="any-other", seniority=True)
+
+
+def test_the_bank_records_when_each_model_was_admitted():
+    cfg = AutoencoderConfig(input_dim=8, hidden_dim=2, layer_widths=(), epochs=1)
+    model = OneClassAutoencoder(cfg).fit(torch.rand(16, 8))
+    bank = FilterBank(input_dim=8)
+    bank.add_many([("a", model), ("b", model)])  # admitted together
+    bank.add(model, owner="c")  # after them
+    bank.add(model, owner="a", model_id="a/0", replace=True)  # a replacement is a new admission
+    assert bank.score(torch.rand(2, 8)).admitted.tolist() == [3, 1, 2]
+    bank.add_many([("d", model)], admitted=[100])  # e.g. the storage revision that stored it
+    bank.add(model, owner="e")
+    assert [e.admitted for e in bank.entries] == [3, 1, 2, 100, 101]
+    with pytest.raises(InvalidInputError, match="integer admission number"):
+        bank.add_many([("f", model)], admitted=[1.5])
+    with pytest.raises(InvalidInputError, match="one admission per item"):
+        bank.add_many([("f", model), ("g", model)], admitted=[1])
+    assert len(bank) == 5  # nothing of the refused calls was added

@@ -5,7 +5,10 @@
   no decision at all, however near it is (the "shadow" model).
 * A model with non-finite distances (a hidden layer that overflows: 0 * inf = NaN) changes no
   decision, whoever owns it.
-* All of this with the breadth gate on or off, whatever the models' breadths (known or not).
+* All of this with the breadth gate and seniority on or off, whatever the models' breadths (known
+  or not) and admissions (known or not).
+* With seniority, a model admitted after all the others never blocks an image that one of the
+  uploader's own models holds in its interval (the victim keeps their own uploads).
 * Every image the earlier nearest-model rules blocked is still blocked (a reference copy of those
   rules is below), so adversary figures cannot get worse; what owners can lose is exactly the
   images a nearer model that claimed nothing used to exempt.
@@ -42,11 +45,21 @@ def situations(draw):
         ),
         model_ids=tuple(f"m{i}" for i in range(n_models)),
         owners=tuple(draw(st.sampled_from(USERS)) for _ in range(n_models)),
+        admitted=draw(
+            st.one_of(
+                st.none(),
+                st.lists(st.integers(0, 4), min_size=n_models, max_size=n_models).map(
+                    lambda a: torch.tensor(a, dtype=torch.int64)
+                ),
+            )
+        ),
     )
     # The breadth gate, on or off; some models (the added ones too) of known breadth, some not.
     known = draw(st.lists(st.sampled_from([*scores.model_ids, "added", "nan"]), unique=True))
+    policy = draw(st.sampled_from(sorted(POLICIES)))
     guard = Guard(
-        policy=draw(st.sampled_from(sorted(POLICIES))),
+        policy=policy,
+        seniority=POLICIES[policy].vouch != "never" and draw(st.booleans()),
         alpha=draw(st.floats(0.5, 4.0)),
         margin=draw(st.floats(1.0, 5.0)),
         breadth_ratio=draw(st.one_of(st.none(), st.floats(1.0, 3.0))),
@@ -56,16 +69,21 @@ def situations(draw):
     return guard, scores, uploaders
 
 
-def with_model(scores, *, position, column, mean, std, owner, model_id="added"):
-    """``scores`` with one more model inserted at ``position``."""
+def with_model(scores, *, position, column, mean, std, owner, model_id="added", admitted=5):
+    """``scores`` with one more model inserted at ``position`` (admitted at ``admitted``: by
+    default after every other)."""
     column = torch.as_tensor(column, dtype=scores.distances.dtype)[:, None]
     d = scores.distances
+    admissions = None
+    if scores.admitted is not None:
+        admissions = _insert(scores.admitted, position, admitted)
     return BankScores(
         distances=torch.cat([d[:, :position], column, d[:, position:]], dim=1),
         error_mean=_insert(scores.error_mean, position, mean),
         error_std=_insert(scores.error_std, position, std),
         model_ids=(*scores.model_ids[:position], model_id, *scores.model_ids[position:]),
         owners=(*scores.owners[:position], owner, *scores.owners[position:]),
+        admitted=admissions,
     )
 
 
@@ -87,12 +105,49 @@ def test_another_users_model_never_turns_a_block_into_a_share(situation, data):
     column = [data.draw(distances) for _ in range(batch)]
     mean, std = data.draw(st.floats(0.001, 60.0)), data.draw(st.floats(0.001, 20.0))
     position = data.draw(st.integers(0, n_models))
-    added = with_model(scores, position=position, column=column, mean=mean, std=std, owner=owner)
+    admitted = data.draw(st.integers(0, 5))
+    added = with_model(
+        scores, position=position, column=column, mean=mean, std=std, owner=owner,
+        admitted=admitted,
+    )  # fmt: skip
     before = guard.block_mask(scores, uploaders)[0].tolist()
     after = guard.block_mask(added, uploaders)[0].tolist()
     for row, uploader in enumerate(uploaders):
         if uploader != owner and before[row]:
             assert after[row], (row, column[row], mean, std)
+
+
+@settings(max_examples=150, deadline=None)
+@given(situations(), st.data())
+def test_with_seniority_a_newer_model_never_blocks_what_an_own_model_holds(situation, data):
+    guard, scores, uploaders = situation
+    if not guard.seniority or guard.breadth_ratio is not None or scores.admitted is None:
+        guard = Guard(policy="margin", alpha=guard.alpha, margin=guard.margin, seniority=True)
+        scores = BankScores(
+            scores.distances, scores.error_mean, scores.error_std, scores.model_ids,
+            scores.owners, torch.zeros(len(scores.model_ids), dtype=torch.int64),
+        )  # fmt: skip
+    owner = data.draw(st.sampled_from((*USERS, "stranger")))
+    batch, n_models = scores.distances.shape
+    column = [data.draw(distances) for _ in range(batch)]
+    mean, std = data.draw(st.floats(0.001, 60.0)), data.draw(st.floats(0.001, 20.0))
+    position = data.draw(st.integers(0, n_models))
+    added = with_model(scores, position=position, column=column, mean=mean, std=std, owner=owner)
+    before = guard.block_mask(scores, uploaders)[0].tolist()
+    after = guard.block_mask(added, uploaders)[0].tolist()
+    d = scores.distances.double()
+    bound = scores.error_mean + guard.alpha * scores.error_std
+    lower = scores.error_mean - guard.alpha * scores.error_std
+    two_sided = not POLICIES[guard.policy].one_sided
+    for row, uploader in enumerate(uploaders):
+        holds = [
+            scores.owners[n] == uploader
+            and bool(d[row, n] <= bound[n])
+            and (not two_sided or bool(d[row, n] >= lower[n]))
+            for n in range(n_models)
+        ]
+        if uploader != owner and any(holds):
+            assert after[row] == before[row], (row, column[row], mean, std)
 
 
 @settings(max_examples=150, deadline=None)

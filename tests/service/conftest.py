@@ -220,10 +220,14 @@ def as_numpy(x) -> np.ndarray:
     return x.numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def local_decisions(state: dict, models: dict, x: torch.Tensor, uploaders, *, probes=None):
+def local_decisions(
+    state: dict, models: dict, x: torch.Tensor, uploaders, *, probes=None, admitted=None
+):
     """The decisions of a service whose ``/readyz`` answered ``state`` and whose bank holds
-    ``models`` ({model id: (owner, model)}), computed in this process: the same Guard settings,
-    and each model's breadth measured on ``probes`` as admission measures it."""
+    ``models`` ({model id: (owner, model)}, in the order they were stored: each one admitted
+    after the one before, or as ``admitted`` {model id: storage revision} says), computed in this
+    process: the same Guard settings, and each model's breadth measured on ``probes`` as
+    admission measures it."""
     from imgprivacy.docl import FilterBank, Guard
     from imgprivacy.service.breadth import breadth_of
 
@@ -231,7 +235,13 @@ def local_decisions(state: dict, models: dict, x: torch.Tensor, uploaders, *, pr
     bank = FilterBank(
         input_dim=first.config.input_dim, feature_extractor=state["feature_extractor"]
     )
-    bank.add_many([owner_model for owner_model in models.values()], model_ids=list(models))
+    bank.add_many(
+        [owner_model for owner_model in models.values()],
+        model_ids=list(models),
+        admitted=list(range(1, len(models) + 1))
+        if admitted is None
+        else [admitted[key] for key in models],
+    )
     breadth = {}
     for key, (_, model) in models.items():
         value = breadth_of(model, probes, alpha=state["alpha"])
@@ -243,6 +253,7 @@ def local_decisions(state: dict, models: dict, x: torch.Tensor, uploaders, *, pr
         margin=state["margin"],
         breadth_ratio=state["breadth_ratio"],
         breadth=breadth,
+        seniority=state["seniority"],
     )
     return guard.decide(bank.score(x), uploaders)
 

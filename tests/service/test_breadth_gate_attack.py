@@ -14,6 +14,10 @@ epochs). An adversary trained longer is nearer than the victim's model on most o
 images: the gate still blocks its uploads, but its model's claims then block the victim's own
 uploads too, with the gate or without (the gate limits vouching, not claiming; docs/service.md).
 The victim's own uploads are shared exactly as often with the gate as without it.
+
+Seniority (on by default) answers that: the victim's model was stored first, so it vouches for the
+victim's own uploads against the adversary's newer model whenever its interval holds them, however
+much nearer the adversary's model is.
 """
 
 from __future__ import annotations
@@ -39,9 +43,22 @@ VICTIM, ADVERSARY = 1, 7  # the digit each protects
 VICTIM_EPOCHS, ADVERSARY_EPOCHS = 40, 20  # the same number of updates (twice the images)
 
 
+STRONG_EPOCHS = 4 * ADVERSARY_EPOCHS  # twice the victim's updates
+
+
 @pytest.fixture(scope="module")
 def attack(digits, data_dir):
     """(victim's model bytes, adversary's model bytes, the victim's unseen test images)."""
+    return train_attack(digits, data_dir, adversary_epochs=ADVERSARY_EPOCHS)
+
+
+@pytest.fixture(scope="module")
+def strong_attack(digits, data_dir):
+    """As ``attack``, with an adversary trained for twice the victim's updates."""
+    return train_attack(digits, data_dir, adversary_epochs=STRONG_EPOCHS)
+
+
+def train_attack(digits, data_dir, *, adversary_epochs: int):
     # Both train against the public negative set, as `imgprivacy guard train` does by default.
     config = AutoencoderConfig(**TEST_CONFIG, negative_weight=1.0)
     negatives = get_extractor(FEATURES).transform(public_negative_images(data_dir=data_dir))
@@ -49,7 +66,7 @@ def attack(digits, data_dir):
         digits["train"][VICTIM], negatives=negatives
     )
     both = torch.cat([digits["train"][ADVERSARY], digits["train"][VICTIM]])
-    adversary = OneClassAutoencoder(config.replace(epochs=ADVERSARY_EPOCHS)).fit(
+    adversary = OneClassAutoencoder(config.replace(epochs=adversary_epochs)).fit(
         both, negatives=negatives
     )
     images = digits["test_x"][torch.as_tensor(digits["test_y"] == VICTIM)]
@@ -91,3 +108,17 @@ def test_the_breadth_gate_stops_the_papers_adversary(tmp_path, attack):
     assert open_["adversary"] >= 0.15
     # The victim's own uploads (measured 65.9%): the gate takes none of them away.
     assert gated["victim"] == open_["victim"] >= 0.6
+
+
+def test_seniority_keeps_the_victims_own_uploads_from_a_stronger_adversary(tmp_path, strong_attack):
+    """The adversary's model is nearer than the victim's on most of the victim's images; the
+    victim's model was stored first."""
+    senior = run_attack(tmp_path / "seniority", strong_attack)  # the service's defaults
+    assert senior["state"]["seniority"] is True
+    plain = run_attack(tmp_path / "plain", strong_attack, seniority="false")
+    assert plain["state"]["seniority"] is False
+    print(f"victim shares {senior['victim']:.3f} with seniority, {plain['victim']:.3f} without")
+    # Seniority never gives the adversary more: it only lets older models vouch.
+    assert senior["adversary"] == plain["adversary"]
+    assert plain["victim"] <= 0.3  # the attack denies the victim their own uploads ...
+    assert senior["victim"] >= 0.6  # ... unless the older model vouches for them

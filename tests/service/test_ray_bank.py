@@ -51,7 +51,11 @@ def expected_shares(service, models: dict[str, object], x, uploader: str, probes
     state = service.request("GET", "/readyz").json()
     assert state["breadth_ratio"] is not None  # the breadth gate is on: shards must honour it
     owned = {key: (key.split("/")[0], m) for key, m in models.items()}
-    return [d.share for d in local_decisions(state, owned, x, [uploader] * len(x), probes=probes)]
+    _, admitted = service.app.state.service.storage.model_revisions()  # when each was stored
+    decided = local_decisions(
+        state, owned, x, [uploader] * len(x), probes=probes, admitted=admitted
+    )
+    return [d.share for d in decided]
 
 
 def check_all(service, x, auth) -> list[tuple[int, bool | None, str | None]]:

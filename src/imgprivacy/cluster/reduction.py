@@ -23,6 +23,14 @@ as in the Guard) and every own model that could vouch (inside its interval where
 needs it, finite, of known breadth): the union then holds the bank's narrowest claimant and the
 nearest own model that passes the gate, whatever it is. That is at most the uploader's own model
 count more columns per input.
+
+With the Guard's seniority an own model vouches against every claimant admitted after it, so
+what decides is the nearest claimant among those admitted no later than the uploader's oldest own
+model that holds the input, for a threshold no shard knows alone. A shard with seniority keeps,
+for every input, its oldest own model whose interval holds the input, and its claimants that are
+nearer than every claimant admitted before them (the "staircase" of claimants by admission and
+distance): the nearest claimant admitted up to any threshold is on it. The staircase is as long
+as the input has claimants of distinct admissions that keep getting nearer; usually a few.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ def deciding_columns(scores: BankScores, uploaders: Sequence[str], guard: Guard)
     ]
     if guard.breadth_ratio is not None:
         picked += _gate_columns(scores, own, guard, finite)
+    if guard.seniority and scores.admitted is not None:
+        picked += _seniority_columns(scores, own, guard, finite)
     columns = torch.unique(torch.cat(picked)).tolist()
     columns.sort(key=lambda n: scores.model_ids[n])
     return scores.select(models=columns)
@@ -98,6 +108,28 @@ def _gate_columns(
     return [narrow_index[torch.isfinite(narrowest)], could_vouch.nonzero()[:, 1]]
 
 
+def _seniority_columns(
+    scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
+) -> list[torch.Tensor]:
+    """The oldest own model holding each input, and each input's staircase of claimants."""
+    rule = POLICIES[guard.policy]
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    d = torch.where(finite, scores.distances.to(torch.float64), inf)
+    mu = scores.error_mean.to(torch.float64)[None, :]
+    sigma = scores.error_std.to(torch.float64)[None, :]
+    inside = d <= mu + guard.alpha * sigma
+    if not rule.one_sided:
+        inside &= d >= mu - guard.alpha * sigma
+    admitted = scores.admitted.to(torch.float64)
+    oldest, oldest_index = torch.where(own & inside & finite, admitted[None, :], inf).min(dim=1)
+    order = torch.argsort(admitted, stable=True)
+    claimant = torch.where(inside & ~own & finite, d, inf)[:, order]
+    before = torch.cummin(claimant, dim=1).values  # nearest claimant up to each position
+    before = torch.cat([torch.full_like(before[:, :1], float("inf")), before[:, :-1]], dim=1)
+    step = (claimant < before).nonzero()[:, 1]  # nearer than every claimant sorted before it
+    return [oldest_index[torch.isfinite(oldest)], order[step]]
+
+
 def merge_columns(parts: Sequence[BankScores]) -> BankScores:
     """One :class:`BankScores` holding every shard's deciding columns, in model-id order."""
     parts = [p for p in parts if p.model_ids]
@@ -111,6 +143,11 @@ def merge_columns(parts: Sequence[BankScores]) -> BankScores:
         error_std=torch.cat([p.error_std for p in parts]),
         model_ids=tuple(m for p in parts for m in p.model_ids),
         owners=tuple(o for p in parts for o in p.owners),
+        admitted=(
+            torch.cat([p.admitted for p in parts])
+            if all(p.admitted is not None for p in parts)
+            else None
+        ),
     )
     order = sorted(range(len(merged.model_ids)), key=lambda n: merged.model_ids[n])
     return merged.select(models=order)

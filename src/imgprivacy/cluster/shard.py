@@ -137,8 +137,9 @@ class BankShard:
             if not loaded:
                 continue
             items = [(owner, model) for _, owner, model in loaded.values()]
+            admitted = [rev for rev, _, _ in loaded.values()]  # the revision that stored it
             try:
-                self.bank.add_many(items, model_ids=list(loaded), replace=True)
+                self.bank.add_many(items, model_ids=list(loaded), replace=True, admitted=admitted)
                 self._known.update({key: rev for key, (rev, _, _) in loaded.items()})
             except ImgPrivacyError as exc:  # stored before a settings change, say
                 logger.error("shard %d could not add %d models: %s", self.index, len(items), exc)
@@ -172,6 +173,7 @@ class BankShard:
                 [(owner, model) for _, owner, model in add],
                 model_ids=[key for key, _, _ in add],
                 replace=True,
+                admitted=revision,
             )
         self._remove(list(remove))
         self.revision = revision
@@ -201,6 +203,7 @@ class BankShard:
                 error_std=torch.empty(0, dtype=torch.float64),
                 model_ids=(),
                 owners=(),
+                admitted=torch.empty(0, dtype=torch.int64),
             )
             return ShardReply(shard=self.index, revision=self.revision, columns=empty)
         judge = self.guard

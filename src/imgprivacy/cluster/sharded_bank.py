@@ -390,6 +390,7 @@ def _guard_args(guard: Guard) -> dict:
         "alpha": guard.alpha,
         "margin": guard.margin,
         "breadth_ratio": guard.breadth_ratio,
+        "seniority": guard.seniority,
     }
 
 

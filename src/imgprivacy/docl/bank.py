@@ -22,6 +22,7 @@ relative. Weights may be stored in fp16 or bf16 (:mod:`imgprivacy.docl.bank_prec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,10 @@ class BankEntry:
     layer_dims: tuple[int, ...]  # sizes from input to output, e.g. (784, 32, 784)
     error_mean: float  # mu of eq. (6) statistics
     error_std: float  # sigma of eq. (6) statistics
+    # When the model (this version of it) joined the bank: a number that only grows, equal for
+    # models added together (one add_many call, or the storage revision that wrote them). The
+    # Guard's seniority reads it (imgprivacy.docl.guard).
+    admitted: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class BankScores:
     error_std: torch.Tensor  # (N,)
     model_ids: tuple[str, ...]
     owners: tuple[str, ...]
+    # (N,) int64: when each model joined the bank (BankEntry.admitted); None when unknown (the
+    # Guard's seniority then treats every model as admitted together).
+    admitted: torch.Tensor | None = None
 
     @property
     def nearest(self) -> torch.Tensor:
@@ -98,6 +106,7 @@ class BankScores:
             error_std=self.error_std[cols],
             model_ids=tuple(self.model_ids[i] for i in cols),
             owners=tuple(self.owners[i] for i in cols),
+            admitted=None if self.admitted is None else self.admitted[cols],
         )
 
 
@@ -157,6 +166,7 @@ class FilterBank:
         self._models: dict[str, tuple[BankEntry, dict[str, torch.Tensor]]] = {}
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._next_admission = 1  # BankEntry.admitted of the next add_many without one
 
     # -- membership -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -198,11 +208,17 @@ class FilterBank:
         *,
         model_ids: Iterable[str | None] | None = None,
         replace: bool = False,
+        admitted: int | Sequence[int] | None = None,
     ) -> list[str]:
         """Add several (owner, model) pairs at once (one rebuild); all or nothing.
 
         ``items`` may be a generator: models are copied one at a time, so a caller that does not
         keep them can add 10,000 models holding a single extra copy of the weights.
+
+        ``admitted`` is when the models joined (:attr:`BankEntry.admitted`): one number for all,
+        one per item (e.g. the storage revision that wrote each), or None for the bank's own
+        count (later than every model it holds: the models of one call are admitted together).
+        A replaced model is a new admission.
         """
         ids = None if model_ids is None else list(model_ids)
         with self._lock:
@@ -213,12 +229,20 @@ class FilterBank:
                 entry, weights = self._validated(
                     model, owner=owner, model_id=model_id, staged=staged, replace=replace
                 )
+                entry = dataclasses.replace(entry, admitted=_admission(admitted, k, self))
                 staged[entry.model_id] = (entry, weights)
                 added.append(entry.model_id)
             if ids is not None and len(ids) != len(added):
                 raise InvalidInputError(
                     f"Expected one model id per item, got {len(ids)} ids for {len(added)} items."
                 )
+            if isinstance(admitted, Sequence) and len(admitted) != len(added):
+                raise InvalidInputError(
+                    f"Expected one admission per item, got {len(admitted)} for {len(added)} "
+                    "items (or pass one number for all)."
+                )
+            latest = max((staged[m][0].admitted for m in added), default=0)
+            self._next_admission = max(self._next_admission, latest + 1)
             self._models = staged
             self._snapshot = None
         return added
@@ -363,13 +387,7 @@ class FilterBank:
             )
         else:
             distances = stacked_distances(stack, x.to(self.device), chunk_bytes=self.chunk_bytes)
-        return BankScores(
-            distances=distances.cpu(),
-            error_mean=stack.error_mean.cpu(),
-            error_std=stack.error_std.cpu(),
-            model_ids=tuple(e.model_id for e in stack.entries),
-            owners=tuple(e.owner for e in stack.entries),
-        )
+        return snapshot_scores(stack, distances)
 
     def kernels_for(self, batch: int, stack: Snapshot | None = None) -> tuple[str, ...]:
         """The kernel (``"native"`` or ``"torch"``) each group of ``stack`` (default: the current
@@ -383,6 +401,30 @@ class FilterBank:
     def distances(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The (B, N) distance matrix only."""
         return self.score(x).distances
+
+
+def snapshot_scores(stack: Snapshot, distances: torch.Tensor) -> BankScores:
+    """:class:`BankScores` of ``distances`` (B, N) to the models of ``stack``, in its order."""
+    return BankScores(
+        distances=distances.cpu(),
+        error_mean=stack.error_mean.cpu(),
+        error_std=stack.error_std.cpu(),
+        model_ids=tuple(e.model_id for e in stack.entries),
+        owners=tuple(e.owner for e in stack.entries),
+        admitted=torch.tensor([e.admitted for e in stack.entries], dtype=torch.int64),
+    )
+
+
+def _admission(admitted: int | Sequence[int] | None, k: int, bank: FilterBank) -> int:
+    """The admission number of item ``k`` of an ``add_many`` call (see there)."""
+    if admitted is None:
+        return bank._next_admission
+    value = admitted[k] if isinstance(admitted, Sequence) and k < len(admitted) else admitted
+    if isinstance(value, Sequence):  # more items than admissions: reported after the loop
+        value = bank._next_admission
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"Expected an integer admission number, got {value!r}.")
+    return int(value)
 
 
 def _next_id(owner: str, staged: dict) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
+from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank, snapshot_scores
 from imgprivacy.docl.bank_stack import LayerStack
 from imgprivacy.docl.first_stage_kernel import UNSCORED, PairKernel
 from imgprivacy.docl.first_stage_sketch import (
@@ -380,13 +380,7 @@ class FirstStage:
             scored = own_distances < UNSCORED
             distances = self.kernel_(snap, x, mask & ~scored)
             distances = torch.where(scored, own_distances, distances)
-        return BankScores(
-            distances=distances,
-            error_mean=snap.error_mean.cpu(),
-            error_std=snap.error_std.cpu(),
-            model_ids=tuple(e.model_id for e in snap.entries),
-            owners=tuple(e.owner for e in snap.entries),
-        )
+        return snapshot_scores(snap, distances)
 
     def decide(
         self,

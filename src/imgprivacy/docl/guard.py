@@ -43,6 +43,19 @@ cannot vouch against the victim's model; honest owners' models are about as broa
 that claim their images. A model of unknown breadth cannot vouch, and an unknown claimant counts
 as the narrowest (breadth 0).
 
+**Seniority** (optional, any policy whose own models vouch): a model admitted to the bank earlier
+than a claimant vouches for its owner against that claimant whenever its own interval holds the
+image, whatever the distances; against claimants admitted at the same time or earlier, the
+policy's rule above applies. A user who replaces their model by one trained on a victim's images
+too admits it after the victim's: it gains nothing against the victim, while the victim's older
+model keeps vouching for the victim's own uploads against it, however much better the newer model
+reconstructs them (distances cannot tell owner from adversary when both models fit the images;
+the order of admission can). Admissions come from :attr:`BankScores.admitted` (the bank records
+them; without them every model counts as admitted together and seniority changes nothing). The
+price: whoever first admits a model that claims some images is their senior owner, so an attacker
+who holds a victim's images before the victim joins keeps sharing them; a replaced model starts
+afresh.
+
 A non-finite distance (NaN or infinite: a model whose hidden layer overflows) means that model is
 broken for that input: it claims nothing, vouches for nothing and is never the nearest model.
 The Guard logs each broken model once and counts the inputs it was broken on
@@ -138,10 +151,13 @@ def read_claims(
     margin: float,
     breadth: torch.Tensor | None = None,
     breadth_ratio: float | None = None,
+    seniority: bool = False,
 ) -> Claims:
     """Apply ``rule`` to ``scores``; ``own`` (B, N) is True where model n is the uploader's.
 
     ``breadth`` (N,) is each model's breadth (NaN where unknown), used with ``breadth_ratio``.
+    With ``seniority`` the uploader's own models admitted before a claimant vouch against it
+    (``scores.admitted``; see the module docstring).
     """
     d = scores.distances.to(torch.float64)
     mu = scores.error_mean.to(torch.float64)
@@ -153,21 +169,41 @@ def read_claims(
     if not rule.one_sided:
         inside &= d >= mu - alpha * sigma
     claims = inside & ~own & ~broken
-    claimant_distance, culprit = torch.where(claims, d, inf).min(dim=1)
-    blocked = claims.any(dim=1)
     factor = {"never": None, "nearer": 1.0, "margin": margin}[rule.vouch]
     if factor is not None:
         voucher = own & inside if rule.vouch_needs_claim else own
         if breadth_ratio is not None:
-            known = torch.isfinite(breadth)
-            narrowest = torch.where(claims, torch.where(known, breadth, 0.0)[None, :], inf)
-            voucher_breadth = torch.where(known, breadth, inf)[None, :]
-            voucher &= voucher_breadth <= breadth_ratio * narrowest.min(dim=1, keepdim=True).values
+            voucher &= _passes_gate(claims, breadth, breadth_ratio)
+        if seniority and scores.admitted is not None:
+            claims &= ~_junior_claims(claims, voucher & inside, scores.admitted)
         own_best = torch.where(voucher, d, inf).min(dim=1).values
+    claimant_distance, culprit = torch.where(claims, d, inf).min(dim=1)
+    blocked = claims.any(dim=1)
+    if factor is not None:
         blocked &= ~(own_best * factor < claimant_distance)
     return Claims(
         blocked=blocked, culprit=culprit, claimant_distance=claimant_distance, broken=broken
     )
+
+
+def _passes_gate(claims: torch.Tensor, breadth: torch.Tensor, ratio: float) -> torch.Tensor:
+    """(B, N): model n is at most ``ratio`` times broader than input b's narrowest claimant."""
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    known = torch.isfinite(breadth)
+    narrowest = torch.where(claims, torch.where(known, breadth, 0.0)[None, :], inf)
+    voucher_breadth = torch.where(known, breadth, inf)[None, :]
+    return voucher_breadth <= ratio * narrowest.min(dim=1, keepdim=True).values
+
+
+def _junior_claims(
+    claims: torch.Tensor, senior_voucher: torch.Tensor, admitted: torch.Tensor
+) -> torch.Tensor:
+    """(B, N): the claims admitted strictly after input b's oldest own model whose interval
+    holds it (the claims its seniority answers)."""
+    admitted = admitted.to(torch.float64)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    oldest = torch.where(senior_voucher, admitted[None, :], inf).min(dim=1, keepdim=True).values
+    return claims & (admitted[None, :] > oldest)
 
 
 class Guard:
@@ -188,6 +224,9 @@ class Guard:
     breadth
         ``{model id: breadth}``, the fraction of a public reference set each model claims; read
         only with ``breadth_ratio``. Replace it with :meth:`set_breadth` when models change.
+    seniority
+        Own models admitted before a claimant vouch against it whenever their interval holds
+        the image (see the module docstring); needs a policy whose own models vouch.
 
     Attributes
     ----------
@@ -203,6 +242,7 @@ class Guard:
         margin: float = DEFAULT_MARGIN,
         breadth_ratio: float | None = None,
         breadth: Mapping[str, float] | None = None,
+        seniority: bool = False,
     ):
         if policy not in POLICIES:
             raise UnknownNameError(
@@ -221,7 +261,16 @@ class Guard:
             raise InvalidInputError(
                 f"Expected breadth_ratio >= 1 or None (gate off), got {breadth_ratio!r}."
             )
+        if not isinstance(seniority, bool):
+            raise InvalidInputError(f"Expected seniority True or False, got {seniority!r}.")
+        if seniority and POLICIES[policy].vouch == "never":
+            raise InvalidInputError(
+                f"Seniority lets the uploader's older models vouch, but under policy {policy!r} "
+                "the uploader's models never vouch; use policy 'margin' or 'paper', or "
+                "seniority=False."
+            )
         self.policy = policy
+        self.seniority = seniority
         self.alpha = float(alpha)
         self.margin = float(margin)
         self.breadth_ratio = None if breadth_ratio is None else float(breadth_ratio)
@@ -264,6 +313,7 @@ class Guard:
             margin=self.margin,
             breadth=self.breadth_of(scores.model_ids) if gate else None,
             breadth_ratio=self.breadth_ratio,
+            seniority=self.seniority,
         )
         self._count_broken(scores, result.broken)
         return result
@@ -327,6 +377,15 @@ class Guard:
         return reason
 
     def _share_reason(self) -> str:
+        reason = self._vouch_reason()
+        if self.seniority:  # only with a policy whose own models vouch (checked at __init__)
+            reason += (
+                " (counting only the claiming models admitted no later than the uploader's "
+                "oldest model that claims it too)"
+            )
+        return reason
+
+    def _vouch_reason(self) -> str:
         vouch = POLICIES[self.policy].vouch
         if vouch == "margin":
             return (

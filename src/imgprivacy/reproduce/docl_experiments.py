@@ -78,7 +78,7 @@ def with_replaced_model(
     scores: BankScores, column: int, model: OneClassAutoencoder, features: torch.Tensor
 ) -> BankScores:
     """``scores`` as if model ``column`` were ``model`` (only that column is recomputed; it is
-    named ``<owner>/adversary``)."""
+    named ``<owner>/adversary`` and admitted after every other model)."""
     distances = scores.distances.clone()
     distances[:, column] = model.distances(features)
     mean = scores.error_mean.clone()
@@ -87,7 +87,11 @@ def with_replaced_model(
     std[column] = model.error_std_
     ids = list(scores.model_ids)
     ids[column] = f"{scores.owners[column]}/{ADVERSARY_MODEL}"
-    return BankScores(distances, mean, std, tuple(ids), scores.owners)
+    admitted = None
+    if scores.admitted is not None:  # the replacement joins after every model of the bank
+        admitted = scores.admitted.clone()
+        admitted[column] = int(scores.admitted.max()) + 1
+    return BankScores(distances, mean, std, tuple(ids), scores.owners, admitted)
 
 
 def breadths(scores: BankScores, *, alpha: float) -> dict[str, float]:

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from imgprivacy import __version__
-from imgprivacy.docl import FilterBank, Guard
+from imgprivacy.docl import POLICIES, FilterBank, Guard
 from imgprivacy.errors import InvalidInputError, SchemaError
 from imgprivacy.features import get_extractor
 from imgprivacy.service.auth import UserCache
@@ -82,7 +82,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise
     margin = {} if settings.margin is None else {"margin": settings.margin}
     guard = Guard(  # lists POLICIES if unknown
-        policy=settings.policy, alpha=settings.alpha, breadth_ratio=settings.breadth_ratio, **margin
+        policy=settings.policy,
+        alpha=settings.alpha,
+        breadth_ratio=settings.breadth_ratio,
+        # under a policy whose own models never vouch there is nothing for seniority to do
+        seniority=settings.seniority and POLICIES[settings.policy].vouch != "never",
+        **margin,
     )
     extractor = get_extractor(settings.feature_extractor)
     storage = Storage(settings.database_url)
@@ -156,6 +161,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 "policy": guard.policy,
                 "alpha": guard.alpha,
                 "breadth_ratio": guard.breadth_ratio,
+                "seniority": guard.seniority,
             },
         )
         try:

@@ -56,6 +56,11 @@ class ServiceSettings(BaseSettings):
     # breadth, measured at admission: imgprivacy.service.breadth); none = gate off. Needs the
     # probe set (probe_count > 0): a model of unknown breadth never vouches.
     breadth_ratio: float | None = Field(default=2.0, ge=1.0)
+    # Seniority: an uploader's model admitted (stored) before a claiming model vouches against it
+    # whenever its own interval holds the image (imgprivacy.docl.guard). A user who replaces
+    # their model by one trained on a victim's images too then cannot deny the victim their own
+    # uploads (docs/service.md). Only policies whose own models vouch ("margin", "paper") use it.
+    seniority: bool = True
     # Upload limits: a model file, and an image sent to /v1/check.
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=2 * 1024 * 1024, gt=0)

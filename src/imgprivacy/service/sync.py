@@ -38,7 +38,7 @@ class BankSync:
             changed = [k for k, r in current.items() if self._known.get(k) != r]
             removed = [k for k in self._known if k not in current]
             loaded = self.storage.blobs(changed)
-            items, ids = [], []
+            items, ids, admitted = [], [], []
             for key, (model_revision, blob) in loaded.items():
                 try:
                     model = autoencoder_from_bytes(blob, source=key)
@@ -47,11 +47,12 @@ class BankSync:
                     continue
                 items.append((key.split("/", 1)[0], model))
                 ids.append(key)
+                admitted.append(model_revision)  # the Guard's seniority: when it was stored
                 self._known[key] = model_revision
             removed += [k for k in changed if k not in loaded]  # deleted since we listed them
             if items:
                 try:
-                    self.bank.add_many(items, model_ids=ids, replace=True)
+                    self.bank.add_many(items, model_ids=ids, replace=True, admitted=admitted)
                 except ImgPrivacyError as exc:
                     logger.error("could not add %d models to the bank: %s", len(items), exc)
                     for key in ids:

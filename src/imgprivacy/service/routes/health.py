@@ -24,6 +24,7 @@ class Ready(BaseModel):
     alpha: float
     margin: float  # how many times better an uploader's own model must explain an image
     breadth_ratio: float | None  # the breadth gate (None: off)
+    seniority: bool  # older own models vouch against newer claimants
     feature_extractor: str
     feature_dim: int
 
@@ -52,6 +53,7 @@ async def readyz(request: Request) -> Ready:
         alpha=state.guard.alpha,
         margin=state.guard.margin,
         breadth_ratio=state.guard.breadth_ratio,
+        seniority=state.guard.seniority,
         feature_extractor=state.extractor.name,
         feature_dim=state.extractor.dim,
     )
