@@ -86,18 +86,28 @@ def deciding_columns(scores: BankScores, uploaders: Sequence[str], guard: Guard)
     return scores.select(models=columns)
 
 
+def _inside(
+    scores: BankScores, guard: Guard, finite: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances with the non-finite ones at +inf, (B, N) True where model n's interval at the
+    Guard's alpha holds input b) as the Guard reads them."""
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    d = torch.where(finite, scores.distances.to(torch.float64), inf)
+    mu = scores.error_mean.to(torch.float64)[None, :]
+    sigma = scores.error_std.to(torch.float64)[None, :]
+    inside = d <= mu + guard.alpha * sigma
+    if not POLICIES[guard.policy].one_sided:
+        inside &= d >= mu - guard.alpha * sigma
+    return d, inside
+
+
 def _gate_columns(
     scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
 ) -> list[torch.Tensor]:
     """The narrowest claimant of each input, and every own model that could vouch for it."""
     rule = POLICIES[guard.policy]
     inf = torch.tensor(float("inf"), dtype=torch.float64)
-    d = torch.where(finite, scores.distances.to(torch.float64), inf)
-    mu = scores.error_mean.to(torch.float64)[None, :]
-    sigma = scores.error_std.to(torch.float64)[None, :]
-    inside = d <= mu + guard.alpha * sigma
-    if not rule.one_sided:
-        inside &= d >= mu - guard.alpha * sigma
+    _, inside = _inside(scores, guard, finite)
     breadth = guard.breadth_of(scores.model_ids)
     known = torch.isfinite(breadth)
     key = torch.where(known, breadth, 0.0)[None, :]
@@ -112,14 +122,8 @@ def _seniority_columns(
     scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
 ) -> list[torch.Tensor]:
     """The oldest own model holding each input, and each input's staircase of claimants."""
-    rule = POLICIES[guard.policy]
     inf = torch.tensor(float("inf"), dtype=torch.float64)
-    d = torch.where(finite, scores.distances.to(torch.float64), inf)
-    mu = scores.error_mean.to(torch.float64)[None, :]
-    sigma = scores.error_std.to(torch.float64)[None, :]
-    inside = d <= mu + guard.alpha * sigma
-    if not rule.one_sided:
-        inside &= d >= mu - guard.alpha * sigma
+    d, inside = _inside(scores, guard, finite)
     admitted = scores.admitted.to(torch.float64)
     oldest, oldest_index = torch.where(own & inside & finite, admitted[None, :], inf).min(dim=1)
     order = torch.argsort(admitted, stable=True)
