@@ -31,6 +31,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/imgprivacy reproduce docl-mnist --out reports/docl-mnist
 	$(VENV)/bin/imgprivacy reproduce docl-cifar10 --out reports/docl-cifar10
 	$(VENV)/bin/imgprivacy reproduce docl-faces --out reports/docl-faces
+	$(VENV)/bin/imgprivacy reproduce docl-strong-adversaries --all-pairs --out reports/docl-strong-adversaries
 	$(VENV)/bin/imgprivacy reproduce anonymizer-pendigits --out reports/anonymizer-pendigits
 	$(VENV)/bin/imgprivacy reproduce anonymizer-faces --out reports/anonymizer-faces
 

@@ -116,3 +116,39 @@ def test_the_strong_adversary_script_decides_as_the_adversary_matrix():
     for name, (blocked, shared) in pair.items():
         assert blocked == pytest.approx(matrices.blocked[name][2, 0])
         assert shared == pytest.approx(matrices.victim_shared[name][2, 0])
+
+
+def test_the_strong_adversary_report_summarises_and_draws_its_pairs(tmp_path):
+    from imgprivacy.reports import docl_figures
+    from imgprivacy.reproduce.docl_strong_adversaries import (
+        StrongAdversariesResult,
+        matrices_of,
+        summarise,
+        summary_tables,
+    )
+
+    rows = [
+        dict(epochs=30, adversary=a, victim=v, guard=g, adversary_blocked=b, victim_shared=s)
+        for a, v, g, b, s in [
+            (7, 1, "seniority", 0.99, 0.97),
+            (4, 9, "seniority", 0.06, 0.935),
+            (7, 1, "plain", 0.99, 0.005),
+            (4, 9, "plain", 0.06, 0.05),
+        ]
+    ]
+    summary = summarise(rows)
+    assert [(s["guard"], s["pairs"]) for s in summary] == [("seniority", 2), ("plain", 2)]
+    assert summary[0]["blocked_worst"] == 0.06 and summary[0]["shared_worst"] == 0.935
+    assert summary[1]["shared_mean"] == pytest.approx(0.0275)
+    matrices = matrices_of(rows, epochs=30, key="victim_shared")
+    assert matrices["plain"][7, 1] == 0.005 and np.isnan(matrices["plain"][1, 7])
+    png = docl_figures.adversary_matrices(
+        tmp_path / "m.png", matrices=matrices, alpha=2.7, what="victim's own shared"
+    )
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    result = StrongAdversariesResult(
+        guard={}, variants={}, user_epochs=30, rows=rows, summary=summary,
+        paper_blocked=0.7, seconds=1.0, figures=[],
+    )  # fmt: skip
+    (table,) = summary_tables(result)
+    assert table.row_count == 2

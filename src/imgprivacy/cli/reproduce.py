@@ -86,6 +86,44 @@ def docl_mnist(
     )
 
 
+@reproduce_app.command("docl-strong-adversaries")
+def docl_strong_adversaries(
+    out: OutOption = Path("reports/docl-strong-adversaries"),
+    data_dir: DataDirOption = None,
+    seed: SeedOption = 0,
+    epochs: Annotated[
+        list[int] | None,
+        typer.Option(help="Adversaries' training epochs (repeat for several; default: 30)."),
+    ] = None,
+    all_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--all-pairs/--five-pairs",
+            help="All 90 (adversary, victim) pairs (about 15 s each), or 7+1, 4+9, 0+6, 3+8, 1+3.",
+        ),
+    ] = False,
+) -> None:
+    """DOCL's adversary (paper Fig. 4) fully trained, against the service's Guard point: the
+    adversary's uploads of the victim's digits blocked, and the victim's own uploads shared,
+    with seniority and the breadth gate, without seniority, and without either."""
+    from imgprivacy.reproduce.docl_strong_adversaries import (
+        ALL_PAIRS,
+        PAIRS,
+        reproduce_docl_strong_adversaries,
+        summary_tables,
+    )
+
+    run_and_report(
+        reproduce_docl_strong_adversaries,
+        summary_tables,
+        out=out,
+        data_dir=data_dir,
+        seed=seed,
+        epochs=tuple(epochs or (30,)),
+        pairs=ALL_PAIRS if all_pairs else PAIRS,
+    )
+
+
 @reproduce_app.command("anonymizer-pendigits")
 def anonymizer_pendigits(
     out: OutOption = Path("reports/anonymizer-pendigits"),

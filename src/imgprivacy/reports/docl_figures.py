@@ -54,8 +54,11 @@ def accuracy_vs_acceptance(path: Path, *, guard: dict[str, list[GuardPoint]], ti
     return save(fig, path)
 
 
-def adversary_matrices(path: Path, *, matrices: dict[str, np.ndarray], alpha: float) -> Path:
-    """Paper Fig. 4: blocked fraction per (adversary row, victim column), one panel per policy."""
+def adversary_matrices(
+    path: Path, *, matrices: dict[str, np.ndarray], alpha: float, what: str = "blocked"
+) -> Path:
+    """Paper Fig. 4: blocked fraction per (adversary row, victim column), one panel per policy
+    (or ``what`` other fraction; NaN cells, pairs not measured, are left blank)."""
     n_pol = len(matrices)
     fig, axes = new_figure(4.2 * n_pol, 4.2, ncols=n_pol, squeeze=False)
     for ax, (policy, matrix) in zip(axes[0], matrices.items()):
@@ -64,6 +67,8 @@ def adversary_matrices(path: Path, *, matrices: dict[str, np.ndarray], alpha: fl
         n = len(matrix)
         for a in range(n):
             for v in range(n):
+                if np.isnan(matrix[a, v]):
+                    continue
                 ax.text(
                     v,
                     a,
@@ -77,7 +82,7 @@ def adversary_matrices(path: Path, *, matrices: dict[str, np.ndarray], alpha: fl
         ax.set_yticks(range(n), [f"u{i}" for i in range(n)], fontsize=7)
         ax.set_xlabel("victim")
         ax.set_ylabel("adversary")
-        ax.set_title(f"{policy} (alpha={alpha:g}): % blocked", fontsize=9)
+        ax.set_title(f"{policy} (alpha={alpha:g}): % {what}", fontsize=9)
     return save(fig, path)
 
 
