@@ -237,20 +237,24 @@ def run_service_demo(
             examples = _examples(server.url, tokens["u3"], tokens["u7"], guards["u3"].read_bytes())
         # The breadths the service measured at admission on its secret probe digits, read from
         # the demo's own database, so the in-process Guard applies the same breadth gate.
-        breadths = stored_breadths(Storage(env["IMGPRIVACY_DATABASE_URL"]), alpha=ready["alpha"])
+        storage = Storage(env["IMGPRIVACY_DATABASE_URL"])
+        breadths = stored_breadths(storage, alpha=ready["alpha"])
+        _, admitted = storage.model_revisions()  # when each model was stored (seniority)
 
         # In-process: the very files that were uploaded, the same (image, uploader) pairs.
         service_policy, service_alpha = ready["policy"], ready["alpha"]
         bank = FilterBank(input_dim=data.input_dim, feature_extractor=data.feature_extractor)
         models = {u: load_autoencoder(p) for u, p in guards.items()}
         for user, model in models.items():
-            bank.add(model, owner=user, model_id=f"{user}/digit")
+            key = f"{user}/digit"
+            bank.add_many([(user, model)], model_ids=[key], admitted=[admitted[key]])
         guard = Guard(
             policy=service_policy,
             alpha=service_alpha,
             margin=ready["margin"],
             breadth_ratio=ready["breadth_ratio"],
             breadth=breadths,
+            seniority=ready["seniority"],
         )
         x = torch.stack(
             [(data.test_x if s == "mnist" else data.public_x)[r] for s, r, _ in uploads]
