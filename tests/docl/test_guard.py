@@ -282,3 +282,16 @@ def test_the_bank_records_when_each_model_was_admitted():
     with pytest.raises(InvalidInputError, match="one admission per item"):
         bank.add_many([("f", model), ("g", model)], admitted=[1])
     assert len(bank) == 5  # nothing of the refused calls was added
+
+
+def test_the_breadth_gate_also_holds_back_an_older_broad_model():
+    """A squatter's early, broad model (admitted 1, claiming half the reference set) holds a
+    later user's image; the later, narrow model claims it too. Seniority alone would let the
+    squatter share it; the gate does not let a model that broad vouch at all."""
+    rows = [[11.5, 8.5, 40]]
+    bank_scores = admitted(scores(rows), [1, 5, 5])
+    breadth = {"a/0": 0.5, "b/0": 0.05, "c/0": 0.05}
+    senior = dict(policy="margin", alpha=1.0, margin=1.0, seniority=True)
+    assert [d.share for d in Guard(**senior).decide(bank_scores, "a")] == [True]
+    gated = Guard(**senior, breadth_ratio=2.0, breadth=breadth)
+    assert [d.share for d in gated.decide(bank_scores, "a")] == [False]
