@@ -51,8 +51,9 @@ too admits it after the victim's: it gains nothing against the victim, while the
 model keeps vouching for the victim's own uploads against it, however much better the newer model
 reconstructs them (distances cannot tell owner from adversary when both models fit the images;
 the order of admission can). Admissions come from :attr:`BankScores.admitted` (the bank records
-them; without them every model counts as admitted together and seniority changes nothing). The
-price: whoever first admits a model that claims some images is their senior owner, so an attacker
+them; without them every model counts as admitted together and seniority changes nothing). With
+the breadth gate, only an own model that passes the gate vouches by seniority, so a broad model
+stored early cannot use its age against narrower claimants. The price: whoever first admits a model that claims some images is their senior owner, so an attacker
 who holds a victim's images before the victim joins keeps sharing them; a replaced model starts
 afresh.
 
