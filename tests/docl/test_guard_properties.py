@@ -223,10 +223,30 @@ def nearest_model_rule(policy, scores, uploaders, *, alpha, margin):
 @given(situations())
 def test_claims_block_everything_the_nearest_model_rules_blocked(situation):
     """So no attack the old rules stopped (paper Fig. 4 adversaries included) gets through now;
-    owners lose only images that a nearer model, claiming nothing, used to exempt."""
+    owners lose only images that a nearer model, claiming nothing, used to exempt. Seniority
+    (which the old rules did not have) lets through only images that one of the uploader's own
+    models holds in its interval while admitted before some claimant."""
     guard, scores, uploaders = situation
     before = nearest_model_rule(
         guard.policy, scores, uploaders, alpha=guard.alpha, margin=guard.margin
     )
+    plain = Guard(
+        policy=guard.policy, alpha=guard.alpha, margin=guard.margin,
+        breadth_ratio=guard.breadth_ratio, breadth=guard._breadth,
+    )  # fmt: skip
+    without_seniority = plain.block_mask(scores, uploaders)[0]
+    assert not (before & ~without_seniority).any()
     after = guard.block_mask(scores, uploaders)[0]
-    assert not (before & ~after).any()
+    assert not (after & ~without_seniority).any()  # seniority never blocks more
+    d = scores.distances.double()
+    inside = d <= scores.error_mean + guard.alpha * scores.error_std
+    if not POLICIES[guard.policy].one_sided:
+        inside &= d >= scores.error_mean - guard.alpha * scores.error_std
+    for row in (without_seniority & ~after).nonzero()[:, 0].tolist():
+        own = [n for n, o in enumerate(scores.owners) if o == uploaders[row]]
+        others = [n for n, o in enumerate(scores.owners) if o != uploaders[row]]
+        assert any(
+            inside[row, n] and inside[row, c] and scores.admitted[n] < scores.admitted[c]
+            for n in own
+            for c in others
+        ), row
