@@ -35,13 +35,12 @@ as the input has claimants of distinct admissions that keep getting nearer; usua
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
 
 from imgprivacy.docl import BankScores, Guard
-from imgprivacy.docl.guard import POLICIES, read_claims
+from imgprivacy.docl.claims import POLICIES, intervals
 from imgprivacy.errors import InvalidInputError
 
 
@@ -63,71 +62,54 @@ def deciding_columns(scores: BankScores, uploaders: Sequence[str], guard: Guard)
         return scores
     claims = guard.claims(scores, list(uploaders))
     own = ownership(scores.owners, list(uploaders))
-    distances = scores.distances.to(torch.float64)
-    finite = torch.isfinite(distances) & torch.isfinite(scores.error_mean + scores.error_std)
+    rule = POLICIES[guard.policy]
+    d, inside, _ = intervals(scores, alpha=guard.alpha, one_sided=rule.one_sided)
     inf = torch.tensor(float("inf"), dtype=torch.float64)
-    # The uploader's own models, read as if they were the claimants: their nearest one whose
-    # interval holds the input is the voucher of a policy that needs a claim to vouch.
-    rule = dataclasses.replace(POLICIES[guard.policy], vouch="never")
-    inside_own = read_claims(scores, ~own, rule=rule, alpha=guard.alpha, margin=guard.margin)
-    own_best, own_index = torch.where(own & finite, distances, inf).min(dim=1)
+    # The nearest own model whose interval holds the input (the voucher of a policy that needs a
+    # claim to vouch), and the nearest own model of all.
+    own_inside, own_inside_index = torch.where(own & inside, d, inf).min(dim=1)
+    own_best, own_index = torch.where(own, d, inf).min(dim=1)
     picked = [
         scores.nearest,
         claims.culprit[torch.isfinite(claims.claimant_distance)],
-        inside_own.culprit[torch.isfinite(inside_own.claimant_distance)],
+        own_inside_index[torch.isfinite(own_inside)],
         own_index[torch.isfinite(own_best)],
     ]
     if guard.breadth_ratio is not None:
-        picked += _gate_columns(scores, own, guard, finite)
+        picked += _gate_columns(scores, d, inside, own, guard)
     if guard.seniority and scores.admitted is not None:
-        picked += _seniority_columns(scores, own, guard, finite)
+        picked += _seniority_columns(d, inside, own, scores.admitted)
     columns = torch.unique(torch.cat(picked)).tolist()
     columns.sort(key=lambda n: scores.model_ids[n])
     return scores.select(models=columns)
 
 
-def _inside(
-    scores: BankScores, guard: Guard, finite: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distances with the non-finite ones at +inf, (B, N) True where model n's interval at the
-    Guard's alpha holds input b) as the Guard reads them."""
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
-    d = torch.where(finite, scores.distances.to(torch.float64), inf)
-    mu = scores.error_mean.to(torch.float64)[None, :]
-    sigma = scores.error_std.to(torch.float64)[None, :]
-    inside = d <= mu + guard.alpha * sigma
-    if not POLICIES[guard.policy].one_sided:
-        inside &= d >= mu - guard.alpha * sigma
-    return d, inside
-
-
 def _gate_columns(
-    scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
+    scores: BankScores, d: torch.Tensor, inside: torch.Tensor, own: torch.Tensor, guard: Guard
 ) -> list[torch.Tensor]:
-    """The narrowest claimant of each input, and every own model that could vouch for it."""
-    rule = POLICIES[guard.policy]
+    """The narrowest claimant of each input, and every own model that could vouch for it
+    (``d`` and ``inside`` as :func:`~imgprivacy.docl.claims.intervals` gives them)."""
     inf = torch.tensor(float("inf"), dtype=torch.float64)
-    _, inside = _inside(scores, guard, finite)
+    finite = torch.isfinite(d)  # a broken model's distance is +inf there
     breadth = guard.breadth_of(scores.model_ids)
     known = torch.isfinite(breadth)
     key = torch.where(known, breadth, 0.0)[None, :]
-    narrowest, narrow_index = torch.where(inside & ~own & finite, key, inf).min(dim=1)
+    narrowest, narrow_index = torch.where(inside & ~own, key, inf).min(dim=1)
     could_vouch = own & finite & known[None, :]
-    if rule.vouch_needs_claim:
+    if POLICIES[guard.policy].vouch_needs_claim:
         could_vouch &= inside
     return [narrow_index[torch.isfinite(narrowest)], could_vouch.nonzero()[:, 1]]
 
 
 def _seniority_columns(
-    scores: BankScores, own: torch.Tensor, guard: Guard, finite: torch.Tensor
+    d: torch.Tensor, inside: torch.Tensor, own: torch.Tensor, admitted: torch.Tensor
 ) -> list[torch.Tensor]:
     """The oldest own model holding each input, and each input's staircase of claimants."""
     inf = torch.tensor(float("inf"), dtype=torch.float64)
-    d, inside = _inside(scores, guard, finite)
-    admitted = scores.admitted.to(torch.float64)
-    oldest, oldest_index = torch.where(own & inside & finite, admitted[None, :], inf).min(dim=1)
+    admitted = admitted.to(torch.float64)
+    oldest, oldest_index = torch.where(own & inside, admitted[None, :], inf).min(dim=1)
     order = torch.argsort(admitted, stable=True)
-    claimant = torch.where(inside & ~own & finite, d, inf)[:, order]
+    claimant = torch.where(inside & ~own, d, inf)[:, order]
     before = torch.cummin(claimant, dim=1).values  # nearest claimant up to each position
     before = torch.cat([torch.full_like(before[:, :1], float("inf")), before[:, :-1]], dim=1)
     step = (claimant < before).nonzero()[:, 1]  # nearer than every claimant sorted before it

@@ -6,8 +6,9 @@ this package (the service, the edge client) does not pay for importing scikit-le
 
 from imgprivacy.docl.autoencoder import OneClassAutoencoder, TrainHistory
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank
+from imgprivacy.docl.claims import POLICIES
 from imgprivacy.docl.config import AutoencoderConfig
-from imgprivacy.docl.guard import POLICIES, Decision, Guard
+from imgprivacy.docl.guard import Decision, Guard
 from imgprivacy.docl.persistence import (
     autoencoder_from_bytes,
     autoencoder_to_bytes,

@@ -46,6 +46,7 @@ import torch
 
 from imgprivacy.docl.bank import BankEntry, BankScores, FilterBank, snapshot_scores
 from imgprivacy.docl.bank_stack import LayerStack
+from imgprivacy.docl.claims import POLICIES
 from imgprivacy.docl.first_stage_kernel import UNSCORED, PairKernel
 from imgprivacy.docl.first_stage_sketch import (
     Sketches,
@@ -55,7 +56,7 @@ from imgprivacy.docl.first_stage_sketch import (
     reconstructions,
     sketch,
 )
-from imgprivacy.docl.guard import POLICIES, Decision, Guard, uploaders_per_input
+from imgprivacy.docl.guard import Decision, Guard, uploaders_per_input
 from imgprivacy.docl.validation import as_feature_matrix
 from imgprivacy.errors import InvalidInputError, NotFittedError
 

@@ -77,6 +77,7 @@ from dataclasses import dataclass
 import torch
 
 from imgprivacy.docl.bank import BankScores
+from imgprivacy.docl.claims import POLICIES, Claims, read_claims
 from imgprivacy.errors import InvalidInputError, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -105,106 +106,7 @@ class Decision:
         return "share" if self.share else "block"
 
 
-@dataclass(frozen=True, kw_only=True)
-class PolicyRule:
-    """How a policy reads the claims (see the module docstring)."""
-
-    one_sided: bool  # a claim is d <= mu + alpha*sigma (True) or mu - alpha*sigma <= d <= that
-    vouch: str  # the uploader's own models: "never" vouch, vouch when "nearer", or by "margin"
-    # Only an own model whose interval holds the image may vouch: admission bounds what a model
-    # claims (the probe check), so it then bounds what it can vouch for too.
-    vouch_needs_claim: bool = False
-
-    def __post_init__(self) -> None:
-        if self.vouch not in VOUCH_RULES:
-            raise UnknownNameError(
-                f"Unknown vouch rule {self.vouch!r}. Valid rules: {', '.join(VOUCH_RULES)}."
-            )
-
-
-VOUCH_RULES = ("never", "nearer", "margin")
-
-POLICIES: dict[str, PolicyRule] = {
-    "paper": PolicyRule(one_sided=False, vouch="nearer"),
-    "any-other": PolicyRule(one_sided=False, vouch="never"),
-    "exclude-uploader": PolicyRule(one_sided=False, vouch="never"),
-    "margin": PolicyRule(one_sided=True, vouch="margin", vouch_needs_claim=True),
-}
 DEFAULT_MARGIN = 1.5  # chosen on MNIST: see the Guard tables in docs/results.md
-
-
-@dataclass(frozen=True, kw_only=True)
-class Claims:
-    """The vectorised reading of a batch: who claims what, and what the Guard concluded."""
-
-    blocked: torch.Tensor  # (B,) bool
-    culprit: torch.Tensor  # (B,) index of the nearest claiming model (meaningful where blocked)
-    claimant_distance: torch.Tensor  # (B,) its distance, +inf where nothing claims
-    broken: torch.Tensor  # (B, N) bool: non-finite distances
-
-
-def read_claims(
-    scores: BankScores,
-    own: torch.Tensor,
-    *,
-    rule: PolicyRule,
-    alpha: float,
-    margin: float,
-    breadth: torch.Tensor | None = None,
-    breadth_ratio: float | None = None,
-    seniority: bool = False,
-) -> Claims:
-    """Apply ``rule`` to ``scores``; ``own`` (B, N) is True where model n is the uploader's.
-
-    ``breadth`` (N,) is each model's breadth (NaN where unknown), used with ``breadth_ratio``.
-    With ``seniority`` the uploader's own models admitted before a claimant vouch against it
-    (``scores.admitted``; see the module docstring).
-    """
-    d = scores.distances.to(torch.float64)
-    mu = scores.error_mean.to(torch.float64)
-    sigma = scores.error_std.to(torch.float64)
-    broken = ~torch.isfinite(d) | ~torch.isfinite(mu + sigma)[None, :]
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
-    d = torch.where(broken, inf, d)  # broken: farther than anything, inside no interval
-    inside = d <= mu + alpha * sigma
-    if not rule.one_sided:
-        inside &= d >= mu - alpha * sigma
-    claims = inside & ~own & ~broken
-    factor = {"never": None, "nearer": 1.0, "margin": margin}[rule.vouch]
-    if factor is not None:
-        voucher = own & inside if rule.vouch_needs_claim else own
-        if breadth_ratio is not None:
-            voucher &= _passes_gate(claims, breadth, breadth_ratio)
-        if seniority and scores.admitted is not None:
-            claims &= ~_junior_claims(claims, voucher & inside, scores.admitted)
-        own_best = torch.where(voucher, d, inf).min(dim=1).values
-    claimant_distance, culprit = torch.where(claims, d, inf).min(dim=1)
-    blocked = claims.any(dim=1)
-    if factor is not None:
-        blocked &= ~(own_best * factor < claimant_distance)
-    return Claims(
-        blocked=blocked, culprit=culprit, claimant_distance=claimant_distance, broken=broken
-    )
-
-
-def _passes_gate(claims: torch.Tensor, breadth: torch.Tensor, ratio: float) -> torch.Tensor:
-    """(B, N): model n is at most ``ratio`` times broader than input b's narrowest claimant."""
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
-    known = torch.isfinite(breadth)
-    narrowest = torch.where(claims, torch.where(known, breadth, 0.0)[None, :], inf)
-    voucher_breadth = torch.where(known, breadth, inf)[None, :]
-    return voucher_breadth <= ratio * narrowest.min(dim=1, keepdim=True).values
-
-
-def _junior_claims(
-    claims: torch.Tensor, senior_voucher: torch.Tensor, admitted: torch.Tensor
-) -> torch.Tensor:
-    """(B, N): the claims admitted strictly after input b's oldest own model whose interval
-    holds it (the claims its seniority answers)."""
-    admitted = admitted.to(torch.float64)
-    inf = torch.tensor(float("inf"), dtype=torch.float64)
-    oldest = torch.where(senior_voucher, admitted[None, :], inf).min(dim=1, keepdim=True).values
-    return claims & (admitted[None, :] > oldest)
 
 
 class Guard:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgprivacy.docl.claims import POLICIES
 from imgprivacy.docl.config import AutoencoderConfig
 from imgprivacy.docl.evaluate import GuardPoint, guard_point, nearest_model_accuracy, one_class_auc
-from imgprivacy.docl.guard import DEFAULT_MARGIN, POLICIES, Guard
+from imgprivacy.docl.guard import DEFAULT_MARGIN, Guard
 from imgprivacy.errors import InvalidInputError
 from imgprivacy.progress import ProgressFactory, resolve
 from imgprivacy.reproduce.docl_data import DoclData

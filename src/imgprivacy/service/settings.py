@@ -17,8 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from imgprivacy.docl.claims import POLICIES
 from imgprivacy.docl.defaults import DEFAULT_FEATURE_EXTRACTOR
-from imgprivacy.docl.guard import ALPHA_RANGE, POLICIES
+from imgprivacy.docl.guard import ALPHA_RANGE
 from imgprivacy.errors import InvalidInputError
 
 
